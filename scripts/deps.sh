@@ -1,0 +1,42 @@
+#!/bin/sh
+# Install the Debian packages gatekeeper needs for a given purpose, skipping
+# those already present, so `make run` and `make test` work on a fresh
+# Debian 12 machine with nothing installed by hand.
+#
+#   scripts/deps.sh build   compiler, pkg-config and the -dev libraries
+#   scripts/deps.sh test    build + cmocka, pytest, dnsmasq, openssl, curl
+#   scripts/deps.sh bench   test + nginx, HAProxy and wrk
+#   scripts/deps.sh fuzz    build + clang (libFuzzer)
+set -eu
+
+build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
+test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy"
+bench="$test nginx-light libnginx-mod-stream wrk"
+fuzz="$build clang libclang-rt-14-dev"
+
+case "${1:-build}" in
+build) want=$build ;;
+test) want=$test ;;
+bench) want=$bench ;;
+fuzz) want=$fuzz ;;
+*) echo "usage: $0 build|test|bench|fuzz" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+	SUDO=sudo
+else
+	SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
