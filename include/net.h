@@ -1,0 +1,63 @@
+/*
+ * net.h: address parsing and formatting, and socket helpers.
+ *
+ * Everything here is synchronous and small: turning "host:port" text into
+ * parts, IP literals into sockaddrs, sockaddrs back into text, and creating
+ * listening sockets. Errors are returned as text in a caller buffer (redis
+ * anet style) so the caller, who knows the context, logs them once.
+ */
+#ifndef GK_NET_H
+#define GK_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Longest text net_format can produce: "[v6addr%scope]:65535". */
+#define NET_ADDRSTRLEN 72
+/* Longest host name accepted in an address (RFC 1035 limit). */
+#define NET_HOSTMAX 253
+
+/*
+ * net_split_hostport splits "host:port", "[v6]:port", ":port" or "*:port".
+ * host (at least NET_HOSTMAX + 1 bytes) receives the host without brackets,
+ * "" for ":port" and "*:port". Returns 0, or -1 with a reason in err.
+ */
+int net_split_hostport(const char *text, char *host, size_t hostlen, uint16_t *port, char *err,
+    size_t errlen);
+
+/* net_parse_port parses a decimal port 1-65535 (0 too when allow_zero). */
+int net_parse_port(const char *text, int allow_zero, uint16_t *port);
+
+/*
+ * net_parse_ip fills ss from an IPv4 or IPv6 literal (no brackets) and port.
+ * Returns 0, or -1 when host is not an IP literal.
+ */
+int net_parse_ip(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
+
+/* net_valid_hostname: 1 if name is a syntactically valid DNS host name. */
+int net_valid_hostname(const char *name);
+
+/* net_format writes "ip:port" or "[ip]:port" into buf and returns buf. */
+const char *net_format(const struct sockaddr *sa, char *buf, size_t len);
+
+/* net_addr_format writes the address alone, without port. */
+const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
+
+/* net_sockaddr_len returns the length of a sockaddr of this family. */
+socklen_t net_sockaddr_len(const struct sockaddr *sa);
+
+/* net_sockaddr_equal compares family, address and port. */
+int net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
+
+/*
+ * net_listen opens a non-blocking, close-on-exec listening TCP socket on sa
+ * with SO_REUSEADDR (and IPV6_V6ONLY for IPv6, as nginx does, so 0.0.0.0:P
+ * and [::]:P can both be listed). Returns the fd, or -1 with err set.
+ */
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, char *err, size_t errlen);
+
+/* net_set_nodelay turns off Nagle on a connected TCP socket. */
+void net_set_nodelay(int fd);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * resolver.h: upstream names, resolved in the background and kept fresh.
+ *
+ * A listener "watches" its upstream HOST:PORT once; the resolver looks the
+ * name up with c-ares inside the libevent loop (it never blocks), re-resolves
+ * it at clamp(TTL, min_ttl, refresh), retries failures with back-off and
+ * keeps the last good answer until a new one succeeds. Sessions take a
+ * reference-counted snapshot of the current addresses, so a refresh never
+ * pulls an address list out from under a connection attempt.
+ */
+#ifndef GK_RESOLVER_H
+#define GK_RESOLVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct event_base;
+struct config_resolver;
+struct resolver;
+struct resolver_name;
+
+/* An immutable snapshot of a name's addresses, ports already set. */
+struct resolver_addrs {
+	unsigned refs;
+	size_t n;
+	struct sockaddr_storage addr[];
+};
+
+/*
+ * resolver_new creates the c-ares channel on base. nameservers from cfg
+ * override /etc/resolv.conf. Returns NULL and logs on failure.
+ */
+struct resolver *resolver_new(struct event_base *base, const struct config_resolver *cfg);
+
+/* resolver_free cancels every lookup and frees all names. */
+void resolver_free(struct resolver *res);
+
+/*
+ * resolver_watch starts keeping HOST:PORT resolved and returns its handle.
+ * Watching the same HOST:PORT twice returns the same handle with one more
+ * reference; each watch is paired with resolver_unwatch. An IP literal is
+ * "resolved" at once and never looked up. Returns NULL on out of memory.
+ */
+struct resolver_name *resolver_watch(struct resolver *res, const char *host, uint16_t port);
+void resolver_unwatch(struct resolver_name *name);
+
+/*
+ * resolver_addrs returns the current addresses with a reference the caller
+ * drops with resolver_addrs_release, or NULL when the name has never
+ * resolved. *start receives a round-robin index to begin connecting at, so
+ * new connections spread over every address.
+ */
+struct resolver_addrs *resolver_addrs(struct resolver_name *name, size_t *start);
+void resolver_addrs_release(struct resolver_addrs *addrs);
+
+/*
+ * resolver_refresh asks for a new lookup soon, as after a failed connect.
+ * It is rate-limited to one lookup per min_ttl (at least one second).
+ */
+void resolver_refresh(struct resolver_name *name);
+
+const char *resolver_name_host(const struct resolver_name *name);
+
+/* resolver_all_resolved: 1 if every watched name has addresses. */
+int resolver_all_resolved(const struct resolver *res);
+
+#endif

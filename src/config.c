@@ -1,0 +1,904 @@
+/*
+ * config.c: YAML (libyaml) and quick-mode settings -> struct config.
+ *
+ * The file is loaded as a libyaml document tree, so every node carries its
+ * line and column, then walked through key tables: one table per mapping
+ * (top level, log, resolver, defaults, a listener). A table entry names the
+ * key, its type and where it lands in the struct, so parsing, the
+ * did-you-mean for unknown keys and quick mode all share one description of
+ * the config. Every error is reported and counted; the result is either a
+ * complete, validated config or NULL.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "net.h"
+
+#define UNSET (-1)
+#define DURATION_MAX ((int64_t)24 * 3600 * 1000 * 365)
+
+enum key_type {
+	K_STRING,
+	K_DURATION,
+	K_COUNT,
+	K_ENUM,
+	K_LISTEN,
+	K_UPSTREAM,
+	K_ADDRLIST, /* list of "ip" or "ip:port" */
+	K_SECTION,  /* a nested mapping described by .sub */
+	K_LISTENERS,
+};
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t off;
+	const struct key *sub;      /* K_SECTION */
+	const char *const *choices; /* K_ENUM, NULL-terminated */
+	int64_t min, max;           /* K_COUNT, K_DURATION */
+};
+
+static const char *const mode_names[] = {"tcp", NULL};
+static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_names[] = {"logfmt", "json", NULL};
+
+#define END {NULL, K_STRING, 0, NULL, NULL, 0, 0}
+
+static const struct key log_keys[] = {
+	{"level", K_ENUM, offsetof(struct config, log.level), NULL, level_names, 0, 0},
+	{"format", K_ENUM, offsetof(struct config, log.format), NULL, format_names, 0, 0},
+	END,
+};
+
+static const struct key resolver_keys[] = {
+	{"nameservers", K_ADDRLIST, offsetof(struct config, resolver.nameservers), NULL, NULL, 0, 0},
+	{"refresh", K_DURATION, offsetof(struct config, resolver.refresh), NULL, NULL, 1000,
+	    DURATION_MAX},
+	{"min_ttl", K_DURATION, offsetof(struct config, resolver.min_ttl), NULL, NULL, 0,
+	    DURATION_MAX},
+	{"timeout", K_DURATION, offsetof(struct config, resolver.timeout), NULL, NULL, 10, 60000},
+	END,
+};
+
+static const struct key defaults_keys[] = {
+	{"connect_timeout", K_DURATION, offsetof(struct config, defaults.connect_timeout), NULL,
+	    NULL, 1, DURATION_MAX},
+	{"idle_timeout", K_DURATION, offsetof(struct config, defaults.idle_timeout), NULL, NULL, 0,
+	    DURATION_MAX},
+	{"max_connections", K_COUNT, offsetof(struct config, defaults.max_connections), NULL, NULL,
+	    0, 10000000},
+	{"drain_timeout", K_DURATION, offsetof(struct config, defaults.drain_timeout), NULL, NULL,
+	    0, DURATION_MAX},
+	END,
+};
+
+static const struct key listener_keys[] = {
+	{"name", K_STRING, offsetof(struct config_listener, name), NULL, NULL, 0, 0},
+	{"listen", K_LISTEN, offsetof(struct config_listener, listen), NULL, NULL, 0, 0},
+	{"mode", K_ENUM, offsetof(struct config_listener, mode), NULL, mode_names, 0, 0},
+	{"upstream", K_UPSTREAM, offsetof(struct config_listener, upstream), NULL, NULL, 0, 0},
+	{"connect_timeout", K_DURATION, offsetof(struct config_listener, connect_timeout), NULL,
+	    NULL, 1, DURATION_MAX},
+	{"idle_timeout", K_DURATION, offsetof(struct config_listener, idle_timeout), NULL, NULL, 0,
+	    DURATION_MAX},
+	{"max_connections", K_COUNT, offsetof(struct config_listener, max_connections), NULL, NULL,
+	    0, 10000000},
+	END,
+};
+
+static const struct key top_keys[] = {
+	{"log", K_SECTION, 0, log_keys, NULL, 0, 0},
+	{"resolver", K_SECTION, 0, resolver_keys, NULL, 0, 0},
+	{"defaults", K_SECTION, 0, defaults_keys, NULL, 0, 0},
+	{"listeners", K_LISTENERS, 0, NULL, NULL, 0, 0},
+	END,
+};
+
+/* Where an error is reported, and how many there were. */
+struct report {
+	const char *file;
+	FILE *out;
+	int errors;
+};
+
+static void report_error(struct report *r, const yaml_node_t *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+report_error(struct report *r, const yaml_node_t *node, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (node != NULL)
+		fprintf(r->out, "%s:%zu:%zu: ", r->file, node->start_mark.line + 1,
+		    node->start_mark.column + 1);
+	else
+		fprintf(r->out, "%s: ", r->file);
+	va_start(ap, fmt);
+	vfprintf(r->out, fmt, ap);
+	va_end(ap);
+	fputc('\n', r->out);
+	r->errors++;
+}
+
+/* ---- scalar values ---- */
+
+int
+config_parse_duration(const char *text, int64_t *ms)
+{
+	const char *p = text;
+	int64_t v = 0, mult;
+
+	if (strcmp(text, "0") == 0) {
+		*ms = 0;
+		return 0;
+	}
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (v > DURATION_MAX)
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	if (strcmp(p, "ms") == 0)
+		mult = 1;
+	else if (strcmp(p, "s") == 0)
+		mult = 1000;
+	else if (strcmp(p, "m") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(p, "h") == 0)
+		mult = 3600 * 1000;
+	else
+		return -1;
+	if (v > DURATION_MAX / mult)
+		return -1;
+	*ms = v * mult;
+	return 0;
+}
+
+const char *
+config_format_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms == 0)
+		snprintf(buf, len, "0");
+	else if (ms % 3600000 == 0)
+		snprintf(buf, len, "%" PRId64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, len, "%" PRId64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRId64 "ms", ms);
+	return buf;
+}
+
+const char *
+config_mode_name(enum config_mode mode)
+{
+	return mode_names[mode];
+}
+
+static int
+parse_count(const char *text, int64_t *out)
+{
+	int64_t v = 0;
+	const char *p;
+
+	if (*text == '\0' || strlen(text) > 12)
+		return -1;
+	for (p = text; *p; p++) {
+		if (!isdigit((unsigned char)*p))
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static void
+append_choices(char *err, size_t errlen, const char *const *choices)
+{
+	size_t n = strlen(err);
+
+	snprintf(err + n, errlen - n, " (use ");
+	for (size_t i = 0; choices[i] != NULL; i++) {
+		n = strlen(err);
+		snprintf(err + n, errlen - n, "%s%s", i == 0 ? "" : choices[i + 1] ? ", " : " or ",
+		    choices[i]);
+	}
+	n = strlen(err);
+	snprintf(err + n, errlen - n, ")");
+}
+
+static int
+parse_nameserver(const char *text, char *err, size_t errlen)
+{
+	char host[NET_HOSTMAX + 1];
+	struct sockaddr_storage ss;
+	socklen_t len;
+	uint16_t port;
+
+	/* A bare IP literal (53 implied), or IP:PORT / [IPv6]:PORT. */
+	if (net_parse_ip(text, 53, &ss, &len) == 0)
+		return 0;
+	if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1 ||
+	    net_parse_ip(host, port, &ss, &len) == -1 || port == 0) {
+		snprintf(err, errlen, "invalid nameserver '%s' (use an IP address, optionally with "
+				      ":PORT, like 127.0.0.11 or 127.0.0.1:5353)", text);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+strlist_add(struct config_strlist *l, const char *s)
+{
+	char **v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return -1;
+	l->v = v;
+	if ((l->v[l->n] = strdup(s)) == NULL)
+		return -1;
+	l->n++;
+	return 0;
+}
+
+static void
+strlist_clear(struct config_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+/*
+ * parse_scalar converts text for key k and stores it at dst. Returns 0, or
+ * -1 with a message (naming the key and saying what is expected) in err.
+ */
+static int
+parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
+{
+	char host[NET_HOSTMAX + 1], dbuf[32], dbuf2[32];
+	uint16_t port;
+	int64_t v;
+
+	switch (k->type) {
+	case K_STRING:
+		if (*text == '\0') {
+			snprintf(err, errlen, "'%s' must not be empty", k->name);
+			return -1;
+		}
+		free(*(char **)dst);
+		if ((*(char **)dst = strdup(text)) == NULL)
+			goto nomem;
+		return 0;
+	case K_DURATION:
+		if (config_parse_duration(text, &v) == -1) {
+			snprintf(err, errlen,
+			    "invalid duration '%s' for '%s' (use a whole number with ms, s, m or h, "
+			    "like 250ms, 5s or 10m)", text, k->name);
+			return -1;
+		}
+		if (v < k->min || v > k->max) {
+			snprintf(err, errlen, "'%s' must be between %s and %s, not '%s'", k->name,
+			    config_format_duration(k->min, dbuf, sizeof(dbuf)),
+			    config_format_duration(k->max, dbuf2, sizeof(dbuf2)), text);
+			return -1;
+		}
+		*(int64_t *)dst = v;
+		return 0;
+	case K_COUNT:
+		if (parse_count(text, &v) == -1 || v < k->min || v > k->max) {
+			snprintf(err, errlen,
+			    "invalid number '%s' for '%s' (use a whole number from %" PRId64
+			    " to %" PRId64 ")", text, k->name, k->min, k->max);
+			return -1;
+		}
+		*(int64_t *)dst = v;
+		return 0;
+	case K_ENUM:
+		for (int i = 0; k->choices[i] != NULL; i++) {
+			if (strcmp(k->choices[i], text) == 0) {
+				*(int *)dst = i;
+				return 0;
+			}
+		}
+		snprintf(err, errlen, "invalid %s '%s'", k->name, text);
+		append_choices(err, errlen, k->choices);
+		return -1;
+	case K_LISTEN: {
+		struct config_addr *a = dst;
+		if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
+			size_t n = strlen(err);
+			snprintf(err + n, errlen - n, " in listen '%s' (use IP:PORT, like "
+						      "0.0.0.0:80 or [::]:80)", text);
+			return -1;
+		}
+		if (host[0] == '\0')
+			strcpy(host, "0.0.0.0");
+		if (net_parse_ip(host, port, &a->ss, &a->len) == -1) {
+			snprintf(err, errlen,
+			    "invalid listen address '%s': '%s' is not an IP address (use IP:PORT, "
+			    "like 0.0.0.0:80, [::]:80 or 127.0.0.1:8080)", text, host);
+			return -1;
+		}
+		return 0;
+	}
+	case K_UPSTREAM: {
+		struct config_hostport *hp = dst;
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
+			size_t n = strlen(err);
+			snprintf(err + n, errlen - n, " in upstream '%s' (use HOST:PORT, like "
+						      "whoami:80 or [::1]:8080)", text);
+			return -1;
+		}
+		if (port == 0) {
+			snprintf(err, errlen, "invalid port '0' in upstream '%s' (use 1-65535)",
+			    text);
+			return -1;
+		}
+		if (net_parse_ip(host, port, &ss, &len) == -1 && !net_valid_hostname(host)) {
+			snprintf(err, errlen, "invalid host '%s' in upstream '%s' (use a DNS name "
+					      "or an IP address)", host, text);
+			return -1;
+		}
+		free(hp->host);
+		if ((hp->host = strdup(host)) == NULL)
+			goto nomem;
+		hp->port = port;
+		return 0;
+	}
+	case K_ADDRLIST: {
+		/* In quick mode the whole list comes as one comma-separated value. */
+		struct config_strlist *l = dst;
+		char *copy = strdup(text), *save = NULL, *tok;
+		int rc = 0;
+		if (copy == NULL)
+			goto nomem;
+		for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+		     tok = strtok_r(NULL, ", ", &save)) {
+			if (parse_nameserver(tok, err, errlen) == -1 || strlist_add(l, tok) == -1) {
+				rc = -1;
+				break;
+			}
+		}
+		free(copy);
+		return rc;
+	}
+	case K_SECTION:
+	case K_LISTENERS:
+		break;
+	}
+	snprintf(err, errlen, "'%s' is not a single value", k->name);
+	return -1;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* ---- did you mean ---- */
+
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), prev[64], cur[64];
+
+	if (la >= 63 || lb >= 63)
+		return 99;
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+			cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+		memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+	}
+	return prev[lb];
+}
+
+/* closest_key returns the key name nearest to name, or NULL if none is close. */
+static const char *
+closest_key(const struct key *table, const char *name)
+{
+	const char *best = NULL;
+	size_t best_d = 99, limit = strlen(name) <= 4 ? 1 : strlen(name) <= 8 ? 2 : 3;
+
+	for (const struct key *k = table; k->name != NULL; k++) {
+		size_t d = edit_distance(name, k->name);
+		/* Also catch '-' for '_' and case slips, which are common. */
+		char norm[64];
+		size_t i;
+		for (i = 0; name[i] && i < sizeof(norm) - 1; i++)
+			norm[i] = name[i] == '-' ? '_' : (char)tolower((unsigned char)name[i]);
+		norm[i] = '\0';
+		if (strcmp(norm, k->name) == 0)
+			d = 0;
+		if (d < best_d) {
+			best_d = d;
+			best = k->name;
+		}
+	}
+	return best_d <= limit ? best : NULL;
+}
+
+/* ---- the YAML walk ---- */
+
+struct walk {
+	struct report *report;
+	yaml_document_t *doc;
+	struct config *cfg;
+};
+
+static const char *
+node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_SCALAR_NODE:
+		return "a single value";
+	case YAML_SEQUENCE_NODE:
+		return "a list";
+	case YAML_MAPPING_NODE:
+		return "a mapping";
+	default:
+		return "nothing";
+	}
+}
+
+static const char *
+scalar(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static void walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
+    void *base, const char *where);
+
+static void
+walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *base,
+    const char *where)
+{
+	char err[512];
+	void *dst = (char *)base + k->off;
+
+	if (k->type == K_SECTION) {
+		char sub[64];
+		if (val->type == YAML_SCALAR_NODE && scalar(val)[0] == '\0')
+			return; /* "log:" with nothing under it */
+		if (val->type != YAML_MAPPING_NODE) {
+			report_error(w->report, val, "'%s' must be a mapping, not %s", k->name,
+			    node_kind(val));
+			return;
+		}
+		snprintf(sub, sizeof(sub), "%s", k->name);
+		walk_mapping(w, val, k->sub, base, sub);
+		return;
+	}
+	if (k->type == K_LISTENERS) {
+		struct config *cfg = w->cfg;
+		if (val->type != YAML_SEQUENCE_NODE) {
+			report_error(w->report, val,
+			    "'listeners' must be a list (each item starts with '- ')");
+			return;
+		}
+		for (yaml_node_item_t *it = val->data.sequence.items.start;
+		     it < val->data.sequence.items.top; it++) {
+			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
+			struct config_listener *l, *grown;
+			char sub[64];
+
+			grown = realloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*grown));
+			if (grown == NULL) {
+				report_error(w->report, item, "out of memory");
+				return;
+			}
+			cfg->listeners = grown;
+			l = &cfg->listeners[cfg->n_listeners++];
+			memset(l, 0, sizeof(*l));
+			l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+			l->line = (int)item->start_mark.line + 1;
+			l->col = (int)item->start_mark.column + 1;
+			snprintf(sub, sizeof(sub), "listeners[%zu]", cfg->n_listeners - 1);
+			if (item->type != YAML_MAPPING_NODE) {
+				report_error(w->report, item, "%s must be a mapping, not %s", sub,
+				    node_kind(item));
+				continue;
+			}
+			walk_mapping(w, item, listener_keys, l, sub);
+		}
+		return;
+	}
+	if (k->type == K_ADDRLIST && val->type == YAML_SEQUENCE_NODE) {
+		for (yaml_node_item_t *it = val->data.sequence.items.start;
+		     it < val->data.sequence.items.top; it++) {
+			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
+			if (item->type != YAML_SCALAR_NODE) {
+				report_error(w->report, item, "'%s' items must be addresses",
+				    k->name);
+				continue;
+			}
+			if (parse_scalar(k, scalar(item), dst, err, sizeof(err)) == -1)
+				report_error(w->report, item, "%s", err);
+		}
+		return;
+	}
+	if (val->type != YAML_SCALAR_NODE) {
+		report_error(w->report, val, "'%s' in %s must be a single value, not %s", k->name,
+		    where, node_kind(val));
+		return;
+	}
+	if (parse_scalar(k, scalar(val), dst, err, sizeof(err)) == -1)
+		report_error(w->report, val, "%s", err);
+}
+
+static void
+walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, void *base,
+    const char *where)
+{
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(w->doc, p->value);
+		const struct key *k;
+		const char *name, *hint;
+		int dup = 0;
+
+		if (kn->type != YAML_SCALAR_NODE) {
+			report_error(w->report, kn, "keys in %s must be plain names", where);
+			continue;
+		}
+		name = scalar(kn);
+		for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *prev = yaml_document_get_node(w->doc, q->key);
+			if (prev->type == YAML_SCALAR_NODE && strcmp(scalar(prev), name) == 0)
+				dup = 1;
+		}
+		if (dup) {
+			report_error(w->report, kn, "duplicate key '%s' in %s", name, where);
+			continue;
+		}
+		for (k = table; k->name != NULL; k++)
+			if (strcmp(k->name, name) == 0)
+				break;
+		if (k->name == NULL) {
+			hint = closest_key(table, name);
+			if (hint != NULL)
+				report_error(w->report, kn,
+				    "unknown key '%s' in %s (did you mean '%s'?)", name, where,
+				    hint);
+			else
+				report_error(w->report, kn, "unknown key '%s' in %s", name, where);
+			continue;
+		}
+		walk_value(w, k, vn, base, where);
+	}
+}
+
+/* ---- defaults and validation ---- */
+
+static struct config *
+config_new_defaults(void)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->log.level = LOG_LEVEL_INFO;
+	cfg->log.format = LOG_FORMAT_LOGFMT;
+	cfg->resolver.refresh = 30 * 1000;
+	cfg->resolver.min_ttl = 1000;
+	cfg->resolver.timeout = 2000;
+	cfg->defaults.connect_timeout = 5000;
+	cfg->defaults.idle_timeout = 5 * 60 * 1000;
+	cfg->defaults.max_connections = 4096;
+	cfg->defaults.drain_timeout = 8000;
+	return cfg;
+}
+
+/*
+ * validate fills inherited listener values and checks what no single key
+ * can: required keys, unique names and addresses.
+ */
+static void
+validate(struct config *cfg, struct report *r, int quick)
+{
+	if (cfg->resolver.min_ttl > cfg->resolver.refresh)
+		report_error(r, NULL, "resolver: min_ttl must not exceed refresh");
+	if (cfg->n_listeners == 0)
+		report_error(r, NULL, "no listeners defined (add a 'listeners:' list)");
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		yaml_node_t pos;
+
+		memset(&pos, 0, sizeof(pos));
+		pos.start_mark.line = (size_t)(l->line > 0 ? l->line - 1 : 0);
+		pos.start_mark.column = (size_t)(l->col > 0 ? l->col - 1 : 0);
+		if (l->connect_timeout == UNSET)
+			l->connect_timeout = cfg->defaults.connect_timeout;
+		if (l->idle_timeout == UNSET)
+			l->idle_timeout = cfg->defaults.idle_timeout;
+		if (l->max_connections == UNSET)
+			l->max_connections = cfg->defaults.max_connections;
+		if (quick) {
+			if (l->listen.len == 0)
+				report_error(r, NULL, "--listen (or GATEKEEPER_LISTEN) is required");
+			if (l->upstream.host == NULL)
+				report_error(r, NULL, "--upstream (or GATEKEEPER_UPSTREAM) is required");
+			continue;
+		}
+		if (l->name == NULL)
+			report_error(r, &pos, "listeners[%zu]: missing required key 'name'", i);
+		if (l->listen.len == 0)
+			report_error(r, &pos, "listeners[%zu]: missing required key 'listen'", i);
+		if (l->upstream.host == NULL)
+			report_error(r, &pos, "listeners[%zu]: missing required key 'upstream'", i);
+		for (size_t j = 0; j < i; j++) {
+			struct config_listener *o = &cfg->listeners[j];
+			if (l->name && o->name && strcmp(l->name, o->name) == 0)
+				report_error(r, &pos,
+				    "listeners[%zu]: name '%s' is already used by listeners[%zu]",
+				    i, l->name, j);
+			if (l->listen.len && o->listen.len &&
+			    net_sockaddr_equal((struct sockaddr *)&l->listen.ss,
+				(struct sockaddr *)&o->listen.ss) &&
+			    ((struct sockaddr_in *)&l->listen.ss)->sin_port != 0)
+				report_error(r, &pos,
+				    "listeners[%zu]: address is already used by listeners[%zu]", i,
+				    j);
+		}
+	}
+}
+
+static struct config *
+load_document(const char *name, yaml_parser_t *parser, FILE *errs)
+{
+	struct report r = {name, errs, 0};
+	struct config *cfg = NULL;
+	yaml_document_t doc;
+	yaml_node_t *root;
+
+	if (!yaml_parser_load(parser, &doc)) {
+		fprintf(errs, "%s:%zu:%zu: YAML syntax error: %s", name,
+		    parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+		    parser->problem ? parser->problem : "unknown problem");
+		if (parser->context)
+			fprintf(errs, " (%s, line %zu)", parser->context,
+			    parser->context_mark.line + 1);
+		fputc('\n', errs);
+		return NULL;
+	}
+	if ((cfg = config_new_defaults()) == NULL) {
+		report_error(&r, NULL, "out of memory");
+		goto done;
+	}
+	if ((cfg->path = strdup(name)) == NULL) {
+		report_error(&r, NULL, "out of memory");
+		goto done;
+	}
+	root = yaml_document_get_root_node(&doc);
+	if (root == NULL) {
+		report_error(&r, NULL, "the file is empty (it needs at least 'listeners:')");
+		goto done;
+	}
+	if (root->type != YAML_MAPPING_NODE) {
+		report_error(&r, root, "the top level must be a mapping of sections (log, "
+				       "resolver, defaults, listeners), not %s", node_kind(root));
+		goto done;
+	}
+	struct walk w = {&r, &doc, cfg};
+	walk_mapping(&w, root, top_keys, cfg, "the top level");
+	validate(cfg, &r, 0);
+done:
+	yaml_document_delete(&doc);
+	if (r.errors > 0) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+struct config *
+config_load_string(const char *name, const char *text, size_t len, FILE *errs)
+{
+	yaml_parser_t parser;
+	struct config *cfg;
+
+	if (!yaml_parser_initialize(&parser)) {
+		fprintf(errs, "%s: out of memory\n", name);
+		return NULL;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	cfg = load_document(name, &parser, errs);
+	yaml_parser_delete(&parser);
+	return cfg;
+}
+
+struct config *
+config_load(const char *path, FILE *errs)
+{
+	yaml_parser_t parser;
+	struct config *cfg;
+	FILE *f;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		fprintf(errs, "%s: cannot open: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (!yaml_parser_initialize(&parser)) {
+		fclose(f);
+		fprintf(errs, "%s: out of memory\n", path);
+		return NULL;
+	}
+	yaml_parser_set_input_file(&parser, f);
+	cfg = load_document(path, &parser, errs);
+	yaml_parser_delete(&parser);
+	fclose(f);
+	return cfg;
+}
+
+/* ---- quick mode ---- */
+
+/* Each quick setting names a table entry, so values parse exactly as in YAML. */
+static const struct quick {
+	const char *setting;
+	const struct key *table;
+	const char *key;
+} quick_map[] = {
+    {"listen", listener_keys, "listen"},
+    {"upstream", listener_keys, "upstream"},
+    {"mode", listener_keys, "mode"},
+    {"name", listener_keys, "name"},
+    {"connect-timeout", listener_keys, "connect_timeout"},
+    {"idle-timeout", listener_keys, "idle_timeout"},
+    {"max-connections", listener_keys, "max_connections"},
+    {"log-level", log_keys, "level"},
+    {"log-format", log_keys, "format"},
+    {"nameservers", resolver_keys, "nameservers"},
+    {"refresh", resolver_keys, "refresh"},
+    {"min-ttl", resolver_keys, "min_ttl"},
+    {"drain-timeout", defaults_keys, "drain_timeout"},
+};
+
+const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
+    "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
+    "nameservers", "refresh", "min-ttl", "drain-timeout", NULL};
+
+struct config *
+config_quick_new(void)
+{
+	struct config *cfg = config_new_defaults();
+	struct config_listener *l;
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->path = strdup("(command line)");
+	cfg->listeners = l = calloc(1, sizeof(*l));
+	if (cfg->path == NULL || l == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	cfg->n_listeners = 1;
+	l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	return cfg;
+}
+
+int
+config_quick_set(struct config *cfg, const char *setting, const char *value, char *err,
+    size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(quick_map) / sizeof(quick_map[0]); i++) {
+		const struct quick *q = &quick_map[i];
+		const struct key *k;
+		void *base;
+
+		if (strcmp(q->setting, setting) != 0)
+			continue;
+		for (k = q->table; strcmp(k->name, q->key) != 0; k++)
+			;
+		base = q->table == listener_keys ? (void *)&cfg->listeners[0] : (void *)cfg;
+		if (k->type == K_ADDRLIST)
+			strlist_clear((struct config_strlist *)((char *)base + k->off));
+		return parse_scalar(k, value, (char *)base + k->off, err, errlen);
+	}
+	snprintf(err, errlen, "unknown setting '%s'", setting);
+	return -2;
+}
+
+int
+config_quick_finish(struct config *cfg, FILE *errs)
+{
+	struct report r = {"gatekeeper", errs, 0};
+	struct config_listener *l = &cfg->listeners[0];
+
+	if (l->name == NULL && (l->name = strdup("default")) == NULL)
+		report_error(&r, NULL, "out of memory");
+	validate(cfg, &r, 1);
+	return r.errors ? -1 : 0;
+}
+
+/* ---- dump and free ---- */
+
+static void
+dump_string(FILE *out, const char *s)
+{
+	/* Double-quoted YAML: safe for any name. */
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+void
+config_dump(const struct config *cfg, FILE *out)
+{
+	char d1[32], d2[32], d3[32], d4[32], abuf[NET_ADDRSTRLEN];
+
+	fprintf(out, "log:\n  level: %s\n  format: %s\n", log_level_name(cfg->log.level),
+	    log_format_name(cfg->log.format));
+	fprintf(out, "resolver:\n  nameservers: [");
+	for (size_t i = 0; i < cfg->resolver.nameservers.n; i++) {
+		fprintf(out, "%s", i ? ", " : "");
+		dump_string(out, cfg->resolver.nameservers.v[i]);
+	}
+	fprintf(out, "]\n  refresh: %s\n  min_ttl: %s\n  timeout: %s\n",
+	    config_format_duration(cfg->resolver.refresh, d1, sizeof(d1)),
+	    config_format_duration(cfg->resolver.min_ttl, d2, sizeof(d2)),
+	    config_format_duration(cfg->resolver.timeout, d3, sizeof(d3)));
+	fprintf(out,
+	    "defaults:\n  connect_timeout: %s\n  idle_timeout: %s\n  max_connections: %" PRId64
+	    "\n  drain_timeout: %s\n",
+	    config_format_duration(cfg->defaults.connect_timeout, d1, sizeof(d1)),
+	    config_format_duration(cfg->defaults.idle_timeout, d2, sizeof(d2)),
+	    cfg->defaults.max_connections,
+	    config_format_duration(cfg->defaults.drain_timeout, d4, sizeof(d4)));
+	fprintf(out, "listeners:\n");
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		int v6 = strchr(l->upstream.host, ':') != NULL;
+
+		fprintf(out, "  - name: ");
+		dump_string(out, l->name);
+		fprintf(out, "\n    listen: \"%s\"\n    mode: %s\n    upstream: \"%s%s%s:%u\"\n",
+		    net_format((const struct sockaddr *)&l->listen.ss, abuf, sizeof(abuf)),
+		    config_mode_name(l->mode), v6 ? "[" : "", l->upstream.host, v6 ? "]" : "",
+		    l->upstream.port);
+		fprintf(out,
+		    "    connect_timeout: %s\n    idle_timeout: %s\n    max_connections: %" PRId64
+		    "\n",
+		    config_format_duration(l->connect_timeout, d1, sizeof(d1)),
+		    config_format_duration(l->idle_timeout, d2, sizeof(d2)), l->max_connections);
+	}
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		free(cfg->listeners[i].name);
+		free(cfg->listeners[i].upstream.host);
+	}
+	free(cfg->listeners);
+	strlist_clear(&cfg->resolver.nameservers);
+	free(cfg->path);
+	free(cfg);
+}

@@ -1,0 +1,266 @@
+/*
+ * log.c: the one place that formats and writes log lines.
+ *
+ * A line is assembled in a fixed stack buffer and written with one write(2),
+ * which keeps lines whole even when several processes share stderr. Values
+ * are escaped for the chosen format: logfmt quotes values that contain
+ * spaces, quotes, '=' or non-printable bytes, and JSON escapes everything
+ * outside printable ASCII, so hostile bytes from the wire (a SNI, a Host
+ * header) can neither break a line nor inject a field.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define LOG_LINE_MAX 4096
+
+static enum log_level log_threshold = LOG_LEVEL_INFO;
+static enum log_format log_fmt = LOG_FORMAT_LOGFMT;
+
+struct line {
+	char buf[LOG_LINE_MAX];
+	size_t len;
+	int truncated;
+};
+
+void
+log_setup(enum log_level level, enum log_format format)
+{
+	log_threshold = level;
+	log_fmt = format;
+}
+
+int
+log_enabled(enum log_level level)
+{
+	return level >= log_threshold;
+}
+
+const char *
+log_level_name(enum log_level level)
+{
+	switch (level) {
+	case LOG_LEVEL_DEBUG:
+		return "debug";
+	case LOG_LEVEL_INFO:
+		return "info";
+	case LOG_LEVEL_WARN:
+		return "warn";
+	case LOG_LEVEL_ERROR:
+		return "error";
+	}
+	return "info";
+}
+
+const char *
+log_format_name(enum log_format format)
+{
+	return format == LOG_FORMAT_JSON ? "json" : "logfmt";
+}
+
+static void
+put(struct line *l, const char *s, size_t n)
+{
+	/* Keep two bytes for the closing brace and the newline. */
+	size_t room = sizeof(l->buf) - 2 - l->len;
+
+	if (n > room) {
+		n = room;
+		l->truncated = 1;
+	}
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
+}
+
+static void
+puts_(struct line *l, const char *s)
+{
+	put(l, s, strlen(s));
+}
+
+static int
+logfmt_needs_quotes(const char *s)
+{
+	if (*s == '\0')
+		return 1;
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f)
+			return 1;
+	}
+	return 0;
+}
+
+/* put_escaped writes s as a logfmt or JSON string value. */
+static void
+put_escaped(struct line *l, const char *s, int quote)
+{
+	char esc[8];
+
+	if (quote)
+		put(l, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			put(l, esc, 2);
+		} else if (c == '\n') {
+			put(l, "\\n", 2);
+		} else if (c == '\t') {
+			put(l, "\\t", 2);
+		} else if (c < 0x20 || c >= 0x7f) {
+			if (log_fmt == LOG_FORMAT_JSON)
+				snprintf(esc, sizeof(esc), "\\u%04x", c);
+			else
+				snprintf(esc, sizeof(esc), "\\x%02x", c);
+			puts_(l, esc);
+		} else {
+			put(l, (const char *)&c, 1);
+		}
+	}
+	if (quote)
+		put(l, "\"", 1);
+}
+
+static void
+put_field(struct line *l, const char *key, const char *str, long long num, int is_num)
+{
+	char nbuf[32];
+
+	if (is_num) {
+		snprintf(nbuf, sizeof(nbuf), "%lld", num);
+		str = nbuf;
+	} else if (str == NULL) {
+		str = "-";
+	}
+	if (log_fmt == LOG_FORMAT_JSON) {
+		put(l, ",\"", 2);
+		put_escaped(l, key, 0);
+		put(l, "\":", 2);
+		if (is_num)
+			puts_(l, str);
+		else
+			put_escaped(l, str, 1);
+	} else {
+		put(l, " ", 1);
+		puts_(l, key);
+		put(l, "=", 1);
+		put_escaped(l, str, !is_num && logfmt_needs_quotes(str));
+	}
+}
+
+static void
+put_timestamp(struct line *l)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[96];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+	if (log_fmt == LOG_FORMAT_JSON) {
+		put(l, "{\"ts\":\"", 7);
+		puts_(l, buf);
+		put(l, "\"", 1);
+	} else {
+		put(l, "ts=", 3);
+		puts_(l, buf);
+	}
+}
+
+void
+log_fields(enum log_level level, const char *msg, const struct log_field *fields, size_t n)
+{
+	struct line l;
+	ssize_t w;
+	size_t off;
+	int saved_errno = errno;
+
+	if (!log_enabled(level))
+		return;
+	l.len = 0;
+	l.truncated = 0;
+	put_timestamp(&l);
+	put_field(&l, "level", log_level_name(level), 0, 0);
+	put_field(&l, "msg", msg, 0, 0);
+	for (size_t i = 0; i < n; i++)
+		put_field(&l, fields[i].key, fields[i].str, fields[i].num, fields[i].is_num);
+	if (l.truncated && log_fmt == LOG_FORMAT_LOGFMT) {
+		/* Mark a cut line so a reader knows a field is incomplete. */
+		l.len = sizeof(l.buf) - 2 - 15;
+		memcpy(l.buf + l.len, " truncated=true", 15);
+		l.len += 15;
+	} else if (l.truncated) {
+		/* A cut JSON line would not parse: replace it with a marker line. */
+		l.len = 0;
+		l.truncated = 0;
+		put_timestamp(&l);
+		put_field(&l, "level", log_level_name(level), 0, 0);
+		put_field(&l, "msg", msg, 0, 0);
+		put_field(&l, "truncated", "true", 0, 0);
+	}
+	if (log_fmt == LOG_FORMAT_JSON)
+		l.buf[l.len++] = '}';
+	l.buf[l.len++] = '\n';
+	for (off = 0; off < l.len; off += (size_t)w) {
+		w = write(STDERR_FILENO, l.buf + off, l.len - off);
+		if (w < 0 && errno == EINTR) {
+			w = 0;
+			continue;
+		}
+		if (w <= 0)
+			break;
+	}
+	errno = saved_errno;
+}
+
+static void
+vlog(enum log_level level, int with_errno, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	int saved_errno = errno;
+	int n;
+
+	if (!log_enabled(level))
+		return;
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (with_errno && n >= 0 && (size_t)n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - (size_t)n, ": %s", strerror(saved_errno));
+	log_fields(level, msg, NULL, 0);
+	errno = saved_errno;
+}
+
+#define LOG_WRAPPER(fn, level, with_errno)                                                         \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vlog(level, with_errno, fmt, ap);                                                  \
+		va_end(ap);                                                                        \
+	}
+
+LOG_WRAPPER(log_debug, LOG_LEVEL_DEBUG, 0)
+LOG_WRAPPER(log_info, LOG_LEVEL_INFO, 0)
+LOG_WRAPPER(log_warn, LOG_LEVEL_WARN, 1)
+LOG_WRAPPER(log_warnx, LOG_LEVEL_WARN, 0)
+LOG_WRAPPER(log_error, LOG_LEVEL_ERROR, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}

@@ -1,0 +1,498 @@
+/*
+ * resolver.c: c-ares 1.18 inside the libevent loop, and the refresh policy.
+ *
+ * c-ares tells us which sockets it wants watched through
+ * ARES_OPT_SOCK_STATE_CB; each gets one persistent libevent event, and a
+ * single timer re-armed from ares_timeout() drives retransmissions (the
+ * pattern c-ares documents for 1.18, which has no ares_process_fds and no
+ * event thread). Every watched name has its own refresh timer. A successful
+ * answer replaces the address snapshot and schedules the next lookup at
+ * clamp(lowest TTL, min_ttl, refresh); a failure keeps the old snapshot and
+ * retries with exponential back-off capped at refresh.
+ */
+#include <ares.h>
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "config.h"
+#include "log.h"
+#include "net.h"
+#include "resolver.h"
+
+#define RETRY_FIRST_MS 1000
+
+struct sock_watch {
+	ares_socket_t fd;
+	struct event *ev;
+	struct resolver *res;
+	LIST_ENTRY(sock_watch) entry;
+};
+
+struct resolver_name {
+	struct resolver *res; /* NULL once unwatched while a lookup is in flight */
+	TAILQ_ENTRY(resolver_name) entry;
+	char *host;
+	uint16_t port;
+	unsigned refs;
+	int literal;
+	int in_flight;
+	unsigned failures;
+	size_t rr;
+	struct resolver_addrs *addrs;
+	struct event *timer;
+	struct timeval last_lookup;
+};
+
+struct resolver {
+	struct event_base *base;
+	ares_channel channel;
+	struct event *timeout_ev;
+	LIST_HEAD(, sock_watch) socks;
+	TAILQ_HEAD(, resolver_name) names;
+	int64_t refresh_ms, min_ttl_ms;
+};
+
+static void lookup_start(struct resolver_name *n);
+
+static void
+arm_timeout(struct resolver *res)
+{
+	struct timeval tv, *tvp;
+
+	tvp = ares_timeout(res->channel, NULL, &tv);
+	if (tvp != NULL)
+		evtimer_add(res->timeout_ev, tvp);
+	else
+		evtimer_del(res->timeout_ev);
+}
+
+static void
+on_ares_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolver *res = arg;
+
+	(void)fd;
+	(void)what;
+	ares_process_fd(res->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	arm_timeout(res);
+}
+
+static void
+on_ares_socket(evutil_socket_t fd, short what, void *arg)
+{
+	struct sock_watch *sw = arg;
+	struct resolver *res = sw->res;
+
+	/* sw may be freed inside ares_process_fd (socket closed): use res only. */
+	ares_process_fd(res->channel, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	arm_timeout(res);
+}
+
+/* Called by c-ares when a socket opens, changes interest, or closes (0, 0). */
+static void
+on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct resolver *res = data;
+	struct sock_watch *sw;
+
+	LIST_FOREACH(sw, &res->socks, entry)
+		if (sw->fd == fd)
+			break;
+	if (sw != NULL) {
+		event_free(sw->ev);
+		sw->ev = NULL;
+	}
+	if (!readable && !writable) {
+		if (sw != NULL) {
+			LIST_REMOVE(sw, entry);
+			free(sw);
+		}
+		return;
+	}
+	if (sw == NULL) {
+		if ((sw = calloc(1, sizeof(*sw))) == NULL) {
+			log_error("resolver: out of memory watching a DNS socket");
+			return;
+		}
+		sw->fd = fd;
+		sw->res = res;
+		LIST_INSERT_HEAD(&res->socks, sw, entry);
+	}
+	sw->ev = event_new(res->base, fd,
+	    (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
+	    on_ares_socket, sw);
+	if (sw->ev == NULL || event_add(sw->ev, NULL) == -1)
+		log_error("resolver: cannot watch a DNS socket");
+}
+
+struct resolver *
+resolver_new(struct event_base *base, const struct config_resolver *cfg)
+{
+	struct resolver *res;
+	struct ares_options opts;
+	int rc, mask;
+
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		log_error("resolver: c-ares init failed: %s", ares_strerror(rc));
+		return NULL;
+	}
+	if ((res = calloc(1, sizeof(*res))) == NULL)
+		return NULL;
+	res->base = base;
+	res->refresh_ms = cfg->refresh;
+	res->min_ttl_ms = cfg->min_ttl;
+	LIST_INIT(&res->socks);
+	TAILQ_INIT(&res->names);
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = on_sock_state;
+	opts.sock_state_cb_data = res;
+	opts.timeout = (int)cfg->timeout;
+	opts.tries = 2;
+	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	if ((rc = ares_init_options(&res->channel, &opts, mask)) != ARES_SUCCESS) {
+		log_error("resolver: c-ares channel: %s", ares_strerror(rc));
+		free(res);
+		return NULL;
+	}
+	if (cfg->nameservers.n > 0) {
+		/* "ip" or "ip:port" / "[v6]:port", comma-separated, as c-ares wants. */
+		size_t len = 1;
+		char *csv;
+		for (size_t i = 0; i < cfg->nameservers.n; i++)
+			len += strlen(cfg->nameservers.v[i]) + 1;
+		if ((csv = calloc(1, len)) == NULL)
+			goto fail;
+		for (size_t i = 0; i < cfg->nameservers.n; i++) {
+			if (i)
+				strcat(csv, ",");
+			strcat(csv, cfg->nameservers.v[i]);
+		}
+		rc = ares_set_servers_ports_csv(res->channel, csv);
+		free(csv);
+		if (rc != ARES_SUCCESS) {
+			log_error("resolver: nameservers: %s", ares_strerror(rc));
+			goto fail;
+		}
+	}
+	if ((res->timeout_ev = evtimer_new(base, on_ares_timeout, res)) == NULL)
+		goto fail;
+	return res;
+fail:
+	ares_destroy(res->channel);
+	free(res);
+	return NULL;
+}
+
+static void
+name_free(struct resolver_name *n)
+{
+	if (n->timer)
+		event_free(n->timer);
+	if (n->addrs)
+		resolver_addrs_release(n->addrs);
+	free(n->host);
+	free(n);
+}
+
+void
+resolver_free(struct resolver *res)
+{
+	struct resolver_name *n;
+	struct sock_watch *sw;
+
+	if (res == NULL)
+		return;
+	/* Pending callbacks run now with ARES_EDESTRUCTION. */
+	ares_destroy(res->channel);
+	while ((n = TAILQ_FIRST(&res->names)) != NULL) {
+		TAILQ_REMOVE(&res->names, n, entry);
+		name_free(n);
+	}
+	while ((sw = LIST_FIRST(&res->socks)) != NULL) {
+		LIST_REMOVE(sw, entry);
+		if (sw->ev)
+			event_free(sw->ev);
+		free(sw);
+	}
+	event_free(res->timeout_ev);
+	free(res);
+	ares_library_cleanup();
+}
+
+void
+resolver_addrs_release(struct resolver_addrs *a)
+{
+	if (a != NULL && --a->refs == 0)
+		free(a);
+}
+
+struct resolver_addrs *
+resolver_addrs(struct resolver_name *n, size_t *start)
+{
+	if (n->addrs == NULL || n->addrs->n == 0)
+		return NULL;
+	n->addrs->refs++;
+	*start = n->rr++ % n->addrs->n;
+	return n->addrs;
+}
+
+const char *
+resolver_name_host(const struct resolver_name *n)
+{
+	return n->host;
+}
+
+int
+resolver_all_resolved(const struct resolver *res)
+{
+	const struct resolver_name *n;
+
+	TAILQ_FOREACH(n, &res->names, entry)
+		if (n->addrs == NULL)
+			return 0;
+	return 1;
+}
+
+static void
+schedule(struct resolver_name *n, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	evtimer_add(n->timer, &tv);
+}
+
+static int
+addr_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct sockaddr_storage));
+}
+
+static int
+addrs_equal(const struct resolver_addrs *a, const struct resolver_addrs *b)
+{
+	if (a == NULL || b == NULL || a->n != b->n)
+		return 0;
+	return memcmp(a->addr, b->addr, a->n * sizeof(a->addr[0])) == 0;
+}
+
+/* format_addrs writes "ip,ip,..." (addresses without ports) into buf. */
+static const char *
+format_addrs(const struct resolver_addrs *a, char *buf, size_t len)
+{
+	char ip[NET_ADDRSTRLEN];
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; a != NULL && i < a->n && off < len; i++) {
+		net_addr_format((const struct sockaddr *)&a->addr[i], ip, sizeof(ip));
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "", ip);
+	}
+	return buf;
+}
+
+/*
+ * addrs_from_result copies the A and AAAA answers into a new sorted,
+ * de-duplicated snapshot with the port set, and the lowest TTL into *ttl.
+ */
+static struct resolver_addrs *
+addrs_from_result(const struct ares_addrinfo *ai, uint16_t port, int *ttl)
+{
+	const struct ares_addrinfo_node *nd;
+	struct resolver_addrs *a;
+	size_t count = 0, n = 0;
+
+	*ttl = -1;
+	for (nd = ai->nodes; nd != NULL; nd = nd->ai_next)
+		count++;
+	a = calloc(1, sizeof(*a) + (count ? count : 1) * sizeof(a->addr[0]));
+	if (a == NULL)
+		return NULL;
+	for (nd = ai->nodes; nd != NULL; nd = nd->ai_next) {
+		struct sockaddr_storage *ss = &a->addr[n];
+		if (nd->ai_family == AF_INET && nd->ai_addrlen >= sizeof(struct sockaddr_in)) {
+			struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+			memcpy(sin, nd->ai_addr, sizeof(*sin));
+			sin->sin_port = htons(port);
+		} else if (nd->ai_family == AF_INET6 &&
+			   nd->ai_addrlen >= sizeof(struct sockaddr_in6)) {
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+			memcpy(sin6, nd->ai_addr, sizeof(*sin6));
+			sin6->sin6_port = htons(port);
+		} else {
+			continue;
+		}
+		if (*ttl < 0 || nd->ai_ttl < *ttl)
+			*ttl = nd->ai_ttl;
+		n++;
+	}
+	qsort(a->addr, n, sizeof(a->addr[0]), addr_cmp);
+	a->n = 0;
+	for (size_t i = 0; i < n; i++)
+		if (a->n == 0 || addr_cmp(&a->addr[a->n - 1], &a->addr[i]) != 0)
+			a->addr[a->n++] = a->addr[i];
+	a->refs = 1;
+	return a;
+}
+
+static void
+on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
+{
+	struct resolver_name *n = arg;
+	struct resolver_addrs *fresh = NULL;
+	char list[1024];
+	int ttl = 0;
+	int64_t next;
+
+	(void)timeouts;
+	n->in_flight = 0;
+	if (n->res == NULL) {
+		/* Unwatched while the lookup was in flight. */
+		if (result)
+			ares_freeaddrinfo(result);
+		name_free(n);
+		return;
+	}
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) {
+		if (result)
+			ares_freeaddrinfo(result);
+		return;
+	}
+	if (status == ARES_SUCCESS && result != NULL)
+		fresh = addrs_from_result(result, n->port, &ttl);
+	if (result)
+		ares_freeaddrinfo(result);
+	if (fresh == NULL || fresh->n == 0) {
+		const char *why = status != ARES_SUCCESS ? ares_strerror(status) :
+				  fresh == NULL ? "out of memory" : "no A or AAAA records";
+		int64_t retry = (int64_t)RETRY_FIRST_MS << (n->failures < 16 ? n->failures : 16);
+		if (retry > n->res->refresh_ms)
+			retry = n->res->refresh_ms;
+		n->failures++;
+		resolver_addrs_release(fresh);
+		log_kv(LOG_LEVEL_WARN, "resolve failed", LOG_STR("upstream", n->host),
+		    LOG_NUM("port", n->port), LOG_STR("error", why),
+		    LOG_STR("keeping", n->addrs ? format_addrs(n->addrs, list, sizeof(list)) : "-"),
+		    LOG_NUM("retry_ms", retry));
+		schedule(n, retry);
+		return;
+	}
+	next = ttl < 0 ? n->res->refresh_ms : (int64_t)ttl * 1000;
+	if (next < n->res->min_ttl_ms)
+		next = n->res->min_ttl_ms;
+	if (next > n->res->refresh_ms)
+		next = n->res->refresh_ms;
+	if (next < 1000)
+		next = 1000;
+	log_kv(addrs_equal(n->addrs, fresh) && n->failures == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+	    "resolved", LOG_STR("upstream", n->host), LOG_NUM("port", n->port),
+	    LOG_STR("addrs", format_addrs(fresh, list, sizeof(list))), LOG_NUM("ttl", ttl),
+	    LOG_NUM("next_ms", next));
+	resolver_addrs_release(n->addrs);
+	n->addrs = fresh;
+	n->failures = 0;
+	schedule(n, next);
+}
+
+static void
+lookup_start(struct resolver_name *n)
+{
+	struct ares_addrinfo_hints hints;
+
+	if (n->in_flight)
+		return;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	/* Sorting would probe each address with a UDP connect: not needed. */
+	hints.ai_flags = ARES_AI_NOSORT;
+	n->in_flight = 1;
+	event_base_gettimeofday_cached(n->res->base, &n->last_lookup);
+	ares_getaddrinfo(n->res->channel, n->host, NULL, &hints, on_answer, n);
+	arm_timeout(n->res);
+}
+
+static void
+on_refresh_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	lookup_start(arg);
+}
+
+struct resolver_name *
+resolver_watch(struct resolver *res, const char *host, uint16_t port)
+{
+	struct resolver_name *n;
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	TAILQ_FOREACH(n, &res->names, entry) {
+		if (n->port == port && strcmp(n->host, host) == 0) {
+			n->refs++;
+			return n;
+		}
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return NULL;
+	n->res = res;
+	n->port = port;
+	n->refs = 1;
+	if ((n->host = strdup(host)) == NULL)
+		goto fail;
+	if ((n->timer = evtimer_new(res->base, on_refresh_timer, n)) == NULL)
+		goto fail;
+	if (net_parse_ip(host, port, &ss, &len) == 0) {
+		n->literal = 1;
+		if ((n->addrs = calloc(1, sizeof(*n->addrs) + sizeof(n->addrs->addr[0]))) == NULL)
+			goto fail;
+		n->addrs->refs = 1;
+		n->addrs->n = 1;
+		n->addrs->addr[0] = ss;
+	}
+	TAILQ_INSERT_TAIL(&res->names, n, entry);
+	if (!n->literal)
+		lookup_start(n);
+	return n;
+fail:
+	name_free(n);
+	return NULL;
+}
+
+void
+resolver_unwatch(struct resolver_name *n)
+{
+	if (n == NULL || --n->refs > 0)
+		return;
+	TAILQ_REMOVE(&n->res->names, n, entry);
+	if (n->in_flight) {
+		/* c-ares cannot cancel one query: free it when its answer comes. */
+		evtimer_del(n->timer);
+		n->res = NULL;
+		return;
+	}
+	name_free(n);
+}
+
+void
+resolver_refresh(struct resolver_name *n)
+{
+	struct timeval now;
+	int64_t since, floor_ms;
+
+	if (n->literal || n->in_flight)
+		return;
+	event_base_gettimeofday_cached(n->res->base, &now);
+	since = (int64_t)(now.tv_sec - n->last_lookup.tv_sec) * 1000 +
+		(now.tv_usec - n->last_lookup.tv_usec) / 1000;
+	floor_ms = n->res->min_ttl_ms > 1000 ? n->res->min_ttl_ms : 1000;
+	if (since < floor_ms)
+		return;
+	log_kv(LOG_LEVEL_DEBUG, "re-resolving after connect failure", LOG_STR("upstream", n->host));
+	evtimer_del(n->timer);
+	lookup_start(n);
+}
