@@ -46,6 +46,7 @@ struct config_listener {
 	int64_t idle_timeout;    /* ms; 0 = none */
 	int64_t max_connections; /* 0 = unlimited */
 	int line, col;           /* where it was defined, for messages */
+	unsigned seen;           /* keys present in the file, one bit per key */
 };
 
 struct config_resolver {

@@ -321,8 +321,8 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 		struct config_addr *a = dst;
 		if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
 			size_t n = strlen(err);
-			snprintf(err + n, errlen - n, " in listen '%s' (use IP:PORT, like "
-						      "0.0.0.0:80 or [::]:80)", text);
+			snprintf(err + n, errlen - n, " in listen '%s' (use IP:PORT with a port "
+						      "from 0 to 65535, like 0.0.0.0:80 or [::]:80)", text);
 			return -1;
 		}
 		if (host[0] == '\0')
@@ -341,8 +341,8 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 		socklen_t len;
 		if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
 			size_t n = strlen(err);
-			snprintf(err + n, errlen - n, " in upstream '%s' (use HOST:PORT, like "
-						      "whoami:80 or [::1]:8080)", text);
+			snprintf(err + n, errlen - n, " in upstream '%s' (use HOST:PORT with a port "
+						      "from 1 to 65535, like whoami:80 or [::1]:8080)", text);
 			return -1;
 		}
 		if (port == 0) {
@@ -466,7 +466,7 @@ scalar(const yaml_node_t *n)
 	return (const char *)n->data.scalar.value;
 }
 
-static void walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
+static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
     void *base, const char *where);
 
 static void
@@ -519,7 +519,7 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 				    node_kind(item));
 				continue;
 			}
-			walk_mapping(w, item, listener_keys, l, sub);
+			l->seen = walk_mapping(w, item, listener_keys, l, sub);
 		}
 		return;
 	}
@@ -546,10 +546,13 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 		report_error(w->report, val, "%s", err);
 }
 
-static void
+/* walk_mapping returns a bit per table entry that was present (valid or not). */
+static unsigned
 walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, void *base,
     const char *where)
 {
+	unsigned seen = 0;
+
 	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
 	     p++) {
 		yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
@@ -585,11 +588,23 @@ walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, vo
 				report_error(w->report, kn, "unknown key '%s' in %s", name, where);
 			continue;
 		}
+		seen |= 1u << (k - table);
 		walk_value(w, k, vn, base, where);
 	}
+	return seen;
 }
 
 /* ---- defaults and validation ---- */
+
+static unsigned
+key_bit(const struct key *table, const char *name)
+{
+	for (const struct key *k = table; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return 1u << (k - table);
+	return 0;
+}
+#define KEY_BIT(name) key_bit(listener_keys, (name))
 
 static struct config *
 config_new_defaults(void)
@@ -641,11 +656,12 @@ validate(struct config *cfg, struct report *r, int quick)
 				report_error(r, NULL, "--upstream (or GATEKEEPER_UPSTREAM) is required");
 			continue;
 		}
-		if (l->name == NULL)
+		/* A key that was present but invalid has been reported already. */
+		if (l->name == NULL && !(l->seen & KEY_BIT("name")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'name'", i);
-		if (l->listen.len == 0)
+		if (l->listen.len == 0 && !(l->seen & KEY_BIT("listen")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'listen'", i);
-		if (l->upstream.host == NULL)
+		if (l->upstream.host == NULL && !(l->seen & KEY_BIT("upstream")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'upstream'", i);
 		for (size_t j = 0; j < i; j++) {
 			struct config_listener *o = &cfg->listeners[j];

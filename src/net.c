@@ -75,7 +75,7 @@ net_split_hostport(const char *text, char *host, size_t hostlen, uint16_t *port,
 	memcpy(host, hs, (size_t)(he - hs));
 	host[he - hs] = '\0';
 	if (net_parse_port(colon + 1, 1, port) == -1) {
-		snprintf(err, errlen, "invalid port '%s' (use 1-65535)", colon + 1);
+		snprintf(err, errlen, "invalid port '%s'", colon + 1);
 		return -1;
 	}
 	return 0;

@@ -1,0 +1,40 @@
+/*
+ * listener.h: a bound socket that accepts connections for one listener.
+ *
+ * A listener owns its socket, its upstream watch and its connection count.
+ * It is reference-counted: the process holds one reference while it
+ * accepts, and each session holds one, so a listener closed by a drain (or
+ * later a reload) stays valid until its last session ends.
+ */
+#ifndef GK_LISTENER_H
+#define GK_LISTENER_H
+
+#include <sys/socket.h>
+
+struct gk;
+struct config_listener;
+struct resolver_name;
+struct listener;
+
+/*
+ * listener_new binds conf->listen and starts accepting into sessions.
+ * Returns NULL after logging why (address in use, permission, ...).
+ */
+struct listener *listener_new(struct gk *gk, const struct config_listener *conf);
+
+/* listener_close stops accepting and drops the process's reference. */
+void listener_close(struct listener *l);
+
+const struct config_listener *listener_conf(const struct listener *l);
+struct resolver_name *listener_upstream(const struct listener *l);
+/* The address actually bound (port 0 resolved). */
+const struct sockaddr *listener_bound(const struct listener *l);
+
+/*
+ * A session holds a reference from listener_session_begin to
+ * listener_session_end; the count drives max_connections.
+ */
+void listener_session_begin(struct listener *l);
+void listener_session_end(struct listener *l);
+
+#endif

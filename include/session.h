@@ -1,0 +1,32 @@
+/*
+ * session.h: one client connection, from accept to its access-log line.
+ *
+ * A session takes the accepted socket, picks addresses from the resolver's
+ * snapshot, connects (trying the next address on failure, all within the
+ * connect timeout), relays both ways, and ends in exactly one place:
+ * session_close, which frees everything and logs one access line.
+ */
+#ifndef GK_SESSION_H
+#define GK_SESSION_H
+
+#include <event2/util.h>
+#include <sys/socket.h>
+
+struct gk;
+struct listener;
+struct session;
+
+/*
+ * session_start owns fd from now on (closes it on any failure). The
+ * session is linked into gk->sessions until session_close.
+ */
+void session_start(struct gk *gk, struct listener *l, evutil_socket_t fd,
+    const struct sockaddr *peer, socklen_t peerlen);
+
+/* session_close ends a session: frees it, logs the access line with reason. */
+void session_close(struct session *s, const char *reason);
+
+/* session_close_all closes every live session with reason (drain timeout). */
+void session_close_all(struct gk *gk, const char *reason);
+
+#endif

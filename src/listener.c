@@ -1,0 +1,209 @@
+/*
+ * listener.c: accepting connections, and when not to.
+ *
+ * Two conditions stop a listener from accepting without refusing anyone:
+ * max_connections reached (as HAProxy's maxconn: further clients wait in
+ * the kernel backlog until a session ends), and fd exhaustion (EMFILE or
+ * ENFILE: accepting pauses briefly, as relayd does, instead of spinning on
+ * an accept that cannot succeed). Both resume by themselves.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "gk.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "resolver.h"
+#include "session.h"
+
+#define LISTEN_BACKLOG 511
+#define FD_PAUSE_MS 250
+
+struct listener {
+	struct gk *gk;
+	const struct config_listener *conf;
+	struct evconnlistener *evl;
+	struct resolver_name *upstream;
+	struct sockaddr_storage bound;
+	unsigned refs;
+	int64_t active;
+	int full;     /* paused: max_connections reached */
+	int fd_pause; /* paused: out of file descriptors */
+	int fd_warned;
+	struct event *pause_timer;
+};
+
+static void
+update_accepting(struct listener *l)
+{
+	if (l->evl == NULL)
+		return;
+	if (l->full || l->fd_pause)
+		evconnlistener_disable(l->evl);
+	else
+		evconnlistener_enable(l->evl);
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg)
+{
+	struct listener *l = arg;
+
+	(void)evl;
+	l->fd_warned = 0;
+	session_start(l->gk, l, fd, sa, (socklen_t)salen);
+}
+
+static void
+on_pause_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)fd;
+	(void)what;
+	l->fd_pause = 0;
+	update_accepting(l);
+}
+
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	struct timeval tv = {0, FD_PAUSE_MS * 1000};
+	int err = errno;
+
+	(void)evl;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		if (!l->fd_warned)
+			log_kv(LOG_LEVEL_WARN, "accept paused: out of resources",
+			    LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
+			    LOG_NUM("pause_ms", FD_PAUSE_MS));
+		l->fd_warned = 1;
+		l->fd_pause = 1;
+		update_accepting(l);
+		evtimer_add(l->pause_timer, &tv);
+		return;
+	}
+	/* ECONNABORTED and friends concern one client only. */
+	log_kv(LOG_LEVEL_DEBUG, "accept failed", LOG_STR("listener", l->conf->name),
+	    LOG_STR("error", strerror(err)));
+}
+
+struct listener *
+listener_new(struct gk *gk, const struct config_listener *conf)
+{
+	struct listener *l;
+	char err[256], abuf[NET_ADDRSTRLEN];
+	socklen_t blen = sizeof(l->bound);
+	int fd;
+
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	l->gk = gk;
+	l->conf = conf;
+	l->refs = 1;
+	fd = net_listen((const struct sockaddr *)&conf->listen.ss, conf->listen.len,
+	    LISTEN_BACKLOG, err, sizeof(err));
+	if (fd == -1) {
+		log_kv(LOG_LEVEL_ERROR, "cannot listen", LOG_STR("listener", conf->name),
+		    LOG_STR("error", err));
+		free(l);
+		return NULL;
+	}
+	if (getsockname(fd, (struct sockaddr *)&l->bound, &blen) == -1)
+		memcpy(&l->bound, &conf->listen.ss, sizeof(l->bound));
+	/* backlog 0: the socket is already listening. */
+	l->evl = evconnlistener_new(gk->base, on_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	l->pause_timer = evtimer_new(gk->base, on_pause_over, l);
+	l->upstream = resolver_watch(gk->resolver, conf->upstream.host, conf->upstream.port);
+	if (l->evl == NULL || l->pause_timer == NULL || l->upstream == NULL) {
+		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
+		    LOG_STR("error", "out of memory"));
+		if (l->evl == NULL)
+			close(fd);
+		l->refs = 0;
+		listener_close(l);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	log_kv(LOG_LEVEL_INFO, "listening", LOG_STR("listener", conf->name),
+	    LOG_STR("addr", net_format((struct sockaddr *)&l->bound, abuf, sizeof(abuf))),
+	    LOG_STR("mode", config_mode_name(conf->mode)), LOG_STR("upstream", conf->upstream.host),
+	    LOG_NUM("port", conf->upstream.port));
+	return l;
+}
+
+static void
+listener_unref(struct listener *l)
+{
+	if (l->refs > 0 && --l->refs > 0)
+		return;
+	if (l->pause_timer)
+		event_free(l->pause_timer);
+	resolver_unwatch(l->upstream);
+	free(l);
+}
+
+void
+listener_close(struct listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->evl != NULL) {
+		evconnlistener_free(l->evl);
+		l->evl = NULL;
+	}
+	if (l->pause_timer)
+		evtimer_del(l->pause_timer);
+	listener_unref(l);
+}
+
+const struct config_listener *
+listener_conf(const struct listener *l)
+{
+	return l->conf;
+}
+
+struct resolver_name *
+listener_upstream(const struct listener *l)
+{
+	return l->upstream;
+}
+
+const struct sockaddr *
+listener_bound(const struct listener *l)
+{
+	return (const struct sockaddr *)&l->bound;
+}
+
+void
+listener_session_begin(struct listener *l)
+{
+	l->refs++;
+	l->active++;
+	if (l->conf->max_connections > 0 && l->active >= l->conf->max_connections && !l->full) {
+		l->full = 1;
+		log_kv(LOG_LEVEL_DEBUG, "max_connections reached, accept paused",
+		    LOG_STR("listener", l->conf->name), LOG_NUM("active", l->active));
+		update_accepting(l);
+	}
+}
+
+void
+listener_session_end(struct listener *l)
+{
+	l->active--;
+	if (l->full && l->active < l->conf->max_connections) {
+		l->full = 0;
+		update_accepting(l);
+	}
+	listener_unref(l);
+}

@@ -1,0 +1,329 @@
+/*
+ * main.c: command line, start-up, signals and shutdown.
+ *
+ * Builds the one struct gk, loads the config (file, or quick mode from
+ * flags and GATEKEEPER_* variables), opens every listener before serving
+ * anything (a listener that cannot bind stops start-up), then runs the
+ * loop. Signals arrive through the loop (libevent runs their callbacks as
+ * ordinary events, not in signal context), so the handlers below may do
+ * real work: SIGTERM/SIGINT start a drain, a second one exits at once.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "gk.h"
+#include "listener.h"
+#include "log.h"
+#include "resolver.h"
+#include "session.h"
+
+#define DEFAULT_CONFIG "/etc/gatekeeper/gatekeeper.yaml"
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+	    "usage: gatekeeper [-c FILE] [-t | -T]\n"
+	    "       gatekeeper --listen ADDR:PORT --upstream HOST:PORT [options]\n"
+	    "       gatekeeper --version\n"
+	    "\n"
+	    "  -c FILE   run with this config (default: $GATEKEEPER_CONFIG, else %s)\n"
+	    "  -t        check the config and exit\n"
+	    "  -T        check the config and print it normalized\n"
+	    "\n"
+	    "quick mode (no file; each option also reads GATEKEEPER_<NAME>, e.g.\n"
+	    "GATEKEEPER_UPSTREAM; a flag beats its environment variable):\n"
+	    "  --listen ADDR:PORT         --upstream HOST:PORT       --mode tcp\n"
+	    "  --name NAME                --connect-timeout 5s       --idle-timeout 5m\n"
+	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
+	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
+	    "  --drain-timeout 8s\n",
+	    DEFAULT_CONFIG);
+}
+
+/* env_name turns "connect-timeout" into "GATEKEEPER_CONNECT_TIMEOUT". */
+static void
+env_name(const char *setting, char *buf, size_t len)
+{
+	size_t n = (size_t)snprintf(buf, len, "GATEKEEPER_");
+
+	for (; *setting && n + 1 < len; setting++)
+		buf[n++] = *setting == '-' ? '_' : (char)toupper((unsigned char)*setting);
+	buf[n] = '\0';
+}
+
+struct flag {
+	const char *setting;
+	const char *value;
+};
+
+/*
+ * quick_config builds the one-listener config: environment first, then the
+ * flags on top, so a flag wins. Returns NULL after printing errors.
+ */
+static struct config *
+quick_config(const struct flag *flags, size_t nflags)
+{
+	struct config *cfg = config_quick_new();
+	char err[512], var[64];
+	int errors = 0;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "gatekeeper: out of memory\n");
+		return NULL;
+	}
+	for (size_t i = 0; config_quick_settings[i] != NULL; i++) {
+		const char *v;
+		env_name(config_quick_settings[i], var, sizeof(var));
+		if ((v = getenv(var)) == NULL || *v == '\0')
+			continue;
+		for (size_t j = 0; j < nflags; j++)
+			if (strcmp(flags[j].setting, config_quick_settings[i]) == 0)
+				v = NULL;
+		if (v != NULL && config_quick_set(cfg, config_quick_settings[i], v, err,
+				     sizeof(err)) != 0) {
+			fprintf(stderr, "%s: %s\n", var, err);
+			errors++;
+		}
+	}
+	for (size_t j = 0; j < nflags; j++) {
+		if (config_quick_set(cfg, flags[j].setting, flags[j].value, err, sizeof(err)) != 0) {
+			fprintf(stderr, "--%s: %s\n", flags[j].setting, err);
+			errors++;
+		}
+	}
+	if (errors || config_quick_finish(cfg, stderr) == -1) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/* quick_env_present: is any GATEKEEPER_<setting> variable set? */
+static int
+quick_env_present(void)
+{
+	char var[64];
+	const char *v;
+
+	for (size_t i = 0; config_quick_settings[i] != NULL; i++) {
+		env_name(config_quick_settings[i], var, sizeof(var));
+		if ((v = getenv(var)) != NULL && *v != '\0')
+			return 1;
+	}
+	return 0;
+}
+
+void
+gk_session_ended(struct gk *gk)
+{
+	if (gk->draining && gk->n_sessions == 0)
+		event_base_loopexit(gk->base, NULL);
+}
+
+static void
+close_listeners(struct gk *gk)
+{
+	for (size_t i = 0; i < gk->n_listeners; i++)
+		listener_close(gk->listeners[i]);
+	gk->n_listeners = 0;
+}
+
+static void
+on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct gk *gk = arg;
+
+	(void)fd;
+	(void)what;
+	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("sessions", gk->n_sessions));
+	session_close_all(gk, "shutdown");
+	event_base_loopexit(gk->base, NULL);
+}
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct gk *gk = arg;
+	struct timeval tv;
+
+	(void)what;
+	if (gk->draining) {
+		log_kv(LOG_LEVEL_WARN, "second signal, exiting now", LOG_NUM("signal", sig),
+		    LOG_NUM("sessions", gk->n_sessions));
+		exit(1);
+	}
+	gk->draining = 1;
+	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("signal", sig),
+	    LOG_NUM("sessions", gk->n_sessions),
+	    LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
+	close_listeners(gk);
+	if (gk->n_sessions == 0) {
+		event_base_loopexit(gk->base, NULL);
+		return;
+	}
+	tv.tv_sec = (time_t)(gk->cfg->defaults.drain_timeout / 1000);
+	tv.tv_usec = (suseconds_t)((gk->cfg->defaults.drain_timeout % 1000) * 1000);
+	gk->drain_timer = evtimer_new(gk->base, on_drain_timeout, gk);
+	if (gk->drain_timer == NULL || evtimer_add(gk->drain_timer, &tv) == -1)
+		on_drain_timeout(-1, 0, gk);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_warnx("SIGHUP: live reload is not available in this version; restart to apply a "
+		  "new config");
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"listen", required_argument, NULL, 0},
+	    {"upstream", required_argument, NULL, 0},
+	    {"mode", required_argument, NULL, 0},
+	    {"name", required_argument, NULL, 0},
+	    {"connect-timeout", required_argument, NULL, 0},
+	    {"idle-timeout", required_argument, NULL, 0},
+	    {"max-connections", required_argument, NULL, 0},
+	    {"log-level", required_argument, NULL, 0},
+	    {"log-format", required_argument, NULL, 0},
+	    {"nameservers", required_argument, NULL, 0},
+	    {"refresh", required_argument, NULL, 0},
+	    {"min-ttl", required_argument, NULL, 0},
+	    {"drain-timeout", required_argument, NULL, 0},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"config", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct flag flags[sizeof(longopts) / sizeof(longopts[0])];
+	struct event *sigs[3] = {NULL, NULL, NULL};
+	const char *path = NULL;
+	int check = 0, dump = 0, ch, idx, rc = 0;
+	size_t nflags = 0;
+	struct gk gk;
+
+	while ((ch = getopt_long(argc, argv, "c:tThV", longopts, &idx)) != -1) {
+		switch (ch) {
+		case 0:
+			for (size_t j = 0; j < nflags; j++)
+				if (strcmp(flags[j].setting, longopts[idx].name) == 0)
+					flags[j].setting = "";
+			flags[nflags].setting = longopts[idx].name;
+			flags[nflags++].value = optarg;
+			break;
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'T':
+			check = dump = 1;
+			break;
+		case 'V':
+			printf("gatekeeper %s\n", GK_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "gatekeeper: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 1;
+	}
+	/* A repeated flag: the last one wins; drop the earlier ones. */
+	{
+		size_t k = 0;
+		for (size_t j = 0; j < nflags; j++)
+			if (flags[j].setting[0] != '\0')
+				flags[k++] = flags[j];
+		nflags = k;
+	}
+
+	memset(&gk, 0, sizeof(gk));
+	TAILQ_INIT(&gk.sessions);
+	if (path != NULL && nflags > 0) {
+		fprintf(stderr, "gatekeeper: -c and quick-mode flags (--%s) cannot be combined; "
+				"put the settings in the file\n", flags[0].setting);
+		return 1;
+	}
+	if (path == NULL && nflags == 0 && !quick_env_present()) {
+		path = getenv("GATEKEEPER_CONFIG");
+		if (path == NULL || *path == '\0')
+			path = DEFAULT_CONFIG;
+	}
+	gk.cfg = path ? config_load(path, stderr) : quick_config(flags, nflags);
+	if (gk.cfg == NULL)
+		return 1;
+	if (check) {
+		if (dump)
+			config_dump(gk.cfg, stdout);
+		fprintf(stderr, "%s: configuration ok\n", gk.cfg->path);
+		config_free(gk.cfg);
+		return 0;
+	}
+
+	log_setup(gk.cfg->log.level, gk.cfg->log.format);
+	signal(SIGPIPE, SIG_IGN);
+	if ((gk.base = event_base_new()) == NULL)
+		fatal("cannot create the event loop");
+	if ((gk.resolver = resolver_new(gk.base, &gk.cfg->resolver)) == NULL)
+		fatal("cannot start the resolver");
+	gk.listeners = calloc(gk.cfg->n_listeners, sizeof(*gk.listeners));
+	if (gk.listeners == NULL)
+		fatal("out of memory");
+	for (size_t i = 0; i < gk.cfg->n_listeners; i++) {
+		gk.listeners[i] = listener_new(&gk, &gk.cfg->listeners[i]);
+		if (gk.listeners[i] == NULL) {
+			rc = 1;
+			break;
+		}
+		gk.n_listeners++;
+	}
+	if (rc == 0) {
+		sigs[0] = evsignal_new(gk.base, SIGTERM, on_stop_signal, &gk);
+		sigs[1] = evsignal_new(gk.base, SIGINT, on_stop_signal, &gk);
+		sigs[2] = evsignal_new(gk.base, SIGHUP, on_hup, &gk);
+		for (int i = 0; i < 3; i++)
+			if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1)
+				fatal("cannot install signal handlers");
+		log_kv(LOG_LEVEL_INFO, "ready", LOG_STR("version", GK_VERSION),
+		    LOG_NUM("listeners", gk.n_listeners), LOG_STR("config", gk.cfg->path));
+		if (event_base_dispatch(gk.base) == -1)
+			rc = 1;
+	}
+
+	close_listeners(&gk);
+	session_close_all(&gk, "shutdown");
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	if (gk.drain_timer)
+		event_free(gk.drain_timer);
+	resolver_free(gk.resolver);
+	free(gk.listeners);
+	if (rc == 0)
+		log_kv(LOG_LEVEL_INFO, "exit", LOG_NUM("status", rc));
+	config_free(gk.cfg);
+	event_base_free(gk.base);
+	return rc;
+}
