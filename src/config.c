@@ -667,14 +667,14 @@ validate(struct config *cfg, struct report *r, int quick)
 			struct config_listener *o = &cfg->listeners[j];
 			if (l->name && o->name && strcmp(l->name, o->name) == 0)
 				report_error(r, &pos,
-				    "listeners[%zu]: name '%s' is already used by listeners[%zu]",
+				    "listeners[%zu]: duplicate name '%s' (listeners[%zu] has it already)",
 				    i, l->name, j);
 			if (l->listen.len && o->listen.len &&
 			    net_sockaddr_equal((struct sockaddr *)&l->listen.ss,
 				(struct sockaddr *)&o->listen.ss) &&
 			    ((struct sockaddr_in *)&l->listen.ss)->sin_port != 0)
 				report_error(r, &pos,
-				    "listeners[%zu]: address is already used by listeners[%zu]", i,
+				    "listeners[%zu]: duplicate listen address (listeners[%zu] has it already)", i,
 				    j);
 		}
 	}
