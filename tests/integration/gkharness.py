@@ -336,6 +336,25 @@ class Gatekeeper:
             with self._cond:
                 self._cond.wait(0.2)
 
+    def wait_access_for(self, client, timeout=10):
+        """Wait for the access line of one client connection.  client is a
+        socket (its local address is used), a (host, port) or 'host:port'."""
+        if isinstance(client, socket.socket):
+            client = client.getsockname()[:2]
+        if isinstance(client, tuple):
+            client = join_hostport(*client)
+        deadline = time.monotonic() + timeout
+        while True:
+            for d in self.access_lines():
+                if d.get("client") == client:
+                    return d
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "no access line for client %s after %ss; log tail:\n%s" % (client, timeout, self.tail())
+                )
+            with self._cond:
+                self._cond.wait(0.2)
+
     def addr(self, listener_name):
         """(host, port) from the `msg=listening listener=NAME addr=...` line."""
         for d in self.parsed():
@@ -470,7 +489,7 @@ def start_quick(args, env=None, wait_ready=True, ready_timeout=10):
     return g
 
 
-def run_gatekeeper(args, env=None, timeout=10):
+def run_gatekeeper(args, env=None, timeout=10, cwd=None):
     """Run gatekeeper to completion (for -t/-T/--version/error cases)."""
     return subprocess.run(
         [GK_BIN, *args],
@@ -479,6 +498,7 @@ def run_gatekeeper(args, env=None, timeout=10):
         text=True,
         env=_child_env(env),
         timeout=timeout,
+        cwd=cwd,
     )
 
 
