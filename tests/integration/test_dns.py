@@ -508,3 +508,29 @@ def test_dns_never_blocks_the_loop(dns, backends, gk):
     poll(lambda: dns.logs().count("query[") > queries_before, 10,
          "queries sent to the hung DNS server", g)
     assert g.alive()
+
+
+def test_dns_connect_failure_triggers_fresh_lookup(backends, gk):
+    """The upstream moves (a container restarted with a new address): the DNS
+    answer changes and the old address stops listening. Answers carry TTL 60 s
+    and refresh is 60 s, so only a lookup requested by the failed connect can
+    find the new address within the 15 s bound used here."""
+    bs = backends(["127.0.0.2", "127.0.0.3"])
+    port = bs["127.0.0.2"].port
+    with DnsServer(ttl=60) as dns:
+        dns.set(NAME, ["127.0.0.2"])
+        g = gk(config(dns.nameserver, [("named", "%s:%d" % (NAME, port))], refresh="60s"))
+        addr = g.addr("named")
+        assert poll(lambda: try_talk(addr), 10, "first connection", g) == "127.0.0.2"
+        poll(lambda: ["127.0.0.2"] in resolved_addrs(g, NAME), 10, "first answer logged", g)
+
+        mark = g.mark()
+        dns.set(NAME, ["127.0.0.3"])
+        bs["127.0.0.2"].close()  # the old address now refuses connections
+        poll(lambda: try_talk(addr) == "127.0.0.3", 15,
+             "a connection reaching the new address after a connect failure", g)
+        failed = log_records(g, after=mark, msg="access", listener="named",
+                             reason="connect_failed")
+        assert failed, g.tail(60)
+        assert ["127.0.0.3"] in resolved_addrs(g, NAME), g.tail(60)
+        g.stop()
