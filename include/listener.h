@@ -31,6 +31,13 @@ struct resolver_name *listener_upstream(const struct listener *l);
 const struct sockaddr *listener_bound(const struct listener *l);
 
 /*
+ * listener_warn_unresolved logs that a connection was refused because the
+ * upstream has no address yet: at most once per 5 s per listener, with the
+ * number of refusals not logged since.
+ */
+void listener_warn_unresolved(struct listener *l);
+
+/*
  * A session holds a reference from listener_session_begin to
  * listener_session_end; the count drives max_connections.
  */

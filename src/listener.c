@@ -37,7 +37,11 @@ struct listener {
 	int fd_pause; /* paused: out of file descriptors */
 	int fd_warned;
 	struct event *pause_timer;
+	struct timeval last_unresolved_warning;
+	unsigned unresolved_suppressed;
 };
+
+#define UNRESOLVED_WARN_EVERY_S 5
 
 static void
 update_accepting(struct listener *l)
@@ -182,6 +186,25 @@ const struct sockaddr *
 listener_bound(const struct listener *l)
 {
 	return (const struct sockaddr *)&l->bound;
+}
+
+void
+listener_warn_unresolved(struct listener *l)
+{
+	struct timeval now;
+
+	/* Every refused connection has its access line; the warning explains them. */
+	event_base_gettimeofday_cached(l->gk->base, &now);
+	if (l->last_unresolved_warning.tv_sec != 0 &&
+	    now.tv_sec - l->last_unresolved_warning.tv_sec < UNRESOLVED_WARN_EVERY_S) {
+		l->unresolved_suppressed++;
+		return;
+	}
+	log_kv(LOG_LEVEL_WARN, "upstream not resolved yet, connection refused",
+	    LOG_STR("listener", l->conf->name), LOG_STR("upstream", l->conf->upstream.host),
+	    LOG_NUM("suppressed", l->unresolved_suppressed));
+	l->last_unresolved_warning = now;
+	l->unresolved_suppressed = 0;
 }
 
 void

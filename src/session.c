@@ -268,8 +268,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 
 	s->addrs = resolver_addrs(listener_upstream(l), &s->first);
 	if (s->addrs == NULL) {
-		log_kv(LOG_LEVEL_WARN, "upstream not resolved yet, connection refused",
-		    LOG_STR("listener", s->conf->name), LOG_STR("upstream", s->conf->upstream.host));
+		listener_warn_unresolved(l);
 		session_close(s, "no_address");
 		return;
 	}
