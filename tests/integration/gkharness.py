@@ -217,6 +217,29 @@ def have_ipv6():
 ipv6_available = have_ipv6
 
 
+def rss_bytes(pid):
+    """Resident set size of a process, from /proc."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def wait_stalled(get, quiet=0.5, timeout=30):
+    """Wait until get() stops changing for `quiet` seconds; returns its value."""
+    deadline = time.monotonic() + timeout
+    last, since = get(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        v = get()
+        if v != last:
+            last, since = v, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return v
+    return last
+
+
 def port_is_listening(host, port):
     try:
         s = connect((host, port), timeout=2)
@@ -697,11 +720,13 @@ class SinkServer(_Server):
 class SourceServer(_Server):
     """Sends `size` bytes of deterministic data (deterministic_bytes(size,
     seed)), then shuts its write side; then reads whatever the client sends
-    until EOF and records it.  .digest is the sha256 of the data sent.
-    results: {sent, received_bytes, received_digest}."""
+    until EOF and records it.  .digest is the sha256 of the data sent;
+    .progress is how many bytes the latest connection has sent so far.
+    results: {sent, received_bytes, received_digest, error}."""
 
     def __init__(self, size, host="127.0.0.1", seed=7, **kw):
         self.size = size
+        self.progress = 0
         self.data = deterministic_bytes(size, seed)
         self.digest = sha256(self.data)
         super().__init__(host=host, **kw)
@@ -713,6 +738,7 @@ class SourceServer(_Server):
             view = memoryview(self.data)
             while sent < len(view):
                 sent += conn.send(view[sent : sent + (1 << 18)])
+                self.progress = sent
             conn.shutdown(socket.SHUT_WR)
         except OSError as e:
             err = e

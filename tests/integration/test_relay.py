@@ -4,8 +4,10 @@ client failures, timeouts, max_connections, IPv6 and several listeners.
 
 Timeouts below are upper bounds for waiting, never assertions on speed."""
 
+import hashlib
 import http.client
 import socket
+import struct
 import threading
 import time
 
@@ -20,12 +22,17 @@ from gkharness import (
     join_hostport,
     recv_all,
     recv_exact,
+    rss_bytes,
+    run_gatekeeper,
     sha256,
     simple_config,
     wait_closed,
+    wait_stalled,
+    write_config,
 )
 
 BIG = 64 << 20  # 64 MiB each way
+LINGER0 = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
 
 
 def one_listener(upstream, name="t", listen="127.0.0.1:0", **opts):
@@ -326,7 +333,7 @@ def test_upstream_dies_mid_transfer(gk, handler_server, echo):
     def handler(conn, srv):
         conn.sendall(chunk)
         die.wait(30)
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
         conn.close()  # RST
         srv.record("reset")
 
@@ -514,7 +521,7 @@ def test_client_reset_does_not_disturb_others(gk, echo):
         resets.append(client_str(s))
         if i % 2:
             s.sendall(b"some bytes then reset")
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
         s.close()
     keep.sendall(b"still")
     assert recv_exact(keep, 5) == b"still"
@@ -532,3 +539,186 @@ def test_client_reset_does_not_disturb_others(gk, echo):
     assert recv_all(keep) == b""
     keep.close()
     assert g.alive()
+
+
+# --------------------------------------------------------------------------
+# Back-pressure, vanishing clients, many connections
+
+
+def test_backpressure_download_slow_client(gk, source):
+    """A client that does not read stops the upstream (watermarks), rather
+    than gatekeeper buffering the whole stream in memory."""
+    src = source(BIG, seed=71)
+    g = gk(one_listener(src.addr))
+    base = rss_bytes(g.proc.pid)
+    s = connect(g.addr("t"), timeout=60)
+    stalled_at = wait_stalled(lambda: src.progress, quiet=0.5, timeout=30)
+    grown = rss_bytes(g.proc.pid) - base
+    assert stalled_at < 32 << 20, "upstream sent %d bytes to a client that reads nothing" % stalled_at
+    assert grown < 16 << 20, "gatekeeper RSS grew by %d bytes" % grown
+    got = recv_all(s, timeout=60)
+    s.close()
+    assert sha256(got) == src.digest
+
+
+def test_backpressure_upload_slow_upstream(gk, handler_server):
+    go = threading.Event()
+
+    def handler(conn, srv):
+        go.wait(60)
+        h = hashlib.sha256()
+        while True:
+            b = conn.recv(1 << 16)
+            if not b:
+                break
+            h.update(b)
+        conn.sendall(h.hexdigest().encode())
+        conn.shutdown(socket.SHUT_WR)
+
+    srv = handler_server(handler)
+    g = gk(one_listener(srv.addr))
+    base = rss_bytes(g.proc.pid)
+    data = deterministic_bytes(BIG, seed=72)
+    s = connect(g.addr("t"), timeout=60)
+    sent = [0]
+
+    def send():
+        view = memoryview(data)
+        while sent[0] < len(view):
+            sent[0] += s.send(view[sent[0] : sent[0] + (1 << 16)])
+        s.shutdown(socket.SHUT_WR)
+
+    t = threading.Thread(target=send)
+    t.start()
+    try:
+        stalled_at = wait_stalled(lambda: sent[0], quiet=0.5, timeout=30)
+        grown = rss_bytes(g.proc.pid) - base
+    finally:
+        go.set()
+    t.join(60)
+    assert stalled_at < 32 << 20, "client pushed %d bytes to an upstream that reads nothing" % stalled_at
+    assert grown < 16 << 20, "gatekeeper RSS grew by %d bytes" % grown
+    assert recv_all(s, timeout=60).decode() == sha256(data)
+    s.close()
+
+
+def test_client_vanishes_mid_download(gk, source, echo):
+    """The client resets while gatekeeper is writing to it: the session
+    ends as client_error and the process (SIGPIPE ignored) keeps serving."""
+    src = source(BIG, seed=73)
+    e = echo()
+    g = gk(simple_config([("big", "127.0.0.1:0", src.addr), ("ok", "127.0.0.1:0", e.addr)]))
+    for _ in range(3):
+        s = connect(g.addr("big"))
+        me = client_str(s)
+        assert len(recv_exact(s, 1 << 20)) == 1 << 20
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+        s.close()
+        acc = g.wait_access_for(me, timeout=15)
+        assert acc["reason"] == "client_error", acc
+        assert g.alive()
+    assert echo_roundtrip(g.addr("ok"), b"alive") == b"alive"
+    # the upstream side of those sessions was closed too
+    src.wait_results(3, timeout=15)
+
+
+def test_many_short_connections(gk, echo):
+    e = echo()
+    g = gk(one_listener(e.addr))
+    addr = g.addr("t")
+    errors = []
+
+    def worker(w):
+        for i in range(25):
+            msg = b"w%d-i%d" % (w, i)
+            try:
+                got = echo_roundtrip(addr, msg)
+                if got != msg:
+                    errors.append((msg, got))
+            except Exception as ex:
+                errors.append((msg, repr(ex)))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:5]
+    acc = g.wait_access(400, timeout=30)
+    assert len(acc) == 400
+    assert {a["reason"] for a in acc} == {"closed"}
+
+
+# --------------------------------------------------------------------------
+# Listen address forms
+
+
+def test_wildcard_listen_forms(gk, echo):
+    e = echo()
+    g = gk(simple_config([("colon", ":0", e.addr), ("star", "*:0", e.addr), ("zero", "0.0.0.0:0", e.addr)]))
+    for name in ("colon", "star", "zero"):
+        host, port = g.addr(name)
+        assert host == "0.0.0.0", (name, host)
+        assert echo_roundtrip(("127.0.0.1", port), name.encode()) == name.encode()
+
+
+def test_ipv6_any_is_v6only_and_coexists_with_v4(gk, echo, ipv6_available):
+    e = echo()
+    port = free_port()
+    e6 = echo(host="::1")
+    g = gk(
+        simple_config(
+            [
+                ("v4", "0.0.0.0:%d" % port, e.addr),
+                ("v6", "[::]:%d" % port, e6.addr),
+            ]
+        )
+    )
+    assert g.addr("v4") == ("0.0.0.0", port)
+    assert g.addr("v6") == ("::", port)
+    assert echo_roundtrip(("127.0.0.1", port), b"four") == b"four"
+    assert echo_roundtrip(("::1", port), b"six") == b"six"
+    assert e.accepted == 1 and e6.accepted == 1, "v4 and v6 traffic went to the wrong listener"
+
+
+def test_ipv6_only_any_does_not_take_v4(gk, echo, ipv6_available):
+    e = echo()
+    g = gk(one_listener(e.addr, name="v6", listen="[::]:0"))
+    _, port = g.addr("v6")
+    assert echo_roundtrip(("::1", port), b"six") == b"six"
+    with pytest.raises(ConnectionRefusedError):
+        connect(("127.0.0.1", port), timeout=5).close()
+
+
+def test_cross_family_relay(gk, echo, ipv6_available):
+    e6 = echo(host="::1")
+    e4 = echo()
+    g = gk(
+        simple_config(
+            [
+                ("to6", "127.0.0.1:0", e6.addr),
+                ("to4", "[::1]:0", e4.addr),
+            ]
+        )
+    )
+    assert echo_roundtrip(g.addr("to6"), b"4->6") == b"4->6"
+    assert echo_roundtrip(g.addr("to4"), b"6->4") == b"6->4"
+    ups = sorted(a["upstream"] for a in g.wait_access(2))
+    assert ups == sorted([e6.addr, e4.addr])
+
+
+def test_listen_address_in_use_fails_start(tmp_path, echo):
+    e = echo()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        cfg = simple_config([("free", "127.0.0.1:0", e.addr), ("taken", "127.0.0.1:%d" % port, e.addr)])
+        path = write_config(cfg, tmp_path)
+        r = run_gatekeeper(["-c", path], timeout=15)
+    finally:
+        holder.close()
+    assert r.returncode != 0
+    assert "msg=ready" not in r.stderr
+    assert "127.0.0.1:%d" % port in r.stderr, r.stderr
