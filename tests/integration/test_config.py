@@ -10,17 +10,23 @@ import time
 
 import pytest
 
+import gkharness
 from gkharness import (
     REPO,
     Gatekeeper,
     GK_BIN,
-    connect,
     echo_roundtrip,
     free_port,
-    recv_all,
-    run_gatekeeper,
     simple_config,
 )
+
+
+def run_gatekeeper(args, **kw):
+    """gkharness.run_gatekeeper, failing on any sanitizer report."""
+    r = gkharness.run_gatekeeper(args, **kw)
+    for m in gkharness.SANITIZER_MARKERS:
+        assert m not in r.stderr, r.stderr
+    return r
 
 ERR_LINE = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?P<col>\d+): (?P<msg>.+)$")
 
@@ -532,6 +538,13 @@ def test_quick_mode_bad_duration_flag():
     r = run_gatekeeper(["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:80", "--connect-timeout", "5x"])
     assert r.returncode == 1
     assert any(l.startswith("--connect-timeout: ") for l in r.stderr.splitlines()), r.stderr
+
+
+def test_unknown_option():
+    r = run_gatekeeper(["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:80", "--bogus-flag", "1"])
+    assert r.returncode == 1
+    assert "bogus-flag" in r.stderr
+    assert "msg=listening" not in r.stderr
 
 
 def test_quick_mode_missing_upstream():

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from gkharness import (
-    HandlerServer,
     connect,
     deterministic_bytes,
     echo_roundtrip,
