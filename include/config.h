@@ -17,7 +17,17 @@
 #include "log.h"
 
 enum config_mode {
-	CONFIG_MODE_TCP,
+	CONFIG_MODE_TCP,  /* relay bytes, no sniffing */
+	CONFIG_MODE_TLS,  /* route on the TLS ClientHello's SNI */
+	CONFIG_MODE_HTTP, /* route on the first request's Host */
+};
+
+/* Which PROXY protocol header, if any, is written to the upstream. */
+enum config_proxy_send {
+	CONFIG_PROXY_NONE,
+	CONFIG_PROXY_V1,
+	CONFIG_PROXY_V2,
+	CONFIG_PROXY_INHERIT = -1, /* a route: use the listener's */
 };
 
 /* An address to listen on: an IP literal and a port (0 = ephemeral). */
@@ -28,8 +38,15 @@ struct config_addr {
 
 /* An upstream: a DNS name or an IP literal, and a port. */
 struct config_hostport {
-	char *host;
+	char *host;     /* "$host" when sniffed_host is set */
 	uint16_t port;
+	int sniffed_host; /* "$host:PORT": the name the client asked for */
+};
+
+/* An address block, "10.0.0.0/8" or "::1/128"; a bare address is /32 or /128. */
+struct config_cidr {
+	struct sockaddr_storage addr;
+	unsigned prefix;
 };
 
 struct config_strlist {
@@ -37,11 +54,30 @@ struct config_strlist {
 	size_t n;
 };
 
+struct config_proxy_protocol {
+	int accept;                  /* read a PROXY v1/v2 header from clients */
+	struct config_cidr *trusted; /* from these sources only; none = all */
+	size_t n_trusted;
+	int send;                    /* enum config_proxy_send */
+};
+
+struct config_route {
+	struct config_strlist match; /* patterns: "name", "*.suffix" or "*" */
+	struct config_hostport upstream;
+	int send;                    /* enum config_proxy_send, or INHERIT */
+	int line, col;
+	unsigned seen;               /* keys present in the file */
+};
+
 struct config_listener {
 	char *name;
 	struct config_addr listen;
 	enum config_mode mode;
-	struct config_hostport upstream;
+	struct config_hostport upstream; /* host NULL when only routes are set */
+	struct config_route *routes;
+	size_t n_routes;
+	struct config_proxy_protocol proxy;
+	int64_t sniff_timeout;   /* ms: the client's first bytes must come in time */
 	int64_t connect_timeout; /* ms */
 	int64_t idle_timeout;    /* ms; 0 = none */
 	int64_t max_connections; /* 0 = unlimited */
@@ -57,6 +93,7 @@ struct config_resolver {
 };
 
 struct config_defaults {
+	int64_t sniff_timeout;
 	int64_t connect_timeout;
 	int64_t idle_timeout;
 	int64_t max_connections;
@@ -88,7 +125,7 @@ struct config *config_load_string(const char *name, const char *text, size_t len
  * Quick mode: one listener, settings by name (the long option without
  * dashes: "listen", "upstream", "mode", "name", "connect-timeout",
  * "idle-timeout", "max-connections", "log-level", "log-format",
- * "nameservers", "refresh", "min-ttl", "drain-timeout").
+ * "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout").
  * config_quick_set returns 0, -1 with a message in err for a bad value, or
  * -2 for an unknown setting. config_quick_finish validates; it returns 0, or
  * -1 after writing errors to errs.
@@ -115,5 +152,8 @@ int config_parse_duration(const char *text, int64_t *ms);
 const char *config_format_duration(int64_t ms, char *buf, size_t len);
 
 const char *config_mode_name(enum config_mode mode);
+
+/* config_cidr_contains: 1 if sa (AF_INET or AF_INET6) is inside c. */
+int config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa);
 
 #endif

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "net.h"
+#include "route.h"
 
 #define UNSET (-1)
 #define DURATION_MAX ((int64_t)24 * 3600 * 1000 * 365)
@@ -33,8 +34,12 @@ enum key_type {
 	K_LISTEN,
 	K_UPSTREAM,
 	K_ADDRLIST, /* list of "ip" or "ip:port" */
+	K_BOOL,
+	K_CIDRLIST, /* list of "ip/prefix" into .off: cidr array, .off2: count */
+	K_PATTERNS, /* list of route patterns (a single one may stand alone) */
 	K_SECTION,  /* a nested mapping described by .sub */
 	K_LISTENERS,
+	K_ROUTES,
 };
 
 struct key {
@@ -43,10 +48,11 @@ struct key {
 	size_t off;
 	const struct key *sub;      /* K_SECTION */
 	const char *const *choices; /* K_ENUM, NULL-terminated */
-	int64_t min, max;           /* K_COUNT, K_DURATION */
+	int64_t min, max;           /* K_COUNT, K_DURATION; K_CIDRLIST: offset of the count */
 };
 
-static const char *const mode_names[] = {"tcp", NULL};
+static const char *const mode_names[] = {"tcp", "tls", "http", NULL};
+static const char *const send_names[] = {"none", "v1", "v2", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
 
@@ -69,6 +75,8 @@ static const struct key resolver_keys[] = {
 };
 
 static const struct key defaults_keys[] = {
+	{"sniff_timeout", K_DURATION, offsetof(struct config, defaults.sniff_timeout), NULL, NULL,
+	    1, DURATION_MAX},
 	{"connect_timeout", K_DURATION, offsetof(struct config, defaults.connect_timeout), NULL,
 	    NULL, 1, DURATION_MAX},
 	{"idle_timeout", K_DURATION, offsetof(struct config, defaults.idle_timeout), NULL, NULL, 0,
@@ -80,11 +88,35 @@ static const struct key defaults_keys[] = {
 	END,
 };
 
+static const struct key proxy_keys[] = {
+	{"accept", K_BOOL, offsetof(struct config_listener, proxy.accept), NULL, NULL, 0, 0},
+	{"trusted", K_CIDRLIST, offsetof(struct config_listener, proxy.trusted), NULL, NULL,
+	    offsetof(struct config_listener, proxy.n_trusted), 0},
+	{"send", K_ENUM, offsetof(struct config_listener, proxy.send), NULL, send_names, 0, 0},
+	END,
+};
+
+static const struct key route_proxy_keys[] = {
+	{"send", K_ENUM, offsetof(struct config_route, send), NULL, send_names, 0, 0},
+	END,
+};
+
+static const struct key route_keys[] = {
+	{"match", K_PATTERNS, offsetof(struct config_route, match), NULL, NULL, 0, 0},
+	{"upstream", K_UPSTREAM, offsetof(struct config_route, upstream), NULL, NULL, 0, 0},
+	{"proxy_protocol", K_SECTION, 0, route_proxy_keys, NULL, 0, 0},
+	END,
+};
+
 static const struct key listener_keys[] = {
 	{"name", K_STRING, offsetof(struct config_listener, name), NULL, NULL, 0, 0},
 	{"listen", K_LISTEN, offsetof(struct config_listener, listen), NULL, NULL, 0, 0},
 	{"mode", K_ENUM, offsetof(struct config_listener, mode), NULL, mode_names, 0, 0},
 	{"upstream", K_UPSTREAM, offsetof(struct config_listener, upstream), NULL, NULL, 0, 0},
+	{"routes", K_ROUTES, 0, NULL, NULL, 0, 0},
+	{"proxy_protocol", K_SECTION, 0, proxy_keys, NULL, 0, 0},
+	{"sniff_timeout", K_DURATION, offsetof(struct config_listener, sniff_timeout), NULL, NULL,
+	    1, DURATION_MAX},
 	{"connect_timeout", K_DURATION, offsetof(struct config_listener, connect_timeout), NULL,
 	    NULL, 1, DURATION_MAX},
 	{"idle_timeout", K_DURATION, offsetof(struct config_listener, idle_timeout), NULL, NULL, 0,
@@ -262,6 +294,58 @@ strlist_clear(struct config_strlist *l)
 	l->n = 0;
 }
 
+/* ---- address blocks ---- */
+
+static int
+parse_cidr(const char *text, struct config_cidr *c)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	socklen_t len;
+	int64_t prefix;
+
+	if (alen == 0 || alen >= sizeof(addr))
+		return -1;
+	memcpy(addr, text, alen);
+	addr[alen] = '\0';
+	if (net_parse_ip(addr, 0, &c->addr, &len) == -1)
+		return -1;
+	prefix = c->addr.ss_family == AF_INET ? 32 : 128;
+	if (slash != NULL) {
+		int64_t max = prefix;
+		if (parse_count(slash + 1, &prefix) == -1 || prefix > max)
+			return -1;
+	}
+	c->prefix = (unsigned)prefix;
+	return 0;
+}
+
+int
+config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa)
+{
+	const unsigned char *a, *b;
+	unsigned bits = c->prefix, full, rest;
+
+	if (sa->sa_family != c->addr.ss_family)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		b = (const unsigned char *)&((const struct sockaddr_in *)&c->addr)->sin_addr;
+	} else {
+		a = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)
+			->sin6_addr;
+		b = (const unsigned char *)&((const struct sockaddr_in6 *)&c->addr)->sin6_addr;
+	}
+	full = bits / 8;
+	rest = bits % 8;
+	if (memcmp(a, b, full) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	return ((a[full] ^ b[full]) & (0xff << (8 - rest))) == 0;
+}
+
 /*
  * parse_scalar converts text for key k and stores it at dst. Returns 0, or
  * -1 with a message (naming the key and saying what is expected) in err.
@@ -350,7 +434,9 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 			    text);
 			return -1;
 		}
-		if (net_parse_ip(host, port, &ss, &len) == -1 && !net_valid_hostname(host)) {
+		hp->sniffed_host = strcmp(host, "$host") == 0;
+		if (!hp->sniffed_host && net_parse_ip(host, port, &ss, &len) == -1 &&
+		    !net_valid_hostname(host)) {
 			snprintf(err, errlen, "invalid host '%s' in upstream '%s' (use a DNS name "
 					      "or an IP address)", host, text);
 			return -1;
@@ -378,8 +464,43 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 		free(copy);
 		return rc;
 	}
+	case K_BOOL:
+		if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 || strcmp(text, "on") == 0)
+			*(int *)dst = 1;
+		else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 ||
+			 strcmp(text, "off") == 0)
+			*(int *)dst = 0;
+		else {
+			snprintf(err, errlen, "invalid value '%s' for '%s' (use true or false)", text,
+			    k->name);
+			return -1;
+		}
+		return 0;
+	case K_CIDRLIST: {
+		struct config_cidr **cidrs = dst, *grown;
+		size_t *n = (size_t *)((char *)dst - k->off + (size_t)k->min);
+		struct config_cidr c;
+		if (parse_cidr(text, &c) == -1) {
+			snprintf(err, errlen, "invalid address block '%s' in '%s' (use an address "
+					      "or ADDRESS/PREFIX, like 10.0.0.0/8 or ::1/128)", text,
+			    k->name);
+			return -1;
+		}
+		if ((grown = realloc(*cidrs, (*n + 1) * sizeof(**cidrs))) == NULL)
+			goto nomem;
+		*cidrs = grown;
+		grown[(*n)++] = c;
+		return 0;
+	}
+	case K_PATTERNS:
+		if (route_pattern_check(text, err, errlen) == -1)
+			return -1;
+		if (strlist_add(dst, text) == -1)
+			goto nomem;
+		return 0;
 	case K_SECTION:
 	case K_LISTENERS:
+	case K_ROUTES:
 		break;
 	}
 	snprintf(err, errlen, "'%s' is not a single value", k->name);
@@ -469,6 +590,36 @@ scalar(const yaml_node_t *n)
 static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
     void *base, const char *where);
 
+static struct config_listener *
+add_listener(struct config *cfg)
+{
+	struct config_listener *grown, *l;
+
+	grown = realloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return NULL;
+	cfg->listeners = grown;
+	l = &grown[cfg->n_listeners++];
+	memset(l, 0, sizeof(*l));
+	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	return l;
+}
+
+static struct config_route *
+add_route(struct config_listener *l)
+{
+	struct config_route *grown, *r;
+
+	grown = realloc(l->routes, (l->n_routes + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return NULL;
+	l->routes = grown;
+	r = &grown[l->n_routes++];
+	memset(r, 0, sizeof(*r));
+	r->send = CONFIG_PROXY_INHERIT;
+	return r;
+}
+
 static void
 walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *base,
     const char *where)
@@ -477,7 +628,7 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 	void *dst = (char *)base + k->off;
 
 	if (k->type == K_SECTION) {
-		char sub[64];
+		char sub[128];
 		if (val->type == YAML_SCALAR_NODE && scalar(val)[0] == '\0')
 			return; /* "log:" with nothing under it */
 		if (val->type != YAML_MAPPING_NODE) {
@@ -485,50 +636,65 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 			    node_kind(val));
 			return;
 		}
-		snprintf(sub, sizeof(sub), "%s", k->name);
+		if (strcmp(where, "the top level") == 0)
+			snprintf(sub, sizeof(sub), "%s", k->name);
+		else
+			snprintf(sub, sizeof(sub), "%s.%s", where, k->name);
 		walk_mapping(w, val, k->sub, base, sub);
 		return;
 	}
-	if (k->type == K_LISTENERS) {
-		struct config *cfg = w->cfg;
+	if (k->type == K_LISTENERS || k->type == K_ROUTES) {
 		if (val->type != YAML_SEQUENCE_NODE) {
 			report_error(w->report, val,
-			    "'listeners' must be a list (each item starts with '- ')");
+			    "'%s' must be a list (each item starts with '- ')", k->name);
 			return;
 		}
 		for (yaml_node_item_t *it = val->data.sequence.items.start;
 		     it < val->data.sequence.items.top; it++) {
 			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
-			struct config_listener *l, *grown;
-			char sub[64];
+			char sub[96];
 
-			grown = realloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*grown));
-			if (grown == NULL) {
-				report_error(w->report, item, "out of memory");
-				return;
+			if (k->type == K_LISTENERS) {
+				struct config_listener *l = add_listener(w->cfg);
+				if (l == NULL)
+					goto nomem;
+				l->line = (int)item->start_mark.line + 1;
+				l->col = (int)item->start_mark.column + 1;
+				snprintf(sub, sizeof(sub), "listeners[%zu]", w->cfg->n_listeners - 1);
+				if (item->type == YAML_MAPPING_NODE)
+					l->seen = walk_mapping(w, item, listener_keys, l, sub);
+			} else {
+				struct config_listener *l = base;
+				struct config_route *r = add_route(l);
+				if (r == NULL)
+					goto nomem;
+				r->line = (int)item->start_mark.line + 1;
+				r->col = (int)item->start_mark.column + 1;
+				snprintf(sub, sizeof(sub), "%s.routes[%zu]", where, l->n_routes - 1);
+				if (item->type == YAML_MAPPING_NODE)
+					r->seen = walk_mapping(w, item, route_keys, r, sub);
 			}
-			cfg->listeners = grown;
-			l = &cfg->listeners[cfg->n_listeners++];
-			memset(l, 0, sizeof(*l));
-			l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
-			l->line = (int)item->start_mark.line + 1;
-			l->col = (int)item->start_mark.column + 1;
-			snprintf(sub, sizeof(sub), "listeners[%zu]", cfg->n_listeners - 1);
-			if (item->type != YAML_MAPPING_NODE) {
+			if (item->type != YAML_MAPPING_NODE)
 				report_error(w->report, item, "%s must be a mapping, not %s", sub,
 				    node_kind(item));
-				continue;
-			}
-			l->seen = walk_mapping(w, item, listener_keys, l, sub);
 		}
 		return;
+nomem:
+		report_error(w->report, val, "out of memory");
+		return;
 	}
-	if (k->type == K_ADDRLIST && val->type == YAML_SEQUENCE_NODE) {
+	if (k->type == K_PATTERNS && val->type == YAML_SCALAR_NODE) {
+		if (parse_scalar(k, scalar(val), dst, err, sizeof(err)) == -1)
+			report_error(w->report, val, "%s", err);
+		return;
+	}
+	if ((k->type == K_ADDRLIST || k->type == K_CIDRLIST || k->type == K_PATTERNS) &&
+	    val->type == YAML_SEQUENCE_NODE) {
 		for (yaml_node_item_t *it = val->data.sequence.items.start;
 		     it < val->data.sequence.items.top; it++) {
 			yaml_node_t *item = yaml_document_get_node(w->doc, *it);
 			if (item->type != YAML_SCALAR_NODE) {
-				report_error(w->report, item, "'%s' items must be addresses",
+				report_error(w->report, item, "'%s' items must be single values",
 				    k->name);
 				continue;
 			}
@@ -596,15 +762,6 @@ walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, vo
 
 /* ---- defaults and validation ---- */
 
-static unsigned
-key_bit(const struct key *table, const char *name)
-{
-	for (const struct key *k = table; k->name != NULL; k++)
-		if (strcmp(k->name, name) == 0)
-			return 1u << (k - table);
-	return 0;
-}
-#define KEY_BIT(name) key_bit(listener_keys, (name))
 
 static struct config *
 config_new_defaults(void)
@@ -618,11 +775,59 @@ config_new_defaults(void)
 	cfg->resolver.refresh = 30 * 1000;
 	cfg->resolver.min_ttl = 1000;
 	cfg->resolver.timeout = 2000;
+	cfg->defaults.sniff_timeout = 5000;
 	cfg->defaults.connect_timeout = 5000;
 	cfg->defaults.idle_timeout = 5 * 60 * 1000;
 	cfg->defaults.max_connections = 4096;
 	cfg->defaults.drain_timeout = 8000;
 	return cfg;
+}
+
+static unsigned
+key_bit(const struct key *table, const char *name)
+{
+	for (const struct key *k = table; k->name != NULL; k++)
+		if (strcmp(k->name, name) == 0)
+			return 1u << (k - table);
+	return 0;
+}
+#define KEY_BIT(name) key_bit(listener_keys, (name))
+
+static void
+position(yaml_node_t *pos, int line, int col)
+{
+	memset(pos, 0, sizeof(*pos));
+	pos->start_mark.line = (size_t)(line > 0 ? line - 1 : 0);
+	pos->start_mark.column = (size_t)(col > 0 ? col - 1 : 0);
+}
+
+/* validate_routing checks how a listener's mode, routes and PROXY settings fit together. */
+static void
+validate_routing(const struct config_listener *l, size_t i, yaml_node_t *pos, struct report *r)
+{
+	if (l->mode == CONFIG_MODE_TCP) {
+		if (l->n_routes > 0)
+			report_error(r, pos, "listeners[%zu]: 'routes' need mode tls or http (mode "
+					     "tcp reads no name to route on)", i);
+		if (l->upstream.host && l->upstream.sniffed_host)
+			report_error(r, pos, "listeners[%zu]: upstream '$host:%u' needs mode tls or "
+					     "http", i, l->upstream.port);
+	}
+	if (l->proxy.n_trusted > 0 && !l->proxy.accept)
+		report_error(r, pos, "listeners[%zu]: proxy_protocol.trusted has no effect without "
+				     "'accept: true'", i);
+	for (size_t j = 0; j < l->n_routes; j++) {
+		const struct config_route *rt = &l->routes[j];
+		yaml_node_t rpos;
+
+		position(&rpos, rt->line, rt->col);
+		if (rt->match.n == 0 && !(rt->seen & key_bit(route_keys, "match")))
+			report_error(r, &rpos, "listeners[%zu].routes[%zu]: missing required key "
+					       "'match'", i, j);
+		if (rt->upstream.host == NULL && !(rt->seen & key_bit(route_keys, "upstream")))
+			report_error(r, &rpos, "listeners[%zu].routes[%zu]: missing required key "
+					       "'upstream'", i, j);
+	}
 }
 
 /*
@@ -640,9 +845,9 @@ validate(struct config *cfg, struct report *r, int quick)
 		struct config_listener *l = &cfg->listeners[i];
 		yaml_node_t pos;
 
-		memset(&pos, 0, sizeof(pos));
-		pos.start_mark.line = (size_t)(l->line > 0 ? l->line - 1 : 0);
-		pos.start_mark.column = (size_t)(l->col > 0 ? l->col - 1 : 0);
+		position(&pos, l->line, l->col);
+		if (l->sniff_timeout == UNSET)
+			l->sniff_timeout = cfg->defaults.sniff_timeout;
 		if (l->connect_timeout == UNSET)
 			l->connect_timeout = cfg->defaults.connect_timeout;
 		if (l->idle_timeout == UNSET)
@@ -654,15 +859,20 @@ validate(struct config *cfg, struct report *r, int quick)
 				report_error(r, NULL, "--listen (or GATEKEEPER_LISTEN) is required");
 			if (l->upstream.host == NULL)
 				report_error(r, NULL, "--upstream (or GATEKEEPER_UPSTREAM) is required");
+			else if (l->upstream.sniffed_host && l->mode == CONFIG_MODE_TCP)
+				report_error(r, NULL, "--upstream $host:PORT needs --mode tls or http");
 			continue;
 		}
+		validate_routing(l, i, &pos, r);
 		/* A key that was present but invalid has been reported already. */
 		if (l->name == NULL && !(l->seen & KEY_BIT("name")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'name'", i);
 		if (l->listen.len == 0 && !(l->seen & KEY_BIT("listen")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'listen'", i);
-		if (l->upstream.host == NULL && !(l->seen & KEY_BIT("upstream")))
-			report_error(r, &pos, "listeners[%zu]: missing required key 'upstream'", i);
+		if (l->upstream.host == NULL && l->n_routes == 0 &&
+		    !(l->seen & (KEY_BIT("upstream") | KEY_BIT("routes"))))
+			report_error(r, &pos, "listeners[%zu]: missing required key 'upstream'%s", i,
+			    l->mode == CONFIG_MODE_TCP ? "" : " (or 'routes')");
 		for (size_t j = 0; j < i; j++) {
 			struct config_listener *o = &cfg->listeners[j];
 			if (l->name && o->name && strcmp(l->name, o->name) == 0)
@@ -788,11 +998,12 @@ static const struct quick {
     {"refresh", resolver_keys, "refresh"},
     {"min-ttl", resolver_keys, "min_ttl"},
     {"drain-timeout", defaults_keys, "drain_timeout"},
+    {"sniff-timeout", listener_keys, "sniff_timeout"},
 };
 
 const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
     "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
-    "nameservers", "refresh", "min-ttl", "drain-timeout", NULL};
+    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", NULL};
 
 struct config *
 config_quick_new(void)
@@ -809,7 +1020,7 @@ config_quick_new(void)
 		return NULL;
 	}
 	cfg->n_listeners = 1;
-	l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
 	return cfg;
 }
 
@@ -862,10 +1073,35 @@ dump_string(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+static void
+dump_hostport(FILE *out, const struct config_hostport *hp)
+{
+	int v6 = strchr(hp->host, ':') != NULL;
+
+	fprintf(out, "\"%s%s%s:%u\"", v6 ? "[" : "", hp->host, v6 ? "]" : "", hp->port);
+}
+
+static void
+dump_cidr(FILE *out, const struct config_cidr *c)
+{
+	char abuf[NET_ADDRSTRLEN];
+
+	fprintf(out, "\"%s/%u\"",
+	    net_addr_format((const struct sockaddr *)&c->addr, abuf, sizeof(abuf)), c->prefix);
+}
+
+static void
+dump_duration(FILE *out, const char *indent, const char *key, int64_t ms)
+{
+	char d[32];
+
+	fprintf(out, "%s%s: %s\n", indent, key, config_format_duration(ms, d, sizeof(d)));
+}
+
 void
 config_dump(const struct config *cfg, FILE *out)
 {
-	char d1[32], d2[32], d3[32], d4[32], abuf[NET_ADDRSTRLEN];
+	char abuf[NET_ADDRSTRLEN];
 
 	fprintf(out, "log:\n  level: %s\n  format: %s\n", log_level_name(cfg->log.level),
 	    log_format_name(cfg->log.format));
@@ -874,33 +1110,57 @@ config_dump(const struct config *cfg, FILE *out)
 		fprintf(out, "%s", i ? ", " : "");
 		dump_string(out, cfg->resolver.nameservers.v[i]);
 	}
-	fprintf(out, "]\n  refresh: %s\n  min_ttl: %s\n  timeout: %s\n",
-	    config_format_duration(cfg->resolver.refresh, d1, sizeof(d1)),
-	    config_format_duration(cfg->resolver.min_ttl, d2, sizeof(d2)),
-	    config_format_duration(cfg->resolver.timeout, d3, sizeof(d3)));
-	fprintf(out,
-	    "defaults:\n  connect_timeout: %s\n  idle_timeout: %s\n  max_connections: %" PRId64
-	    "\n  drain_timeout: %s\n",
-	    config_format_duration(cfg->defaults.connect_timeout, d1, sizeof(d1)),
-	    config_format_duration(cfg->defaults.idle_timeout, d2, sizeof(d2)),
-	    cfg->defaults.max_connections,
-	    config_format_duration(cfg->defaults.drain_timeout, d4, sizeof(d4)));
+	fprintf(out, "]\n");
+	dump_duration(out, "  ", "refresh", cfg->resolver.refresh);
+	dump_duration(out, "  ", "min_ttl", cfg->resolver.min_ttl);
+	dump_duration(out, "  ", "timeout", cfg->resolver.timeout);
+	fprintf(out, "defaults:\n");
+	dump_duration(out, "  ", "sniff_timeout", cfg->defaults.sniff_timeout);
+	dump_duration(out, "  ", "connect_timeout", cfg->defaults.connect_timeout);
+	dump_duration(out, "  ", "idle_timeout", cfg->defaults.idle_timeout);
+	fprintf(out, "  max_connections: %" PRId64 "\n", cfg->defaults.max_connections);
+	dump_duration(out, "  ", "drain_timeout", cfg->defaults.drain_timeout);
 	fprintf(out, "listeners:\n");
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];
-		int v6 = strchr(l->upstream.host, ':') != NULL;
 
 		fprintf(out, "  - name: ");
 		dump_string(out, l->name);
-		fprintf(out, "\n    listen: \"%s\"\n    mode: %s\n    upstream: \"%s%s%s:%u\"\n",
+		fprintf(out, "\n    listen: \"%s\"\n    mode: %s\n",
 		    net_format((const struct sockaddr *)&l->listen.ss, abuf, sizeof(abuf)),
-		    config_mode_name(l->mode), v6 ? "[" : "", l->upstream.host, v6 ? "]" : "",
-		    l->upstream.port);
-		fprintf(out,
-		    "    connect_timeout: %s\n    idle_timeout: %s\n    max_connections: %" PRId64
-		    "\n",
-		    config_format_duration(l->connect_timeout, d1, sizeof(d1)),
-		    config_format_duration(l->idle_timeout, d2, sizeof(d2)), l->max_connections);
+		    config_mode_name(l->mode));
+		if (l->upstream.host != NULL) {
+			fprintf(out, "    upstream: ");
+			dump_hostport(out, &l->upstream);
+			fputc('\n', out);
+		}
+		if (l->n_routes > 0)
+			fprintf(out, "    routes:\n");
+		for (size_t j = 0; j < l->n_routes; j++) {
+			const struct config_route *rt = &l->routes[j];
+			fprintf(out, "      - match: [");
+			for (size_t k = 0; k < rt->match.n; k++) {
+				fprintf(out, "%s", k ? ", " : "");
+				dump_string(out, rt->match.v[k]);
+			}
+			fprintf(out, "]\n        upstream: ");
+			dump_hostport(out, &rt->upstream);
+			fputc('\n', out);
+			if (rt->send != CONFIG_PROXY_INHERIT)
+				fprintf(out, "        proxy_protocol: {send: %s}\n",
+				    send_names[rt->send]);
+		}
+		fprintf(out, "    proxy_protocol:\n      accept: %s\n      trusted: [",
+		    l->proxy.accept ? "true" : "false");
+		for (size_t k = 0; k < l->proxy.n_trusted; k++) {
+			fprintf(out, "%s", k ? ", " : "");
+			dump_cidr(out, &l->proxy.trusted[k]);
+		}
+		fprintf(out, "]\n      send: %s\n", send_names[l->proxy.send]);
+		dump_duration(out, "    ", "sniff_timeout", l->sniff_timeout);
+		dump_duration(out, "    ", "connect_timeout", l->connect_timeout);
+		dump_duration(out, "    ", "idle_timeout", l->idle_timeout);
+		fprintf(out, "    max_connections: %" PRId64 "\n", l->max_connections);
 	}
 }
 
@@ -910,8 +1170,15 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		free(cfg->listeners[i].name);
-		free(cfg->listeners[i].upstream.host);
+		struct config_listener *l = &cfg->listeners[i];
+		for (size_t j = 0; j < l->n_routes; j++) {
+			strlist_clear(&l->routes[j].match);
+			free(l->routes[j].upstream.host);
+		}
+		free(l->routes);
+		free(l->proxy.trusted);
+		free(l->name);
+		free(l->upstream.host);
 	}
 	free(cfg->listeners);
 	strlist_clear(&cfg->resolver.nameservers);

@@ -1,0 +1,40 @@
+/*
+ * route.h: names from the wire, and which route they select.
+ *
+ * A name read from a TLS SNI or an HTTP Host is normalized before anything
+ * looks at it (lower case, one trailing dot stripped, bounded length, only
+ * host-name characters), then matched against the route patterns of a
+ * listener. Matching is deterministic: an exact name beats a wildcard, a
+ * longer wildcard suffix beats a shorter one, a wildcard beats "*", and
+ * between equals the route listed first wins.
+ */
+#ifndef GK_ROUTE_H
+#define GK_ROUTE_H
+
+#include <stddef.h>
+
+#define ROUTE_NAME_MAX 253
+
+/*
+ * route_normalize_name writes the normalized form of name[0..len) into out
+ * (at least ROUTE_NAME_MAX + 1 bytes). Accepted: DNS names made of
+ * letters, digits, '-' and '_', labels of 1-63 bytes, 253 bytes in all,
+ * and IPv4/IPv6 literals (as text, IPv6 without brackets). Returns 0, or -1
+ * when the name is not acceptable (out is then an empty string).
+ */
+int route_normalize_name(const char *name, size_t len, char *out, size_t outlen);
+
+/*
+ * route_pattern_check validates a match pattern: "*", "*.example.com" or
+ * an exact name. Returns 0, or -1 with a reason in err.
+ */
+int route_pattern_check(const char *pattern, char *err, size_t errlen);
+
+/*
+ * route_pattern_score says how well pattern matches a normalized name:
+ * 0 for no match, else a score where a higher value is more specific.
+ * name may be NULL (the client sent no name): only "*" matches it.
+ */
+unsigned route_pattern_score(const char *pattern, const char *name);
+
+#endif
