@@ -13,6 +13,7 @@
 
 struct gk;
 struct config_listener;
+struct resolver;
 struct resolver_name;
 struct listener;
 
@@ -26,7 +27,13 @@ struct listener *listener_new(struct gk *gk, const struct config_listener *conf)
 void listener_close(struct listener *l);
 
 const struct config_listener *listener_conf(const struct listener *l);
-struct resolver_name *listener_upstream(const struct listener *l);
+/*
+ * listener_upstream returns the resolver handle of route's fixed upstream,
+ * or of the listener's own upstream for route -1; NULL when that upstream
+ * is "$host" (resolved per session) or absent.
+ */
+struct resolver_name *listener_upstream(const struct listener *l, int route);
+struct resolver *listener_resolver(const struct listener *l);
 /* The address actually bound (port 0 resolved). */
 const struct sockaddr *listener_bound(const struct listener *l);
 
@@ -35,7 +42,7 @@ const struct sockaddr *listener_bound(const struct listener *l);
  * upstream has no address yet: at most once per 5 s per listener, with the
  * number of refusals not logged since.
  */
-void listener_warn_unresolved(struct listener *l);
+void listener_warn_unresolved(struct listener *l, const char *upstream);
 
 /*
  * A session holds a reference from listener_session_begin to

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 struct event_base;
@@ -41,6 +42,9 @@ void resolver_free(struct resolver *res);
  * Watching the same HOST:PORT twice returns the same handle with one more
  * reference; each watch is paired with resolver_unwatch. An IP literal is
  * "resolved" at once and never looked up. Returns NULL on out of memory.
+ * A name nobody watches any more is kept (with its answer) until its next
+ * refresh is due, so a name asked for again and again, like a "$host"
+ * upstream, is not looked up for every connection.
  */
 struct resolver_name *resolver_watch(struct resolver *res, const char *host, uint16_t port);
 void resolver_unwatch(struct resolver_name *name);
@@ -53,6 +57,24 @@ void resolver_unwatch(struct resolver_name *name);
  */
 struct resolver_addrs *resolver_addrs(struct resolver_name *name, size_t *start);
 void resolver_addrs_release(struct resolver_addrs *addrs);
+
+/*
+ * Waiting for a name's first answer (a "$host" upstream seen for the first
+ * time). resolver_wait returns 1 when the name already has addresses (no
+ * wait), else 0 and calls cb(arg) once, when the next lookup for the name
+ * ends, successfully or not. The waiter struct belongs to the caller and
+ * must stay valid until cb runs or resolver_wait_cancel is called.
+ */
+struct resolver_waiter {
+	TAILQ_ENTRY(resolver_waiter) entry;
+	struct resolver_name *name; /* NULL when not waiting */
+	void (*cb)(void *arg);
+	void *arg;
+};
+
+int resolver_wait(struct resolver_name *name, struct resolver_waiter *w, void (*cb)(void *),
+    void *arg);
+void resolver_wait_cancel(struct resolver_waiter *w);
 
 /*
  * resolver_refresh asks for a new lookup soon, as after a failed connect.

@@ -29,7 +29,8 @@ struct listener {
 	struct gk *gk;
 	const struct config_listener *conf;
 	struct evconnlistener *evl;
-	struct resolver_name *upstream;
+	struct resolver_name *upstream;  /* the listener's upstream, NULL if none or $host */
+	struct resolver_name **routes;   /* one per route, NULL for $host routes */
 	struct sockaddr_storage bound;
 	unsigned refs;
 	int64_t active;
@@ -100,6 +101,30 @@ on_accept_error(struct evconnlistener *evl, void *arg)
 	    LOG_STR("error", strerror(err)));
 }
 
+/* watch_upstreams starts resolving every fixed upstream the listener may use. */
+static int
+watch_upstreams(struct listener *l)
+{
+	const struct config_listener *conf = l->conf;
+	struct resolver *res = l->gk->resolver;
+
+	if (conf->upstream.host != NULL && !conf->upstream.sniffed_host &&
+	    (l->upstream = resolver_watch(res, conf->upstream.host, conf->upstream.port)) == NULL)
+		return -1;
+	if (conf->n_routes == 0)
+		return 0;
+	if ((l->routes = calloc(conf->n_routes, sizeof(*l->routes))) == NULL)
+		return -1;
+	for (size_t i = 0; i < conf->n_routes; i++) {
+		const struct config_hostport *up = &conf->routes[i].upstream;
+		if (up->sniffed_host)
+			continue;
+		if ((l->routes[i] = resolver_watch(res, up->host, up->port)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
 struct listener *
 listener_new(struct gk *gk, const struct config_listener *conf)
 {
@@ -127,8 +152,7 @@ listener_new(struct gk *gk, const struct config_listener *conf)
 	l->evl = evconnlistener_new(gk->base, on_accept, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	l->pause_timer = evtimer_new(gk->base, on_pause_over, l);
-	l->upstream = resolver_watch(gk->resolver, conf->upstream.host, conf->upstream.port);
-	if (l->evl == NULL || l->pause_timer == NULL || l->upstream == NULL) {
+	if (watch_upstreams(l) == -1 || l->evl == NULL || l->pause_timer == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
 		    LOG_STR("error", "out of memory"));
 		if (l->evl == NULL)
@@ -141,7 +165,7 @@ listener_new(struct gk *gk, const struct config_listener *conf)
 	log_kv(LOG_LEVEL_INFO, "listening", LOG_STR("listener", conf->name),
 	    LOG_STR("addr", net_format((struct sockaddr *)&l->bound, abuf, sizeof(abuf))),
 	    LOG_STR("mode", config_mode_name(conf->mode)), LOG_STR("upstream", conf->upstream.host),
-	    LOG_NUM("port", conf->upstream.port));
+	    LOG_NUM("port", conf->upstream.port), LOG_NUM("routes", conf->n_routes));
 	return l;
 }
 
@@ -153,6 +177,9 @@ listener_unref(struct listener *l)
 	if (l->pause_timer)
 		event_free(l->pause_timer);
 	resolver_unwatch(l->upstream);
+	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
+		resolver_unwatch(l->routes[i]);
+	free(l->routes);
 	free(l);
 }
 
@@ -177,9 +204,17 @@ listener_conf(const struct listener *l)
 }
 
 struct resolver_name *
-listener_upstream(const struct listener *l)
+listener_upstream(const struct listener *l, int route)
 {
-	return l->upstream;
+	if (route < 0)
+		return l->upstream;
+	return l->routes != NULL ? l->routes[route] : NULL;
+}
+
+struct resolver *
+listener_resolver(const struct listener *l)
+{
+	return l->gk->resolver;
 }
 
 const struct sockaddr *
@@ -189,7 +224,7 @@ listener_bound(const struct listener *l)
 }
 
 void
-listener_warn_unresolved(struct listener *l)
+listener_warn_unresolved(struct listener *l, const char *upstream)
 {
 	struct timeval now;
 
@@ -201,7 +236,7 @@ listener_warn_unresolved(struct listener *l)
 		return;
 	}
 	log_kv(LOG_LEVEL_WARN, "upstream not resolved yet, connection refused",
-	    LOG_STR("listener", l->conf->name), LOG_STR("upstream", l->conf->upstream.host),
+	    LOG_STR("listener", l->conf->name), LOG_STR("upstream", upstream),
 	    LOG_NUM("suppressed", l->unresolved_suppressed));
 	l->last_unresolved_warning = now;
 	l->unresolved_suppressed = 0;

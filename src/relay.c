@@ -182,7 +182,7 @@ relay_start(struct relay *r, struct event_base *base, struct bufferevent *client
 	}
 	for (int i = 0; i < 2; i++) {
 		bufferevent_setcb(r->bev[i], on_read, on_write, on_event, r);
-		bufferevent_setwatermark(r->bev[i], EV_WRITE, 0, 0);
+		bufferevent_setwatermark(r->bev[i], EV_READ | EV_WRITE, 0, 0);
 		bufferevent_set_max_single_read(r->bev[i], 64 * 1024);
 		bufferevent_set_max_single_write(r->bev[i], 64 * 1024);
 	}

@@ -45,6 +45,7 @@ struct resolver_name {
 	struct resolver_addrs *addrs;
 	struct event *timer;
 	struct timeval last_lookup;
+	TAILQ_HEAD(, resolver_waiter) waiters;
 };
 
 struct resolver {
@@ -189,6 +190,44 @@ fail:
 }
 
 static void
+wake_waiters(struct resolver_name *n)
+{
+	struct resolver_waiter *w;
+
+	while ((w = TAILQ_FIRST(&n->waiters)) != NULL) {
+		TAILQ_REMOVE(&n->waiters, w, entry);
+		w->name = NULL;
+		w->cb(w->arg);
+	}
+}
+
+int
+resolver_wait(struct resolver_name *n, struct resolver_waiter *w, void (*cb)(void *), void *arg)
+{
+	if (n->addrs != NULL && n->addrs->n > 0)
+		return 1;
+	w->name = n;
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&n->waiters, w, entry);
+	if (!n->in_flight) {
+		/* Failing name in back-off: a new asker deserves a fresh try. */
+		evtimer_del(n->timer);
+		lookup_start(n);
+	}
+	return 0;
+}
+
+void
+resolver_wait_cancel(struct resolver_waiter *w)
+{
+	if (w->name == NULL)
+		return;
+	TAILQ_REMOVE(&w->name->waiters, w, entry);
+	w->name = NULL;
+}
+
+static void
 name_free(struct resolver_name *n)
 {
 	if (n->timer)
@@ -253,7 +292,7 @@ resolver_all_resolved(const struct resolver *res)
 	const struct resolver_name *n;
 
 	TAILQ_FOREACH(n, &res->names, entry)
-		if (n->addrs == NULL)
+		if (n->refs > 0 && n->addrs == NULL)
 			return 0;
 	return 1;
 }
@@ -374,11 +413,12 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 			retry = n->res->refresh_ms;
 		n->failures++;
 		resolver_addrs_release(fresh);
-		log_kv(LOG_LEVEL_WARN, "resolve failed", LOG_STR("upstream", n->host),
-		    LOG_NUM("port", n->port), LOG_STR("error", why),
+		log_kv(n->refs > 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "resolve failed",
+		    LOG_STR("upstream", n->host), LOG_NUM("port", n->port), LOG_STR("error", why),
 		    LOG_STR("keeping", n->addrs ? format_addrs(n->addrs, list, sizeof(list)) : "-"),
 		    LOG_NUM("retry_ms", retry));
 		schedule(n, retry);
+		wake_waiters(n);
 		return;
 	}
 	next = ttl < 0 ? n->res->refresh_ms : (int64_t)ttl * 1000;
@@ -396,6 +436,7 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	n->addrs = fresh;
 	n->failures = 0;
 	schedule(n, next);
+	wake_waiters(n);
 }
 
 static void
@@ -419,9 +460,17 @@ lookup_start(struct resolver_name *n)
 static void
 on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 {
+	struct resolver_name *n = arg;
+
 	(void)fd;
 	(void)what;
-	lookup_start(arg);
+	if (n->refs == 0) {
+		/* Unused for a whole refresh period: forget it. */
+		TAILQ_REMOVE(&n->res->names, n, entry);
+		name_free(n);
+		return;
+	}
+	lookup_start(n);
 }
 
 struct resolver_name *
@@ -439,6 +488,7 @@ resolver_watch(struct resolver *res, const char *host, uint16_t port)
 	}
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return NULL;
+	TAILQ_INIT(&n->waiters);
 	n->res = res;
 	n->port = port;
 	n->refs = 1;
@@ -467,6 +517,13 @@ void
 resolver_unwatch(struct resolver_name *n)
 {
 	if (n == NULL || --n->refs > 0)
+		return;
+	/*
+	 * Keep a resolved name until its refresh is due (on_refresh_timer
+	 * frees it then, unless it was watched again). Literals and names
+	 * that never resolved go now.
+	 */
+	if (!n->literal && n->addrs != NULL && evtimer_pending(n->timer, NULL))
 		return;
 	TAILQ_REMOVE(&n->res->names, n, entry);
 	if (n->in_flight) {

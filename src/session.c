@@ -135,7 +135,7 @@ upstream_failed(struct session *s)
 {
 	bufferevent_free(s->upstream_bev);
 	s->upstream_bev = NULL;
-	resolver_refresh(listener_upstream(s->listener));
+	resolver_refresh(listener_upstream(s->listener, -1));
 	connect_next(s);
 }
 
@@ -266,9 +266,9 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	/* Bytes the client sends while we connect wait in the kernel. */
 	bufferevent_disable(s->client_bev, EV_READ);
 
-	s->addrs = resolver_addrs(listener_upstream(l), &s->first);
+	s->addrs = resolver_addrs(listener_upstream(l, -1), &s->first);
 	if (s->addrs == NULL) {
-		listener_warn_unresolved(l);
+		listener_warn_unresolved(l, s->conf->upstream.host);
 		session_close(s, "no_address");
 		return;
 	}
