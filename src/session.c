@@ -1,16 +1,19 @@
 /*
  * session.c: the life of one connection.
  *
- *   accept -> addresses from the resolver snapshot (never wait for DNS)
- *          -> connect, trying the next address on failure
+ *   accept -> [PROXY header in] -> sniff (TLS SNI | HTTP Host | nothing)
+ *          -> route -> addresses from the resolver (never block on DNS)
+ *          -> connect, trying the next address on failure -> [PROXY out]
  *          -> relay both ways -> session_close(reason)
  *
- * The connect phase shares connect_timeout between the addresses still to
- * try, so one blackholed address cannot eat the whole budget while a
- * healthy one waits. A failed connect asks the resolver for a fresh lookup,
- * because the usual cause in Docker is a restarted container with a new
- * address. Every path out goes through session_close, which frees the
- * session, cancels its timers and writes its one access-log line.
+ * One timer serves every phase; what its expiry means depends on the state
+ * (sniff timeout, first lookup of a "$host" name, connect attempt, refusal
+ * flush). The connect phase shares connect_timeout between the addresses
+ * still to try, so one blackholed address cannot eat the whole budget while
+ * a healthy one waits, and a failed connect asks the resolver for a fresh
+ * lookup, because in Docker it usually means a restarted container. Bytes
+ * read while sniffing stay in the client's input buffer and are the first
+ * thing the relay forwards. Every path out goes through session_close.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -25,13 +28,23 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "proxyproto.h"
 #include "relay.h"
 #include "resolver.h"
+#include "route.h"
 #include "session.h"
+#include "sniff_http.h"
+#include "sniff_tls.h"
+
+/* How long a refusal (TLS alert, HTTP error) may take to reach the client. */
+#define REFUSAL_FLUSH_MS 2000
 
 enum session_state {
+	SESSION_SNIFFING,   /* reading the PROXY header and/or the first bytes */
+	SESSION_RESOLVING,  /* waiting for the first answer for a $host name */
 	SESSION_CONNECTING,
 	SESSION_RELAYING,
+	SESSION_REFUSING,   /* flushing a refusal, then closing */
 };
 
 struct session {
@@ -40,21 +53,34 @@ struct session {
 	struct listener *listener;
 	const struct config_listener *conf;
 	enum session_state state;
-	struct sockaddr_storage client;
+	struct sockaddr_storage peer;   /* the TCP peer */
+	struct sockaddr_storage client; /* the client: peer, or what PROXY said */
+	struct sockaddr_storage local;  /* where the client connected to */
+	int proxied;                    /* client and local came from a PROXY header */
+	int proxy_done;
+	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
+	const char *decision;
+	int route;                     /* index, -1 = listener upstream */
+	const struct config_hostport *target;
+	struct resolver_name *upstream_name;
+	struct resolver_name *dynamic; /* our own watch of a $host name */
+	struct resolver_waiter waiter;
 	struct bufferevent *client_bev;
 	struct bufferevent *upstream_bev;
 	struct resolver_addrs *addrs;
-	size_t first, tried;   /* round-robin start, addresses tried so far */
-	int timed_out;         /* some attempt ran out of time */
-	int upstream_set;      /* upstream holds the address tried or connected */
+	size_t first, tried; /* round-robin start, addresses tried so far */
+	int timed_out;       /* some attempt ran out of time */
+	int upstream_set;    /* upstream holds the address tried or connected */
 	struct sockaddr_storage upstream;
-	char error[96];        /* last connect error, for the access line */
+	char error[96];      /* last connect error, for the access line */
+	const char *refusal_reason;
 	struct timeval started, deadline;
-	struct event *timer;   /* connect attempt deadline */
+	struct event *timer;
 	struct relay relay;
 };
 
 static void connect_next(struct session *s);
+static void session_fail(struct session *s, const char *reason);
 
 static int64_t
 ms_between(const struct timeval *a, const struct timeval *b)
@@ -63,10 +89,18 @@ ms_between(const struct timeval *a, const struct timeval *b)
 }
 
 static void
+arm_timer(struct session *s, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	evtimer_add(s->timer, &tv);
+}
+
+static void
 log_access(struct session *s, const char *reason)
 {
-	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN];
-	struct log_field f[10];
+	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
+	struct log_field f[14];
 	struct timeval now;
 	size_t n = 0;
 
@@ -74,7 +108,11 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_STR("listener", s->conf->name);
 	f[n++] = LOG_STR("client",
 	    net_format((struct sockaddr *)&s->client, client, sizeof(client)));
-	f[n++] = LOG_STR("name", s->conf->upstream.host);
+	if (s->proxied)
+		f[n++] = LOG_STR("peer",
+		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
+	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
+	f[n++] = LOG_STR("decision", s->decision);
 	f[n++] = LOG_STR("upstream", s->upstream_set ? net_format((struct sockaddr *)&s->upstream,
 							   upstream, sizeof(upstream)) :
 						       "-");
@@ -94,6 +132,7 @@ session_close(struct session *s, const char *reason)
 
 	log_access(s, reason);
 	relay_stop(&s->relay);
+	resolver_wait_cancel(&s->waiter);
 	if (s->timer)
 		event_free(s->timer);
 	if (s->upstream_bev)
@@ -101,6 +140,7 @@ session_close(struct session *s, const char *reason)
 	if (s->client_bev)
 		bufferevent_free(s->client_bev);
 	resolver_addrs_release(s->addrs);
+	resolver_unwatch(s->dynamic);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
 	listener_session_end(s->listener);
@@ -116,6 +156,95 @@ session_close_all(struct gk *gk, const char *reason)
 	while ((s = TAILQ_FIRST(&gk->sessions)) != NULL)
 		session_close(s, reason);
 }
+
+/* ---- refusals ---- */
+
+static void
+on_refusal_written(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_close(s, s->refusal_reason);
+}
+
+static void
+on_refusal_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	(void)what;
+	session_close(s, s->refusal_reason);
+}
+
+/* refuse sends bytes to the client, then closes with reason once they are out. */
+static void
+refuse(struct session *s, const void *bytes, size_t len, const char *reason)
+{
+	s->state = SESSION_REFUSING;
+	s->refusal_reason = reason;
+	bufferevent_disable(s->client_bev, EV_READ);
+	bufferevent_setwatermark(s->client_bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(s->client_bev, NULL, on_refusal_written, on_refusal_event, s);
+	if (bufferevent_write(s->client_bev, bytes, len) == -1 ||
+	    bufferevent_enable(s->client_bev, EV_WRITE) == -1) {
+		session_close(s, reason);
+		return;
+	}
+	arm_timer(s, REFUSAL_FLUSH_MS);
+}
+
+static const struct http_refusal {
+	const char *reason;
+	const char *status;
+	const char *body;
+} http_refusals[] = {
+    {"malformed", "400 Bad Request", "malformed request"},
+    {"no_name", "400 Bad Request", "the request names no host"},
+    {"too_large", "431 Request Header Fields Too Large", "request head too large"},
+    {"sniff_timeout", "408 Request Timeout", "request not received in time"},
+    {"no_route", "421 Misdirected Request", "no route for this host"},
+    {"no_address", "503 Service Unavailable", "upstream not resolvable yet"},
+    {"connect_failed", "502 Bad Gateway", "upstream unreachable"},
+    {"connect_timeout", "504 Gateway Timeout", "upstream did not answer in time"},
+};
+
+/*
+ * session_fail ends a session that has not started relaying. Before the
+ * connection closes, an HTTP client gets a short error response and a TLS
+ * client whose name has no route gets an unrecognized_name alert, so both
+ * see why. PROXY errors get nothing: the peer is a proxy, not a client.
+ */
+static void
+session_fail(struct session *s, const char *reason)
+{
+	if (s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done) {
+		for (size_t i = 0; i < sizeof(http_refusals) / sizeof(http_refusals[0]); i++) {
+			const struct http_refusal *r = &http_refusals[i];
+			char buf[512];
+			int n;
+			if (strcmp(r->reason, reason) != 0)
+				continue;
+			n = snprintf(buf, sizeof(buf),
+			    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+			    "Connection: close\r\n\r\ngatekeeper: %s\n",
+			    r->status, strlen(r->body) + 13, r->body);
+			refuse(s, buf, (size_t)n, reason);
+			return;
+		}
+	}
+	if (s->conf->mode == CONFIG_MODE_TLS &&
+	    (strcmp(reason, "no_route") == 0 || strcmp(reason, "no_name") == 0)) {
+		uint8_t alert[SNIFF_TLS_ALERT_LEN];
+		size_t n = sniff_tls_alert_unrecognized_name(alert, sizeof(alert));
+		refuse(s, alert, n, reason);
+		return;
+	}
+	session_close(s, reason);
+}
+
+/* ---- connecting ---- */
 
 static void
 on_relay_done(void *arg, const char *reason)
@@ -135,8 +264,38 @@ upstream_failed(struct session *s)
 {
 	bufferevent_free(s->upstream_bev);
 	s->upstream_bev = NULL;
-	resolver_refresh(listener_upstream(s->listener, -1));
+	resolver_refresh(s->upstream_name);
 	connect_next(s);
+}
+
+static int
+proxy_send_version(const struct session *s)
+{
+	if (s->route >= 0 && s->conf->routes[s->route].send != CONFIG_PROXY_INHERIT)
+		return s->conf->routes[s->route].send;
+	return s->conf->proxy.send;
+}
+
+/* send_proxy_header queues the PROXY header for the upstream, if configured. */
+static void
+send_proxy_header(struct session *s)
+{
+	uint8_t buf[PROXYPROTO_V2_MAX > PROXYPROTO_V1_MAX ? PROXYPROTO_V2_MAX : PROXYPROTO_V1_MAX];
+	const struct sockaddr *src = (const struct sockaddr *)&s->client;
+	const struct sockaddr *dst = (const struct sockaddr *)&s->local;
+	size_t n;
+
+	switch (proxy_send_version(s)) {
+	case CONFIG_PROXY_V1:
+		n = proxyproto_write_v1(buf, sizeof(buf), src, dst);
+		break;
+	case CONFIG_PROXY_V2:
+		n = proxyproto_write_v2(buf, sizeof(buf), src, dst);
+		break;
+	default:
+		return;
+	}
+	bufferevent_write(s->upstream_bev, buf, n);
 }
 
 static void
@@ -151,6 +310,7 @@ on_connect_event(struct bufferevent *bev, short what, void *arg)
 		s->error[0] = '\0';
 		s->state = SESSION_RELAYING;
 		net_set_nodelay(bufferevent_getfd(s->upstream_bev));
+		send_proxy_header(s);
 		if (relay_start(&s->relay, s->gk->base, s->client_bev, s->upstream_bev,
 			s->conf->idle_timeout, on_relay_done, s) == -1)
 			session_close(s, "out_of_memory");
@@ -164,27 +324,15 @@ on_connect_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static void
-on_connect_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct session *s = arg;
-
-	(void)fd;
-	(void)what;
-	s->timed_out = 1;
-	snprintf(s->error, sizeof(s->error), "connect timed out");
-	upstream_failed(s);
-}
-
 /*
  * connect_next starts a connection to the next untried address, giving it
- * an equal share of the time left. When none is left, the session closes
+ * an equal share of the time left. When none is left, the session fails
  * with connect_timeout if any attempt timed out, else connect_failed.
  */
 static void
 connect_next(struct session *s)
 {
-	struct timeval now, tv;
+	struct timeval now;
 	int64_t left, share;
 
 	event_base_gettimeofday_cached(s->gk->base, &now);
@@ -214,16 +362,261 @@ connect_next(struct session *s)
 			continue;
 		}
 		share = left / (int64_t)remaining;
-		if (share < 1)
-			share = 1;
-		tv.tv_sec = (time_t)(share / 1000);
-		tv.tv_usec = (suseconds_t)((share % 1000) * 1000);
-		evtimer_add(s->timer, &tv);
+		arm_timer(s, share < 1 ? 1 : share);
 		return;
 	}
 	if (left <= 0)
 		s->timed_out = 1;
-	session_close(s, s->timed_out ? "connect_timeout" : "connect_failed");
+	session_fail(s, s->timed_out ? "connect_timeout" : "connect_failed");
+}
+
+/* start_connect takes the address snapshot, or fails/waits when there is none. */
+static void
+start_connect(struct session *s)
+{
+	s->addrs = resolver_addrs(s->upstream_name, &s->first);
+	if (s->addrs == NULL) {
+		if (s->dynamic == NULL)
+			listener_warn_unresolved(s->listener, s->target->host);
+		session_fail(s, "no_address");
+		return;
+	}
+	s->state = SESSION_CONNECTING;
+	connect_next(s);
+}
+
+static void
+on_first_answer(void *arg)
+{
+	struct session *s = arg;
+
+	evtimer_del(s->timer);
+	start_connect(s);
+}
+
+/*
+ * upstream_chosen resolves the target of the chosen route: a fixed
+ * upstream is already watched by the listener; a "$host" upstream is
+ * watched here, and the session waits (without blocking anything) for the
+ * first answer if the name is new, within the connect timeout.
+ */
+static void
+upstream_chosen(struct session *s)
+{
+	struct timeval budget;
+
+	s->decision = "allow";
+	budget.tv_sec = (time_t)(s->conf->connect_timeout / 1000);
+	budget.tv_usec = (suseconds_t)((s->conf->connect_timeout % 1000) * 1000);
+	event_base_gettimeofday_cached(s->gk->base, &s->deadline);
+	timeradd(&s->deadline, &budget, &s->deadline);
+	/* Sniffed bytes wait in the input buffer; the rest waits in the kernel. */
+	bufferevent_disable(s->client_bev, EV_READ);
+	bufferevent_setcb(s->client_bev, NULL, NULL, NULL, NULL);
+	if (!s->target->sniffed_host) {
+		s->upstream_name = listener_upstream(s->listener, s->route);
+		start_connect(s);
+		return;
+	}
+	s->dynamic = resolver_watch(listener_resolver(s->listener), s->name, s->target->port);
+	if (s->dynamic == NULL) {
+		session_close(s, "out_of_memory");
+		return;
+	}
+	s->upstream_name = s->dynamic;
+	if (resolver_wait(s->dynamic, &s->waiter, on_first_answer, s)) {
+		start_connect(s);
+		return;
+	}
+	s->state = SESSION_RESOLVING;
+	arm_timer(s, s->conf->connect_timeout);
+}
+
+/*
+ * route picks the route for the sniffed name (s->name, "" for none): the
+ * best-scoring pattern wins, ties go to the route listed first; the
+ * listener's own upstream serves names no route matches.
+ */
+static void
+route(struct session *s)
+{
+	unsigned best = 0;
+	const char *name = s->name[0] ? s->name : NULL;
+
+	s->route = -1;
+	for (size_t i = 0; i < s->conf->n_routes; i++) {
+		const struct config_route *rt = &s->conf->routes[i];
+		for (size_t j = 0; j < rt->match.n; j++) {
+			unsigned score = route_pattern_score(rt->match.v[j], name);
+			if (score > best) {
+				best = score;
+				s->route = (int)i;
+			}
+		}
+	}
+	s->target = s->route >= 0 ? &s->conf->routes[s->route].upstream :
+				    s->conf->upstream.host != NULL ? &s->conf->upstream :
+								     NULL;
+	if (s->target == NULL) {
+		s->decision = "deny";
+		session_fail(s, name ? "no_route" : "no_name");
+		return;
+	}
+	if (s->target->sniffed_host && name == NULL) {
+		s->decision = "deny";
+		session_fail(s, "no_name");
+		return;
+	}
+	upstream_chosen(s);
+}
+
+/* ---- sniffing ---- */
+
+/*
+ * read_proxy_header consumes a PROXY header at the start of in. Returns 1
+ * when done (header consumed, or none expected from this peer), 0 to wait
+ * for more bytes, -1 after failing the session.
+ */
+static int
+read_proxy_header(struct session *s, struct evbuffer *in)
+{
+	const struct config_proxy_protocol *pp = &s->conf->proxy;
+	struct proxyproto_header h;
+	enum parse_result r;
+	size_t len = evbuffer_get_length(in);
+	int trusted = pp->n_trusted == 0;
+
+	for (size_t i = 0; i < pp->n_trusted && !trusted; i++)
+		trusted = config_cidr_contains(&pp->trusted[i], (struct sockaddr *)&s->peer);
+	r = proxyproto_parse(evbuffer_pullup(in, (ssize_t)len), len, &h);
+	if (r == PARSE_NEED_MORE)
+		return 0;
+	if (!trusted) {
+		if (r == PARSE_NOT_FOUND) {
+			s->proxy_done = 1;
+			return 1;
+		}
+		session_fail(s, "proxy_untrusted");
+		return -1;
+	}
+	if (r != PARSE_OK) {
+		session_fail(s, r == PARSE_NOT_FOUND ? "proxy_missing" : "proxy_malformed");
+		return -1;
+	}
+	if (!h.local && (h.family == AF_INET || h.family == AF_INET6)) {
+		memcpy(&s->client, &h.src, sizeof(s->client));
+		memcpy(&s->local, &h.dst, sizeof(s->local));
+		s->proxied = 1;
+	}
+	evbuffer_drain(in, h.len);
+	s->proxy_done = 1;
+	return 1;
+}
+
+/*
+ * sniff_name runs the mode's parser over the buffered bytes. Returns 1 with
+ * s->name set ("" when the client named nothing), 0 to wait, -1 after
+ * failing the session.
+ */
+static int
+sniff_name(struct session *s, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+	const uint8_t *buf;
+	const char *raw;
+	size_t raw_len;
+	enum parse_result r;
+	struct sniff_tls_hello hello;
+	struct sniff_http_request req;
+
+	if (len == 0)
+		return 0;
+	buf = evbuffer_pullup(in, (ssize_t)len);
+	if (s->conf->mode == CONFIG_MODE_TLS) {
+		r = sniff_tls_client_hello(buf, len, &hello);
+		raw = hello.sni;
+		raw_len = hello.sni_len;
+	} else {
+		r = sniff_http_request(buf, len, &req);
+		raw = req.host;
+		raw_len = req.host_len;
+	}
+	switch (r) {
+	case PARSE_NEED_MORE:
+		if (len >= (s->conf->mode == CONFIG_MODE_TLS ? SNIFF_TLS_MAX_HELLO :
+							       SNIFF_HTTP_MAX_HEAD)) {
+			session_fail(s, "too_large");
+			return -1;
+		}
+		return 0;
+	case PARSE_MALFORMED:
+		session_fail(s, "malformed");
+		return -1;
+	case PARSE_NOT_FOUND:
+		s->name[0] = '\0';
+		return 1;
+	case PARSE_OK:
+		break;
+	}
+	if (route_normalize_name(raw, raw_len, s->name, sizeof(s->name)) == -1) {
+		session_fail(s, "malformed");
+		return -1;
+	}
+	return 1;
+}
+
+static void
+on_sniff_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	int rc;
+
+	if (s->state != SESSION_SNIFFING)
+		return;
+	if (!s->proxy_done && (rc = read_proxy_header(s, in)) <= 0)
+		return;
+	if (s->conf->mode != CONFIG_MODE_TCP && (rc = sniff_name(s, in)) <= 0)
+		return;
+	evtimer_del(s->timer);
+	route(s);
+}
+
+static void
+on_sniff_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_close(s, (what & BEV_EVENT_EOF) ? "client_closed" : "client_error");
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	switch (s->state) {
+	case SESSION_SNIFFING:
+		session_fail(s, "sniff_timeout");
+		break;
+	case SESSION_RESOLVING:
+		resolver_wait_cancel(&s->waiter);
+		session_fail(s, "no_address");
+		break;
+	case SESSION_CONNECTING:
+		s->timed_out = 1;
+		snprintf(s->error, sizeof(s->error), "connect timed out");
+		upstream_failed(s);
+		break;
+	case SESSION_REFUSING:
+		session_close(s, s->refusal_reason);
+		break;
+	case SESSION_RELAYING:
+		break;
+	}
 }
 
 void
@@ -231,7 +624,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
     socklen_t peerlen)
 {
 	struct session *s;
-	struct timeval budget;
+	socklen_t llen;
 
 	if (gk->draining) {
 		evutil_closesocket(fd);
@@ -245,9 +638,14 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	s->gk = gk;
 	s->listener = l;
 	s->conf = listener_conf(l);
-	s->state = SESSION_CONNECTING;
-	if (peerlen <= sizeof(s->client))
-		memcpy(&s->client, peer, peerlen);
+	s->state = SESSION_SNIFFING;
+	s->route = -1;
+	if (peerlen <= sizeof(s->peer))
+		memcpy(&s->peer, peer, peerlen);
+	memcpy(&s->client, &s->peer, sizeof(s->client));
+	llen = sizeof(s->local);
+	if (getsockname(fd, (struct sockaddr *)&s->local, &llen) == -1)
+		memcpy(&s->local, listener_bound(l), sizeof(s->local));
 	event_base_gettimeofday_cached(gk->base, &s->started);
 	TAILQ_INSERT_TAIL(&gk->sessions, s, entry);
 	gk->n_sessions++;
@@ -255,7 +653,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 
 	s->client_bev = bufferevent_socket_new(gk->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	s->timer = evtimer_new(gk->base, on_connect_timer, s);
+	s->timer = evtimer_new(gk->base, on_timer, s);
 	if (s->client_bev == NULL || s->timer == NULL) {
 		if (s->client_bev == NULL)
 			evutil_closesocket(fd);
@@ -263,17 +661,18 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 		return;
 	}
 	net_set_nodelay(fd);
-	/* Bytes the client sends while we connect wait in the kernel. */
-	bufferevent_disable(s->client_bev, EV_READ);
-
-	s->addrs = resolver_addrs(listener_upstream(l, -1), &s->first);
-	if (s->addrs == NULL) {
-		listener_warn_unresolved(l, s->conf->upstream.host);
-		session_close(s, "no_address");
+	s->proxy_done = !s->conf->proxy.accept;
+	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
+		/* Nothing to read first: bytes sent meanwhile wait in the kernel. */
+		bufferevent_disable(s->client_bev, EV_READ);
+		route(s);
 		return;
 	}
-	budget.tv_sec = (time_t)(s->conf->connect_timeout / 1000);
-	budget.tv_usec = (suseconds_t)((s->conf->connect_timeout % 1000) * 1000);
-	timeradd(&s->started, &budget, &s->deadline);
-	connect_next(s);
+	/* Read no more than a hello or a request head (plus a PROXY header). */
+	bufferevent_setwatermark(s->client_bev, EV_READ, 0,
+	    (SNIFF_TLS_MAX_HELLO > SNIFF_HTTP_MAX_HEAD ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD) +
+		PROXYPROTO_PARSE_MAX);
+	bufferevent_setcb(s->client_bev, on_sniff_read, NULL, on_sniff_event, s);
+	bufferevent_enable(s->client_bev, EV_READ);
+	arm_timer(s, s->conf->sniff_timeout);
 }
