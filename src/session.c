@@ -521,7 +521,7 @@ read_proxy_header(struct session *s, struct evbuffer *in)
 static int
 sniff_name(struct session *s, struct evbuffer *in)
 {
-	size_t len = evbuffer_get_length(in);
+	size_t len = evbuffer_get_length(in), cap, plen;
 	const uint8_t *buf;
 	const char *raw;
 	size_t raw_len;
@@ -532,19 +532,24 @@ sniff_name(struct session *s, struct evbuffer *in)
 	if (len == 0)
 		return 0;
 	buf = evbuffer_pullup(in, (ssize_t)len);
+	/*
+	 * Parse at most cap - 1 bytes: a head still incomplete there is too
+	 * large (not malformed), whatever follows.
+	 */
+	cap = s->conf->mode == CONFIG_MODE_TLS ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD;
+	plen = len < cap ? len : cap - 1;
 	if (s->conf->mode == CONFIG_MODE_TLS) {
-		r = sniff_tls_client_hello(buf, len, &hello);
+		r = sniff_tls_client_hello(buf, plen, &hello);
 		raw = hello.sni;
 		raw_len = hello.sni_len;
 	} else {
-		r = sniff_http_request(buf, len, &req);
+		r = sniff_http_request(buf, plen, &req);
 		raw = req.host;
 		raw_len = req.host_len;
 	}
 	switch (r) {
 	case PARSE_NEED_MORE:
-		if (len >= (s->conf->mode == CONFIG_MODE_TLS ? SNIFF_TLS_MAX_HELLO :
-							       SNIFF_HTTP_MAX_HEAD)) {
+		if (len >= cap) {
 			session_fail(s, "too_large");
 			return -1;
 		}
