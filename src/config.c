@@ -564,6 +564,8 @@ struct walk {
 	struct report *report;
 	yaml_document_t *doc;
 	struct config *cfg;
+	const yaml_node_t *min_ttl; /* for the cross-key check min_ttl <= refresh */
+	int listeners_bad;          /* 'listeners' was not a list: reported already */
 };
 
 static const char *
@@ -647,6 +649,8 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 		if (val->type != YAML_SEQUENCE_NODE) {
 			report_error(w->report, val,
 			    "'%s' must be a list (each item starts with '- ')", k->name);
+			if (k->type == K_LISTENERS)
+				w->listeners_bad = 1;
 			return;
 		}
 		for (yaml_node_item_t *it = val->data.sequence.items.start;
@@ -674,9 +678,17 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 				if (item->type == YAML_MAPPING_NODE)
 					r->seen = walk_mapping(w, item, route_keys, r, sub);
 			}
-			if (item->type != YAML_MAPPING_NODE)
+			if (item->type != YAML_MAPPING_NODE) {
 				report_error(w->report, item, "%s must be a mapping, not %s", sub,
 				    node_kind(item));
+				/* Reported once: no "missing key" errors for it. */
+				if (k->type == K_LISTENERS)
+					w->cfg->listeners[w->cfg->n_listeners - 1].seen = ~0u;
+				else
+					((struct config_listener *)base)
+					    ->routes[((struct config_listener *)base)->n_routes - 1]
+					    .seen = ~0u;
+			}
 		}
 		return;
 nomem:
@@ -708,6 +720,8 @@ nomem:
 		    where, node_kind(val));
 		return;
 	}
+	if (base == w->cfg && k->off == offsetof(struct config, resolver.min_ttl))
+		w->min_ttl = val;
 	if (parse_scalar(k, scalar(val), dst, err, sizeof(err)) == -1)
 		report_error(w->report, val, "%s", err);
 }
@@ -835,11 +849,12 @@ validate_routing(const struct config_listener *l, size_t i, yaml_node_t *pos, st
  * can: required keys, unique names and addresses.
  */
 static void
-validate(struct config *cfg, struct report *r, int quick)
+validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min_ttl,
+    int listeners_reported)
 {
 	if (cfg->resolver.min_ttl > cfg->resolver.refresh)
-		report_error(r, NULL, "resolver: min_ttl must not exceed refresh");
-	if (cfg->n_listeners == 0)
+		report_error(r, min_ttl, "resolver: min_ttl must not exceed refresh");
+	if (cfg->n_listeners == 0 && !listeners_reported)
 		report_error(r, NULL, "no listeners defined (add a 'listeners:' list)");
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct config_listener *l = &cfg->listeners[i];
@@ -917,7 +932,9 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 		goto done;
 	}
 	root = yaml_document_get_root_node(&doc);
-	if (root == NULL) {
+	if (root == NULL || (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0' &&
+				root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)) {
+		/* No document, or one with nothing in it ("---"). */
 		report_error(&r, NULL, "the file is empty (it needs at least 'listeners:')");
 		goto done;
 	}
@@ -926,9 +943,9 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 				       "resolver, defaults, listeners), not %s", node_kind(root));
 		goto done;
 	}
-	struct walk w = {&r, &doc, cfg};
+	struct walk w = {&r, &doc, cfg, NULL, 0};
 	walk_mapping(&w, root, top_keys, cfg, "the top level");
-	validate(cfg, &r, 0);
+	validate(cfg, &r, 0, w.min_ttl, w.listeners_bad);
 done:
 	yaml_document_delete(&doc);
 	if (r.errors > 0) {
@@ -1054,7 +1071,7 @@ config_quick_finish(struct config *cfg, FILE *errs)
 
 	if (l->name == NULL && (l->name = strdup("default")) == NULL)
 		report_error(&r, NULL, "out of memory");
-	validate(cfg, &r, 1);
+	validate(cfg, &r, 1, NULL, 1);
 	return r.errors ? -1 : 0;
 }
 
@@ -1066,9 +1083,13 @@ dump_string(FILE *out, const char *s)
 	/* Double-quoted YAML: safe for any name. */
 	fputc('"', out);
 	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		fputc(*s, out);
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
 	}
 	fputc('"', out);
 }

@@ -64,24 +64,43 @@ log_format_name(enum log_format format)
 	return format == LOG_FORMAT_JSON ? "json" : "logfmt";
 }
 
-static void
+/*
+ * Room kept at the end of the buffer so a cut line can still be closed:
+ * a closing quote, the truncation marker, a closing brace and a newline.
+ */
+#define LOG_RESERVE 32
+
+/*
+ * put appends n bytes as one unit: all of them, or (when they do not fit
+ * before the reserve) none, and the line is marked truncated. Writing
+ * escapes as units means a cut never leaves half an escape behind.
+ */
+static int
 put(struct line *l, const char *s, size_t n)
 {
-	/* Keep two bytes for the closing brace and the newline. */
-	size_t room = sizeof(l->buf) - 2 - l->len;
-
-	if (n > room) {
-		n = room;
+	if (l->truncated || l->len + n > sizeof(l->buf) - LOG_RESERVE) {
 		l->truncated = 1;
+		return -1;
 	}
 	memcpy(l->buf + l->len, s, n);
 	l->len += n;
+	return 0;
 }
 
-static void
+static int
 puts_(struct line *l, const char *s)
 {
-	put(l, s, strlen(s));
+	return put(l, s, strlen(s));
+}
+
+/* put_raw appends bytes that are known to fit, inside the reserve. */
+static void
+put_raw(struct line *l, const char *s)
+{
+	size_t n = strlen(s);
+
+	memcpy(l->buf + l->len, s, n);
+	l->len += n;
 }
 
 static int
@@ -97,43 +116,85 @@ logfmt_needs_quotes(const char *s)
 	return 0;
 }
 
-/* put_escaped writes s as a logfmt or JSON string value. */
+/* utf8_len returns the length of a well-formed UTF-8 sequence at s, or 0. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned min;
+	unsigned cp;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f, min = 0x80;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f, min = 0x800;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * put_escaped writes s as a logfmt value or a JSON string body. JSON keeps
+ * well-formed UTF-8 and escapes every other byte outside printable ASCII;
+ * logfmt escapes all of them as \xNN, so a line is always plain ASCII.
+ */
 static void
-put_escaped(struct line *l, const char *s, int quote)
+put_escaped(struct line *l, const char *s)
 {
 	char esc[8];
 
-	if (quote)
-		put(l, "\"", 1);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		size_t u;
+		int rc;
+
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
-			put(l, esc, 2);
+			rc = put(l, esc, 2);
 		} else if (c == '\n') {
-			put(l, "\\n", 2);
+			rc = put(l, "\\n", 2);
 		} else if (c == '\t') {
-			put(l, "\\t", 2);
+			rc = put(l, "\\t", 2);
+		} else if (c >= 0x80 && log_fmt == LOG_FORMAT_JSON &&
+			   (u = utf8_len((const unsigned char *)s)) > 0) {
+			rc = put(l, s, u);
+			s += u - 1;
 		} else if (c < 0x20 || c >= 0x7f) {
 			if (log_fmt == LOG_FORMAT_JSON)
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
 			else
 				snprintf(esc, sizeof(esc), "\\x%02x", c);
-			puts_(l, esc);
+			rc = puts_(l, esc);
 		} else {
-			put(l, (const char *)&c, 1);
+			rc = put(l, (const char *)&c, 1);
 		}
+		if (rc == -1)
+			return;
 	}
-	if (quote)
-		put(l, "\"", 1);
 }
 
+/*
+ * put_field appends one key/value pair. A value cut by the line limit still
+ * gets its closing quote (from the reserve), so the line stays parseable.
+ */
 static void
 put_field(struct line *l, const char *key, const char *str, long long num, int is_num)
 {
 	char nbuf[32];
+	int quote;
 
+	if (l->truncated)
+		return;
 	if (is_num) {
 		snprintf(nbuf, sizeof(nbuf), "%lld", num);
 		str = nbuf;
@@ -141,19 +202,34 @@ put_field(struct line *l, const char *key, const char *str, long long num, int i
 		str = "-";
 	}
 	if (log_fmt == LOG_FORMAT_JSON) {
-		put(l, ",\"", 2);
-		put_escaped(l, key, 0);
-		put(l, "\":", 2);
-		if (is_num)
-			puts_(l, str);
-		else
-			put_escaped(l, str, 1);
-	} else {
-		put(l, " ", 1);
-		puts_(l, key);
-		put(l, "=", 1);
-		put_escaped(l, str, !is_num && logfmt_needs_quotes(str));
+		/* The key, its quotes and the value's opening quote go in together. */
+		size_t mark = l->len;
+		if (put(l, ",\"", 2) == -1 || puts_(l, key) == -1 ||
+		    put(l, is_num ? "\":" : "\":\"", is_num ? 2 : 3) == -1) {
+			l->len = mark;
+			return;
+		}
+		if (is_num) {
+			if (puts_(l, str) == -1)
+				put_raw(l, "0");
+			return;
+		}
+		put_escaped(l, str);
+		put_raw(l, "\"");
+		return;
 	}
+	quote = !is_num && logfmt_needs_quotes(str);
+	{
+		size_t mark = l->len;
+		if (put(l, " ", 1) == -1 || puts_(l, key) == -1 || put(l, "=", 1) == -1 ||
+		    (quote && put(l, "\"", 1) == -1)) {
+			l->len = mark;
+			return;
+		}
+	}
+	put_escaped(l, str);
+	if (quote)
+		put_raw(l, "\"");
 }
 
 static void
@@ -166,7 +242,8 @@ put_timestamp(struct line *l)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(ts.tv_nsec / 1000000));
 	if (log_fmt == LOG_FORMAT_JSON) {
 		put(l, "{\"ts\":\"", 7);
 		puts_(l, buf);
@@ -194,23 +271,11 @@ log_fields(enum log_level level, const char *msg, const struct log_field *fields
 	put_field(&l, "msg", msg, 0, 0);
 	for (size_t i = 0; i < n; i++)
 		put_field(&l, fields[i].key, fields[i].str, fields[i].num, fields[i].is_num);
-	if (l.truncated && log_fmt == LOG_FORMAT_LOGFMT) {
-		/* Mark a cut line so a reader knows a field is incomplete. */
-		l.len = sizeof(l.buf) - 2 - 15;
-		memcpy(l.buf + l.len, " truncated=true", 15);
-		l.len += 15;
-	} else if (l.truncated) {
-		/* A cut JSON line would not parse: replace it with a marker line. */
-		l.len = 0;
-		l.truncated = 0;
-		put_timestamp(&l);
-		put_field(&l, "level", log_level_name(level), 0, 0);
-		put_field(&l, "msg", msg, 0, 0);
-		put_field(&l, "truncated", "true", 0, 0);
-	}
+	if (l.truncated)
+		put_raw(&l, log_fmt == LOG_FORMAT_JSON ? ",\"truncated\":true" : " truncated=true");
 	if (log_fmt == LOG_FORMAT_JSON)
-		l.buf[l.len++] = '}';
-	l.buf[l.len++] = '\n';
+		put_raw(&l, "}");
+	put_raw(&l, "\n");
 	for (off = 0; off < l.len; off += (size_t)w) {
 		w = write(STDERR_FILENO, l.buf + off, l.len - off);
 		if (w < 0 && errno == EINTR) {

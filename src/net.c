@@ -72,6 +72,11 @@ net_split_hostport(const char *text, char *host, size_t hostlen, uint16_t *port,
 		snprintf(err, errlen, "host too long");
 		return -1;
 	}
+	/* Brackets hold an IPv6 address, nothing else. */
+	if (text[0] == '[' && memchr(hs, ':', (size_t)(he - hs)) == NULL) {
+		snprintf(err, errlen, "brackets must hold an IPv6 address");
+		return -1;
+	}
 	memcpy(host, hs, (size_t)(he - hs));
 	host[he - hs] = '\0';
 	if (net_parse_port(colon + 1, 1, port) == -1) {

@@ -189,16 +189,25 @@ fail:
 	return NULL;
 }
 
+/*
+ * wake_waiters runs every waiter's callback. A callback may drop the last
+ * watch of the name (a session closing because the lookup failed), so the
+ * name is held for the duration and released through resolver_unwatch.
+ */
 static void
 wake_waiters(struct resolver_name *n)
 {
 	struct resolver_waiter *w;
 
+	if (TAILQ_EMPTY(&n->waiters))
+		return;
+	n->refs++;
 	while ((w = TAILQ_FIRST(&n->waiters)) != NULL) {
 		TAILQ_REMOVE(&n->waiters, w, entry);
 		w->name = NULL;
 		w->cb(w->arg);
 	}
+	resolver_unwatch(n);
 }
 
 int
