@@ -55,7 +55,8 @@ route_normalize_name(const char *name, size_t len, char *out, size_t outlen)
 		if (++label > 63)
 			goto bad;
 	}
-	if (out[len - 1] == '-')
+	/* a last label that is empty ("a.b..") or ends in '-' */
+	if (out[len - 1] == '-' || out[len - 1] == '.')
 		goto bad;
 	return 0;
 bad:
