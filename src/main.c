@@ -41,11 +41,11 @@ usage(FILE *out)
 	    "\n"
 	    "quick mode (no file; each option also reads GATEKEEPER_<NAME>, e.g.\n"
 	    "GATEKEEPER_UPSTREAM; a flag beats its environment variable):\n"
-	    "  --listen ADDR:PORT         --upstream HOST:PORT       --mode tcp\n"
+	    "  --listen ADDR:PORT         --upstream HOST:PORT       --mode tcp|tls|http\n"
 	    "  --name NAME                --connect-timeout 5s       --idle-timeout 5m\n"
 	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
 	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
-	    "  --drain-timeout 8s\n",
+	    "  --drain-timeout 8s         --sniff-timeout 5s\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -204,6 +204,7 @@ main(int argc, char **argv)
 	    {"refresh", required_argument, NULL, 0},
 	    {"min-ttl", required_argument, NULL, 0},
 	    {"drain-timeout", required_argument, NULL, 0},
+	    {"sniff-timeout", required_argument, NULL, 0},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"config", required_argument, NULL, 'c'},
