@@ -1,0 +1,564 @@
+"""Routing on the TLS SNI and the HTTP Host: mode tls and mode http listeners.
+
+Backends are real: `openssl s_server`, Python TLS servers (tlsutil.TlsBackend,
+which record the SNI they were sent, so a test sees that the ClientHello
+reached them unchanged), whoami instances with different names, and dnsmasq
+for `$host:PORT` upstreams. TLS is never terminated by gatekeeper: each TLS
+backend has its own certificate, and the client checks which one it got.
+
+Every refusal is checked three ways: what the client receives (an alert, an
+HTTP status or a plain close), the access line (reason, decision, name), and
+that nothing reached a backend; and a connection opened before it keeps
+working, as does a new one.
+"""
+
+import socket
+import time
+
+import pytest
+
+import gkharness as h
+import tlsutil as t
+from dnsserver import DnsServer
+
+A, B = "a.gk.test", "b.gk.test"
+
+
+# --------------------------------------------------------------------------
+# Fixtures
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    names = {
+        "a": A, "b": B, "exact": "x.w.gk.test", "wild": "wild.w.gk.test",
+        "deep": "deep.w.gk.test", "star": "star.gk.test", "first": "first.gk.test",
+        "second": "second.gk.test", "fallback": "fallback.gk.test", "dyn": "x.gk.test",
+    }
+    return {k: t.make_cert(d, cn) for k, cn in names.items()}
+
+
+@pytest.fixture
+def tls_backend(certs):
+    made = []
+
+    def make(key, host="127.0.0.1", port=0):
+        b = t.TlsBackend(certs[key], key, host=host, port=port)
+        made.append(b)
+        return b
+
+    yield make
+    for b in reversed(made):
+        b.close()
+
+
+@pytest.fixture
+def s_server(certs):
+    made = []
+
+    def make(key):
+        s = t.SServer(certs[key])
+        made.append(s)
+        return s
+
+    yield make
+    for s in reversed(made):
+        s.close()
+
+
+@pytest.fixture
+def dns():
+    d = DnsServer(ttl=1)
+    yield d
+    d.close()
+
+
+def tls_hello_and_tag(addr, name, **kw):
+    """Handshake through gatekeeper; returns (TlsClient, greeting tag, sni)."""
+    c = t.TlsClient(addr, name, **kw)
+    line = c.recv_line().decode().strip()
+    fields = dict(p.split("=", 1) for p in line.split())
+    return c, fields["tag"], fields["sni"]
+
+
+def check_good_tls(addr, name, tag, cert):
+    """A fresh TLS connection through gatekeeper reaches `tag`, gets its
+    certificate, and echoes."""
+    c, got, sni = tls_hello_and_tag(addr, name)
+    try:
+        assert got == tag and sni == name
+        assert c.peer_der == cert.der
+        payload = h.deterministic_bytes(5000, seed=3)
+        assert c.roundtrip(payload) == payload
+    finally:
+        c.close()
+
+
+# --------------------------------------------------------------------------
+# TLS routing
+
+def test_tls_routes_on_sni_to_the_backend_with_that_certificate(gk, s_server, certs):
+    sa, sb = s_server("a"), s_server("b")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], sa.addr), ([B], sb.addr)])))
+    addr = g.addr("edge")
+    for name, cert, srv in ((A, certs["a"], sa), (B, certs["b"], sb), (A, certs["a"], sa)):
+        c = t.TlsClient(addr, name)
+        try:
+            assert c.peer_der == cert.der, "SNI %s got the wrong certificate" % name
+            local = c.sock.getsockname()[:2]
+            c.send(b"GET / HTTP/1.0\r\n\r\n")
+            page = c.recv_until_eof()
+        finally:
+            c.close()
+        # s_server -www answers with a status page naming its own certificate
+        assert b"s_server" in page and cert.cert.encode() in page, page[:400]
+        acc = g.wait_access_for(local)
+        assert acc["listener"] == "edge"
+        assert acc["name"] == name
+        assert acc["decision"] == "allow"
+        assert acc["upstream"] == srv.addr
+        assert acc["reason"] == "closed"
+        assert int(acc["bytes_in"]) > 0 and int(acc["bytes_out"]) > len(page)
+
+    # the same through openssl s_client
+    for name in (A, B):
+        out = t.s_client(addr, name)
+        assert t.s_client_subject_cn(out) == name, out[-2000:]
+
+
+def test_tls_curl_end_to_end_talks_to_the_backend(gk, s_server, certs):
+    sa, sb = s_server("a"), s_server("b")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], sa.addr), ([B], sb.addr)])))
+    port = g.addr("edge")[1]
+    for name, key in ((B, "b"), (A, "a")):
+        rc, out, err = t.curl_https(name, port)
+        assert rc == 0, err
+        # the certificate curl saw is the backend's: TLS is not terminated
+        assert "subject: CN=%s" % name in err, err
+        assert b"s_server" in out and certs[key].cert.encode() in out, out[:400]
+    acc = g.wait_access(2)
+    assert sorted(a["name"] for a in acc[:2]) == [A, B]
+    assert all(a["decision"] == "allow" and a["reason"] == "closed" for a in acc[:2]), acc
+
+
+def test_tls_wildcards_and_precedence(gk, tls_backend, certs):
+    star = tls_backend("star")
+    wild = tls_backend("wild")
+    deep = tls_backend("deep")
+    exact = tls_backend("exact")
+    # listed in the reverse order of precedence: order must not matter here
+    g = gk(t.config(t.listener("edge", "tls", routes=[
+        ("*", star.addr),
+        (["*.w.gk.test"], wild.addr),
+        (["*.deep.w.gk.test"], deep.addr),
+        (["x.w.gk.test"], exact.addr),
+    ])))
+    addr = g.addr("edge")
+    cases = [
+        ("x.w.gk.test", "exact"),        # exact beats every wildcard
+        ("y.w.gk.test", "wild"),
+        ("a.b.c.w.gk.test", "wild"),     # any depth below the suffix
+        ("z.deep.w.gk.test", "deep"),    # longer suffix beats shorter
+        ("q.r.deep.w.gk.test", "deep"),
+        ("deep.w.gk.test", "wild"),      # apex of *.deep... is not matched by it
+        ("w.gk.test", "star"),           # apex of *.w.gk.test is not matched by it
+        ("xw.gk.test", "star"),          # a suffix match must start at a dot
+        ("other.example", "star"),
+    ]
+    for name, tag in cases:
+        c, got, sni = tls_hello_and_tag(addr, name)
+        try:
+            assert (name, got) == (name, tag)
+            assert sni == name
+            assert c.peer_der == certs[tag].der
+            local = c.sock.getsockname()[:2]
+        finally:
+            c.close()
+        acc = g.wait_access_for(local)
+        assert acc["name"] == name and acc["decision"] == "allow"
+
+
+def test_tls_names_are_normalized_before_matching(gk, tls_backend, certs):
+    star = tls_backend("star")
+    exact = tls_backend("exact")
+    wild = tls_backend("wild")
+    g = gk(t.config(t.listener("edge", "tls", routes=[
+        (["x.w.gk.test"], exact.addr), (["*.w.gk.test"], wild.addr), ("*", star.addr)])))
+    addr = g.addr("edge")
+    for sent, tag, norm in (("X.W.GK.TEST", "exact", "x.w.gk.test"),
+                            ("x.w.gk.test.", "exact", "x.w.gk.test"),
+                            ("Y.W.Gk.Test.", "wild", "y.w.gk.test")):
+        c, got, sni = tls_hello_and_tag(addr, sent)
+        try:
+            assert got == tag, sent
+            # the hello is relayed unchanged: the backend sees the name as sent
+            assert sni == sent
+            local = c.sock.getsockname()[:2]
+        finally:
+            c.close()
+        assert g.wait_access_for(local)["name"] == norm
+    # openssl s_client too
+    out = t.s_client(addr, "X.W.GK.TEST.")
+    assert t.s_client_subject_cn(out) == "x.w.gk.test", out[-2000:]
+
+
+def test_tls_ties_go_to_the_first_route(gk, tls_backend):
+    first = tls_backend("first")
+    second = tls_backend("second")
+    star = tls_backend("star")
+    g = gk(t.config(t.listener("edge", "tls", routes=[
+        ("*", star.addr),
+        (["*.tie.gk.test", "same.gk.test"], first.addr),
+        (["same.gk.test", "*.tie.gk.test"], second.addr),
+        ("*", second.addr),
+    ])))
+    addr = g.addr("edge")
+    for name, tag in (("same.gk.test", "first"), ("u.tie.gk.test", "first"), ("nope.gk.test", "star")):
+        c, got, _ = tls_hello_and_tag(addr, name)
+        c.close()
+        assert got == tag, name
+
+
+def test_tls_no_sni_and_unknown_names_use_the_catch_all(gk, tls_backend, certs):
+    a = tls_backend("a")
+    fb = tls_backend("fallback")
+    star = tls_backend("star")
+    g = gk(t.config(
+        t.listener("fb", "tls", upstream=fb.addr, routes=[([A], a.addr)]),
+        t.listener("star", "tls", routes=[([A], a.addr), ("*", star.addr)]),
+    ))
+    for lname, tag in (("fb", "fallback"), ("star", "star")):
+        addr = g.addr(lname)
+        c, got, sni = tls_hello_and_tag(addr, None)
+        c.close()
+        assert (got, sni) == (tag, "-"), "no SNI on listener %s" % lname
+        c, got, sni = tls_hello_and_tag(addr, "unknown.gk.test")
+        c.close()
+        assert (got, sni) == (tag, "unknown.gk.test")
+        c, got, _ = tls_hello_and_tag(addr, A)
+        c.close()
+        assert got == "a"
+
+
+def test_tls_hello_in_tiny_writes_and_many_records_still_routes(gk, tls_backend, certs):
+    a = tls_backend("a")
+    b = tls_backend("b")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], a.addr), ([B], b.addr)])))
+    addr = g.addr("edge")
+    # 1-5 byte TCP segments
+    c, tag, sni = tls_hello_and_tag(addr, B, first_flight=t.trickle_sender())
+    try:
+        assert (tag, sni) == ("b", B)
+        assert c.peer_der == certs["b"].der
+        payload = h.deterministic_bytes(100000, seed=9)
+        assert c.roundtrip(payload) == payload
+    finally:
+        c.close()
+    # the hello cut into several handshake records (legal TLS), the first
+    # ones a single byte, the SNI straddling a record boundary
+    hello = t.client_hello(A)
+    sni_at = hello.find(A.encode())
+    sizes = [1, 1, 2, sni_at - 9, 4]
+    c, tag, sni = tls_hello_and_tag(addr, A, transform=lambda d: t.refragment(d, sizes))
+    c.close()
+    assert (tag, sni) == ("a", A)
+    # and both at once
+    c, tag, sni = tls_hello_and_tag(addr, A, transform=lambda d: t.refragment(d, [3, 60, 7]),
+                                   first_flight=t.trickle_sender(seed=11))
+    c.close()
+    assert (tag, sni) == ("a", A)
+
+
+# --------------------------------------------------------------------------
+# TLS refusals
+
+def _oversized_hello():
+    """A ClientHello that claims 65535 bytes, sent as full 16 KiB records of
+    plausible content, and never finished: 17 KiB in all."""
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    body += b"\xff\xff" + bytes(16384 - 4 - len(body) - 2)  # extensions, claimed long
+    first = t.record(22, b"\x01\x00\xff\xff" + body)
+    return first + t.record(22, bytes(1024))
+
+
+def _sent_hello(name):
+    return t.client_hello(name)
+
+
+TLS_REFUSALS = {
+    # case: (bytes to send, expected reply, allowed reasons, decision, name)
+    "unknown_sni": (lambda: _sent_hello("zzz.gk.test"), t.ALERT_UNRECOGNIZED_NAME, {"no_route"},
+                    "deny", "zzz.gk.test"),
+    "no_sni": (lambda: _sent_hello(None), t.ALERT_UNRECOGNIZED_NAME, {"no_name"}, "deny", "-"),
+    "plain_http": (lambda: b"GET / HTTP/1.1\r\nHost: a.gk.test\r\n\r\n", b"", {"malformed"}, "-", "-"),
+    "not_a_hello": (lambda: t.record(23, bytes(40)), b"", {"malformed"}, "-", "-"),
+    "record_20000": (lambda: b"\x16\x03\x01\x4e\x20\x01\x00\x4e\x1c\x03\x03" + bytes(200), b"",
+                     {"malformed", "too_large"}, "-", "-"),
+    "hello_17k": (_oversized_hello, b"", {"too_large", "malformed"}, "-", "-"),
+    "bad_sni_chars": (lambda: _sent_hello("bad name!.gk.test"), b"", {"malformed"}, "-", None),
+    "silent": (lambda: b"", b"", {"sniff_timeout"}, "-", "-"),
+    "partial_hello_then_silent": (lambda: _sent_hello(A)[:40], b"", {"sniff_timeout"}, "-", "-"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TLS_REFUSALS))
+def test_tls_refusals_close_log_and_spare_the_others(gk, tls_backend, certs, case):
+    make, reply, reasons, decision, name = TLS_REFUSALS[case]
+    a = tls_backend("a")
+    g = gk(t.config(t.listener("edge", "tls", sniff_timeout="1s", routes=[([A], a.addr)])))
+    addr = g.addr("edge")
+
+    good, tag, _ = tls_hello_and_tag(addr, A)
+    assert tag == "a"
+    assert good.roundtrip(b"before") == b"before"
+    accepted = a.accepted
+
+    bad = h.connect(addr)
+    local = bad.getsockname()[:2]
+    try:
+        data = make()
+        if data:
+            t.send_ignoring_reset(bad, data)
+        got, how = t.read_until_close(bad, timeout=10)
+    finally:
+        bad.close()
+    assert got == reply, "%s: client received %r" % (case, got[:64])
+    acc = g.wait_access_for(local)
+    assert acc["reason"] in reasons, acc
+    assert acc["decision"] == decision, acc
+    if name is not None:
+        assert acc["name"] == name, acc
+    assert acc["upstream"] == "-", acc
+    assert int(acc["bytes_out"]) == 0 or reply, acc
+
+    # nothing reached the backend; the open connection and a new one work
+    assert a.accepted == accepted
+    assert good.roundtrip(b"after") == b"after"
+    good.close()
+    check_good_tls(addr, A, "a", certs["a"])
+    assert g.alive()
+
+
+def test_tls_valid_hello_over_16k_is_too_large(gk, tls_backend, certs):
+    """A real client's hello made big by a long ALPN list (18 KiB, two
+    records): well-formed, just over the cap, so the reason is too_large."""
+    a = tls_backend("a")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], a.addr)])))
+    addr = g.addr("edge")
+    alpn = ["p%03d-" % i + "x" * 200 for i in range(90)]
+    hello = t.client_hello(A, alpn=alpn)
+    assert len(hello) > 17 * 1024 and len(t.split_records(hello)) == 2
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    t.send_ignoring_reset(s, hello)
+    got, _ = t.read_until_close(s)
+    s.close()
+    assert got == b""
+    acc = g.wait_access_for(local)
+    assert acc["reason"] == "too_large", acc
+    assert a.accepted == 0
+    # the same client with a short ALPN list is routed
+    c, tag, _ = tls_hello_and_tag(addr, A, alpn=["h2", "http/1.1"])
+    c.close()
+    assert tag == "a"
+
+
+def test_tls_client_closing_before_its_hello_is_logged(gk, tls_backend):
+    a = tls_backend("a")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], a.addr)])))
+    addr = g.addr("edge")
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    s.shutdown(socket.SHUT_WR)
+    got, _ = t.read_until_close(s)
+    s.close()
+    assert got == b""
+    acc = g.wait_access_for(local)
+    assert acc["reason"] == "client_closed", acc
+    assert acc["upstream"] == "-"
+    assert a.accepted == 0
+
+
+# --------------------------------------------------------------------------
+# HTTP routing on Host
+
+@pytest.fixture
+def http_pair(gk, whoami):
+    """A mode http listener: a.gk.test -> whoami "A", b.gk.test -> whoami "B"."""
+    wa, wb = whoami(name="A"), whoami(name="B")
+    g = gk(t.config(t.listener("web", "http", sniff_timeout="1s",
+                               routes=[([A], wa.addr), ([B], wb.addr)])))
+    return g, g.addr("web"), wa, wb
+
+
+def test_http_routes_on_host(http_pair):
+    g, addr, wa, wb = http_pair
+    for host, who, norm, up in ((A, "A", A, wa.addr), (B, "B", B, wb.addr),
+                                ("A.GK.TEST", "A", A, wa.addr),
+                                ("b.gk.test.", "B", B, wb.addr),
+                                ("B.Gk.Test.:8080", "B", B, wb.addr),
+                                ("a.gk.test:80", "A", A, wa.addr)):
+        req = t.http_request(host)
+        resp, how, local = t.http_exchange(addr, req)
+        assert resp.status == 200, resp
+        assert resp.field("Name") == who, (host, resp)
+        # relayed as is: the backend got the head byte for byte
+        assert req in resp.body, resp.body
+        acc = g.wait_access_for(local)
+        assert acc["name"] == norm and acc["decision"] == "allow", acc
+        assert acc["upstream"] == up and acc["reason"] == "closed", acc
+        assert int(acc["bytes_in"]) == len(req), acc
+
+
+def test_http_keep_alive_the_first_request_picks_the_route(http_pair):
+    """The connection is routed once, on the first request's Host, then
+    relayed as is: a second request naming another host still goes to the
+    first backend."""
+    g, addr, wa, wb = http_pair
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    r = t.HttpReader(s)
+    s.sendall(t.http_request(A, close=False))
+    first = r.response()
+    assert first.status == 200 and first.field("Name") == "A"
+    s.sendall(t.http_request(B, path="/again", close=False))
+    second = r.response()
+    assert second.status == 200 and second.field("Name") == "A", second
+    assert b"Host: b.gk.test" in second.body
+    s.sendall(t.http_request(B, path="/last"))
+    third = r.response()
+    assert third.field("Name") == "A"
+    s.close()
+    acc = g.wait_access_for(local)
+    assert acc["name"] == A and acc["upstream"] == wa.addr
+
+
+def test_http_without_host_uses_a_catch_all(gk, whoami):
+    wa, wfb, wstar = whoami(name="A"), whoami(name="FB"), whoami(name="STAR")
+    g = gk(t.config(
+        t.listener("fb", "http", upstream=wfb.addr, routes=[([A], wa.addr)]),
+        t.listener("star", "http", routes=[([A], wa.addr), ("*", wstar.addr)]),
+    ))
+    for lname, who in (("fb", "FB"), ("star", "STAR")):
+        addr = g.addr(lname)
+        resp, _, local = t.http_exchange(addr, t.http_request(None, version="1.0"))
+        assert resp.status == 200 and resp.field("Name") == who, resp
+        assert g.wait_access_for(local)["name"] == "-"
+        resp, _, _ = t.http_exchange(addr, t.http_request("elsewhere.gk.test"))
+        assert resp.field("Name") == who
+        resp, _, _ = t.http_exchange(addr, t.http_request(A))
+        assert resp.field("Name") == "A"
+
+
+HTTP_REFUSALS = {
+    # case: (request bytes, status, reasons, decision)
+    "no_route": (t.http_request("c.gk.test"), 421, {"no_route"}, "deny"),
+    "no_route_ip_literal": (t.http_request("127.0.0.9:8080"), 421, {"no_route"}, "deny"),
+    "missing_host_http11": (t.http_request(None), 400, {"no_name"}, "deny"),
+    "empty_host": (b"GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", 400, {"no_name"}, "deny"),
+    "duplicate_host": (b"GET / HTTP/1.1\r\nHost: a.gk.test\r\nHost: b.gk.test\r\n\r\n", 400,
+                       {"malformed"}, "-"),
+    "bare_lf": (b"GET / HTTP/1.1\nHost: a.gk.test\n\n", 400, {"malformed"}, "-"),
+    "bad_host_chars": (t.http_request("a_b!.gk.test"), 400, {"malformed"}, "-"),
+    "not_http": (b"\x16\x03\x01\x00\x05hello" + bytes(20), 400, {"malformed"}, "-"),
+    "huge_head": (b"GET / HTTP/1.1\r\nHost: a.gk.test\r\nX-Big: " + b"a" * (17 * 1024) + b"\r\n\r\n",
+                  431, {"too_large"}, "-"),
+    "silent": (b"", 408, {"sniff_timeout"}, "-"),
+    "partial_head": (b"GET / HTTP/1.1\r\nHost: a.gk", 408, {"sniff_timeout"}, "-"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HTTP_REFUSALS))
+def test_http_refusals_answer_close_log_and_spare_the_others(http_pair, case):
+    req, status, reasons, decision = HTTP_REFUSALS[case]
+    g, addr, wa, wb = http_pair
+
+    # a keep-alive connection routed before the refusal
+    good = h.connect(addr)
+    gr = t.HttpReader(good)
+    good.sendall(t.http_request(A, close=False))
+    assert gr.response().field("Name") == "A"
+
+    resp, how, local = t.http_exchange(addr, req, timeout=10)
+    assert resp.status == status, (case, resp)
+    assert resp.body.startswith(b"gatekeeper:"), resp
+    assert how in ("eof", "reset"), "connection not closed after %d (%s)" % (status, how)
+    acc = g.wait_access_for(local)
+    assert acc["reason"] in reasons, acc
+    assert acc["decision"] == decision, acc
+    assert acc["upstream"] == "-", acc
+    if case == "no_route":
+        assert acc["name"] == "c.gk.test"
+
+    # the routed connection still works, and so does a new one
+    good.sendall(t.http_request(A, path="/after"))
+    assert gr.response().field("Name") == "A"
+    good.close()
+    resp, _, _ = t.http_exchange(addr, t.http_request(B))
+    assert resp.field("Name") == "B"
+    assert g.alive()
+
+
+# --------------------------------------------------------------------------
+# $host upstreams, resolved through dnsmasq
+
+def test_tls_host_upstream_resolves_the_sni(gk, tls_backend, certs, dns):
+    dyn = tls_backend("dyn", host="127.0.0.2")
+    dns.set("x.gk.test", ["127.0.0.2"])
+    g = gk(t.config(
+        t.listener("egress", "tls", connect_timeout="3s",
+                   routes=[(["*.gk.test"], "$host:%d" % dyn.port)]),
+        nameservers=[dns.nameserver]))
+    addr = g.addr("egress")
+    c, tag, sni = tls_hello_and_tag(addr, "x.gk.test")
+    try:
+        assert (tag, sni) == ("dyn", "x.gk.test")
+        assert c.peer_der == certs["dyn"].der
+        assert c.roundtrip(b"through $host") == b"through $host"
+        local = c.sock.getsockname()[:2]
+    finally:
+        c.close()
+    acc = g.wait_access_for(local)
+    assert acc["name"] == "x.gk.test" and acc["upstream"] == dyn.addr and acc["decision"] == "allow"
+
+    # a name dnsmasq does not know: refused with no_address, nothing tried
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    t.send_ignoring_reset(s, t.client_hello("nx.gk.test"))
+    got, _ = t.read_until_close(s, timeout=15)
+    s.close()
+    assert got == b""
+    acc = g.wait_access_for(local, timeout=15)
+    assert acc["reason"] == "no_address", acc
+    assert acc["name"] == "nx.gk.test" and acc["upstream"] == "-", acc
+    assert dyn.accepted == 1
+    # a name outside every route is no_route, not looked up
+    s = h.connect(addr)
+    t.send_ignoring_reset(s, t.client_hello("x.other.test"))
+    got, _ = t.read_until_close(s)
+    s.close()
+    assert got == t.ALERT_UNRECOGNIZED_NAME
+
+
+def test_http_host_upstream_resolves_the_host(gk, whoami, dns):
+    wx = whoami(host="127.0.0.2", name="X")
+    dns.set("x.gk.test", ["127.0.0.2"])
+    g = gk(t.config(
+        t.listener("egress", "http", connect_timeout="3s",
+                   routes=[(["*.gk.test"], "$host:%d" % wx.port)]),
+        nameservers=[dns.nameserver]))
+    addr = g.addr("egress")
+    resp, _, local = t.http_exchange(addr, t.http_request("X.gk.test:%d" % wx.port))
+    assert resp.status == 200 and resp.field("Name") == "X", resp
+    acc = g.wait_access_for(local)
+    assert acc["name"] == "x.gk.test" and acc["upstream"] == wx.addr
+
+    resp, how, local = t.http_exchange(addr, t.http_request("nx.gk.test"), timeout=15)
+    assert resp.status == 503, resp
+    assert resp.body.startswith(b"gatekeeper:")
+    acc = g.wait_access_for(local, timeout=15)
+    assert acc["reason"] == "no_address" and acc["upstream"] == "-", acc
+
+    # still fine afterwards
+    resp, _, _ = t.http_exchange(addr, t.http_request("x.gk.test"))
+    assert resp.field("Name") == "X"
