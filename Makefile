@@ -4,6 +4,7 @@
 #   make run        install missing packages, build, run the demo (conf/gatekeeper.yaml)
 #   make test       install missing packages, build, run unit + integration tests
 #   make asan       the whole suite under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS each (build-fuzz/)
 #   make clean
 #
 # Warnings are errors when CI=true or WERROR=1.
@@ -33,7 +34,12 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 PYTEST   ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration asan clean
+FUZZ_SRCS   = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: all deps run test unit integration asan fuzz clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -78,7 +84,34 @@ integration: all
 asan:
 	@$(MAKE) --no-print-directory test B=build-asan SAN=1 OPT=-O1
 
-clean:
-	rm -rf build build-asan
+# libFuzzer: the library is built with clang and fuzzer instrumentation.
+build-fuzz/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -D_GNU_SOURCE $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -Iinclude $(PKG_CFLAGS) -c -o $@ $<
 
+build-fuzz/libgk.a: $(patsubst src/%.c,build-fuzz/obj/%.o,$(filter-out src/main.c,$(SRCS)))
+	rm -f $@
+	ar rcs $@ $^
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libgk.a
+	clang -std=gnu11 -D_GNU_SOURCE $(FUZZ_FLAGS) -fsanitize=fuzzer -Iinclude $(PKG_CFLAGS) -o $@ $< build-fuzz/libgk.a $(LDLIBS)
+
+# Each target runs FUZZ_SECONDS on its committed seeds; new inputs go to
+# build-fuzz/corpus/, never into the tree. Any crash, leak or timeout fails.
+fuzz:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do \
+		t=$${f#build-fuzz/fuzz_}; mkdir -p build-fuzz/corpus/$$t build-fuzz/artifacts; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=20000 -print_final_stats=1 \
+			-artifact_prefix=build-fuzz/artifacts/$$t- build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+			2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)" ; \
+		test $${PIPESTATUS[0]:-0} -eq 0; \
+	done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+SHELL := /bin/bash
 -include $(wildcard $(B)/obj/*.d $(B)/tests/*.d $(B)/*.d)
