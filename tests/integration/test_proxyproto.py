@@ -12,6 +12,7 @@ no packet goes anywhere but 127.0.0.1 / ::1.
 """
 
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -560,3 +561,41 @@ def test_proxy_errors_on_an_http_listener_get_no_http_response(gk, whoami):
         s.close()
         assert got == b"", got[:200]
         assert g.wait_access_for(local)["reason"] == reason
+
+
+def test_proxy_protocol_config_rules(tmp_path):
+    text = """listeners:
+  - name: no_accept
+    listen: 127.0.0.1:0
+    upstream: 127.0.0.1:1
+    proxy_protocol: {trusted: ["127.0.0.1/32"]}
+  - name: bad_send
+    listen: 127.0.0.1:0
+    upstream: 127.0.0.1:1
+    proxy_protocol: {send: v3}
+  - name: bad_trusted
+    listen: 127.0.0.1:0
+    upstream: 127.0.0.1:1
+    proxy_protocol: {accept: true, trusted: ["not-an-address"]}
+  - name: route_accept
+    listen: 127.0.0.1:0
+    mode: http
+    routes:
+      - match: "*"
+        upstream: 127.0.0.1:2
+        proxy_protocol: {accept: true}
+"""
+    path = h.write_config(text, tmp_path)
+    r = h.run_gatekeeper(["-t", "-c", path])
+    assert r.returncode == 1, r.stderr
+    for line in (2, 9, 13, 20):
+        assert re.search(r":%d:\d+: " % line, r.stderr), (line, r.stderr)
+    assert "trusted" in r.stderr and "v3" in r.stderr and "accept" in r.stderr
+    good = t.config(
+        t.listener("a", "tcp", upstream="127.0.0.1:1",
+                   proxy={"accept": "true", "trusted": '["127.0.0.1/32", "::1", "10.0.0.0/8"]',
+                          "send": "v2"}),
+        t.listener("b", "tcp", upstream="127.0.0.1:1", proxy={"accept": "true"}),
+        t.listener("c", "tls", proxy={"send": "v1"}, routes=[("*", "127.0.0.1:2", "none")]))
+    r = h.run_gatekeeper(["-t", "-c", h.write_config(good, tmp_path)])
+    assert r.returncode == 0, r.stderr

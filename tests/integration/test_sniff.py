@@ -12,6 +12,8 @@ that nothing reached a backend; and a connection opened before it keeps
 working, as does a new one.
 """
 
+import os
+import re
 import socket
 import time
 
@@ -562,3 +564,119 @@ def test_http_host_upstream_resolves_the_host(gk, whoami, dns):
     # still fine afterwards
     resp, _, _ = t.http_exchange(addr, t.http_request("x.gk.test"))
     assert resp.field("Name") == "X"
+
+
+def test_tls_host_upstream_looks_up_the_normalized_name(gk, tls_backend, dns):
+    dyn = tls_backend("dyn", host="127.0.0.2")
+    dns.set("x.gk.test", ["127.0.0.2"])
+    g = gk(t.config(
+        t.listener("egress", "tls", routes=[(["*.gk.test"], "$host:%d" % dyn.port)]),
+        nameservers=[dns.nameserver]))
+    c, tag, sni = tls_hello_and_tag(g.addr("egress"), "X.GK.Test.")
+    c.close()
+    assert (tag, sni) == ("dyn", "X.GK.Test.")
+
+
+# --------------------------------------------------------------------------
+# Names at the limits, upstream failures in http mode, config rules
+
+def test_name_length_and_label_limits(gk, tls_backend):
+    star = tls_backend("star")
+    g = gk(t.config(t.listener("edge", "tls", sniff_timeout="2s", routes=[("*", star.addr)])))
+    addr = g.addr("edge")
+    label = "a" * 63
+    n253 = ".".join([label, label, label, "b" * 61])  # 63*3 + 61 + 3 dots = 253
+    assert len(n253) == 253
+    # the hand-made hello is good enough to be routed
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    s.sendall(t.raw_client_hello("raw.gk.test"))
+    s.shutdown(socket.SHUT_WR)
+    t.read_until_close(s)  # the backend answers (and gives up) as it likes
+    s.close()
+    acc = g.wait_access_for(local)
+    assert acc["name"] == "raw.gk.test" and acc["upstream"] == star.addr, acc
+    for sent, norm in ((n253, n253), (n253 + ".", n253), ("under_score-ok.gk.test", "under_score-ok.gk.test")):
+        c, tag, _ = tls_hello_and_tag(addr, sent)
+        local = c.sock.getsockname()[:2]
+        c.close()
+        assert tag == "star"
+        assert g.wait_access_for(local)["name"] == norm
+    for bad in ("c" + n253,                     # 254 bytes
+                "x" * 64 + ".gk.test",          # a 64-byte label
+                "a..gk.test",                   # empty label
+                "a.gk.test..",                  # two trailing dots
+                "a b.gk.test", "a/b.gk.test", "a:b.gk.test"):
+        s = h.connect(addr)
+        local = s.getsockname()[:2]
+        t.send_ignoring_reset(s, t.raw_client_hello(bad))
+        got, _ = t.read_until_close(s)
+        s.close()
+        assert got == b"", bad
+        assert g.wait_access_for(local)["reason"] == "malformed", bad
+    assert star.accepted == 4
+
+
+def test_http_upstream_failures_answer_502_and_504(gk, whoami, blackhole):
+    wa = whoami(name="A")
+    dead = "127.0.0.1:%d" % h.free_port()
+    hole = blackhole()
+    g = gk(t.config(t.listener("web", "http", connect_timeout="1s", routes=[
+        ([A], wa.addr), (["dead.gk.test"], dead), (["hole.gk.test"], hole.addr)])))
+    addr = g.addr("web")
+    for host, status, reason, up in (("dead.gk.test", 502, "connect_failed", dead),
+                                     ("hole.gk.test", 504, "connect_timeout", hole.addr)):
+        resp, how, local = t.http_exchange(addr, t.http_request(host), timeout=15)
+        assert resp.status == status, resp
+        assert resp.body.startswith(b"gatekeeper:"), resp
+        acc = g.wait_access_for(local, timeout=15)
+        assert acc["reason"] == reason and acc["upstream"] == up, acc
+        assert acc["name"] == host and acc["decision"] == "allow", acc
+    resp, _, _ = t.http_exchange(addr, t.http_request(A))
+    assert resp.field("Name") == "A"
+
+
+def test_routing_config_rules(tmp_path):
+    text = """listeners:
+  - name: tcp_routes
+    listen: 127.0.0.1:0
+    mode: tcp
+    upstream: 127.0.0.1:1
+    routes:
+      - match: ["a.gk.test"]
+        upstream: 127.0.0.1:2
+  - name: tcp_host
+    listen: 127.0.0.1:0
+    mode: tcp
+    upstream: $host:443
+  - name: patterns
+    listen: 127.0.0.1:0
+    mode: tls
+    routes:
+      - match: ["A.gk.test"]
+        upstream: 127.0.0.1:2
+      - match: ["*foo.gk.test"]
+        upstream: 127.0.0.1:2
+      - match: ["a.*.gk.test"]
+        upstream: 127.0.0.1:2
+  - name: noupstream
+    listen: 127.0.0.1:0
+    mode: tls
+    routes:
+      - match: ["a.gk.test"]
+"""
+    path = h.write_config(text, tmp_path)
+    r = h.run_gatekeeper(["-t", "-c", path])
+    assert r.returncode == 1, r.stderr
+    err = r.stderr
+    base = os.path.basename(path)
+    for line in (2, 9, 17, 19, 21, 27):
+        assert re.search(r"%s:%d:\d+: " % (re.escape(base), line), err) or \
+            re.search(r"%s:%d:\d+: " % (re.escape(path), line), err), (line, err)
+    assert "routes" in err and "$host" in err and "lower case" in err
+    # and a good one passes
+    good = t.config(t.listener("ok", "tls", upstream="127.0.0.1:1", routes=[
+        ("*", "$host:443"), (["a.gk.test", "*.b.gk.test"], "127.0.0.1:2", "v2")]),
+        t.listener("web", "http", routes=[("*", "$host:80")]))
+    r = h.run_gatekeeper(["-t", "-c", h.write_config(good, tmp_path)])
+    assert r.returncode == 0, r.stderr

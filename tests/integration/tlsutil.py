@@ -194,6 +194,22 @@ def client_hello(server_hostname, alpn=None):
     return out.read()
 
 
+def raw_client_hello(sni, extensions=b""):
+    """A minimal well-formed TLS 1.2 ClientHello record built by hand, with a
+    server_name extension carrying `sni` as raw bytes (no IDNA checks, so
+    any name can be sent) or none when sni is None."""
+    exts = b""
+    if sni is not None:
+        name = sni.encode("latin-1") if isinstance(sni, str) else sni
+        entry = b"\x00" + struct.pack(">H", len(name)) + name
+        lst = struct.pack(">H", len(entry)) + entry
+        exts += struct.pack(">HH", 0, len(lst)) + lst
+    exts += extensions
+    body = (b"\x03\x03" + bytes(range(32)) + b"\x00" + b"\x00\x04\x13\x01\xc0\x2f" + b"\x01\x00"
+            + struct.pack(">H", len(exts)) + exts)
+    return record(22, b"\x01" + len(body).to_bytes(3, "big") + body)
+
+
 def split_records(data):
     """Split a byte string of TLS records into a list of (type, version, payload)."""
     recs = []
