@@ -435,6 +435,66 @@ def test_http_keep_alive_the_first_request_picks_the_route(http_pair):
     assert acc["name"] == A and acc["upstream"] == wa.addr
 
 
+def test_http_bytes_after_the_head_and_half_close_are_relayed(http_pair):
+    g, addr, wa, wb = http_pair
+    # head and body in one write, then the client's half-close
+    body = h.deterministic_bytes(20000, seed=12)
+    req = (b"POST /echo HTTP/1.1\r\nHost: b.gk.test\r\nContent-Length: %d\r\n"
+           b"Connection: close\r\n\r\n" % len(body)) + body
+    s = h.connect(addr)
+    local = s.getsockname()[:2]
+    s.sendall(req)
+    s.shutdown(socket.SHUT_WR)
+    r = t.HttpReader(s)
+    resp = r.response()
+    s.close()
+    assert resp.status == 200 and resp.body == body
+    acc = g.wait_access_for(local)
+    assert acc["name"] == B and int(acc["bytes_in"]) == len(req) and acc["reason"] == "closed", acc
+    # two pipelined requests in one write: both reach the backend
+    s = h.connect(addr)
+    s.sendall(t.http_request(A, path="/one", close=False) + t.http_request(A, path="/two"))
+    r = t.HttpReader(s)
+    one, two = r.response(), r.response()
+    s.close()
+    assert b"GET /one " in one.body and b"GET /two " in two.body
+    assert one.field("Name") == "A" and two.field("Name") == "A"
+
+
+def test_tls_many_concurrent_clients_each_get_their_route(gk, tls_backend):
+    import threading
+
+    a = tls_backend("a")
+    b = tls_backend("b")
+    g = gk(t.config(t.listener("edge", "tls", routes=[([A], a.addr), ([B], b.addr)])))
+    addr = g.addr("edge")
+    errors = []
+    n = 40
+
+    def client(i):
+        name, tag = (A, "a") if i % 2 else (B, "b")
+        try:
+            c, got, sni = tls_hello_and_tag(addr, name,
+                                           first_flight=t.trickle_sender(8, 64, 0.002, seed=i))
+            try:
+                payload = h.deterministic_bytes(3000 + i, seed=i)
+                if (got, sni) != (tag, name) or c.roundtrip(payload) != payload:
+                    errors.append((i, got, sni))
+            finally:
+                c.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append((i, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors
+    acc = g.wait_access(n, timeout=20)
+    assert sum(1 for x in acc if x["decision"] == "allow") == n
+
+
 def test_http_without_host_uses_a_catch_all(gk, whoami):
     wa, wfb, wstar = whoami(name="A"), whoami(name="FB"), whoami(name="STAR")
     g = gk(t.config(
@@ -462,6 +522,10 @@ HTTP_REFUSALS = {
                        {"malformed"}, "-"),
     "bare_lf": (b"GET / HTTP/1.1\nHost: a.gk.test\n\n", 400, {"malformed"}, "-"),
     "bad_host_chars": (t.http_request("a_b!.gk.test"), 400, {"malformed"}, "-"),
+    "space_before_colon": (b"GET / HTTP/1.1\r\nHost : a.gk.test\r\n\r\n", 400, {"malformed"}, "-"),
+    "obs_fold": (b"GET / HTTP/1.1\r\nHost: a.gk.test\r\nX-A: 1\r\n  2\r\n\r\n", 400, {"malformed"}, "-"),
+    "http2_version": (b"GET / HTTP/2.0\r\nHost: a.gk.test\r\n\r\n", 400, {"malformed"}, "-"),
+    "control_char": (b"GET / HTTP/1.1\r\nHost: a.gk.test\r\nX-A: a\x01b\r\n\r\n", 400, {"malformed"}, "-"),
     "not_http": (b"\x16\x03\x01\x00\x05hello" + bytes(20), 400, {"malformed"}, "-"),
     "huge_head": (b"GET / HTTP/1.1\r\nHost: a.gk.test\r\nX-Big: " + b"a" * (17 * 1024) + b"\r\n\r\n",
                   431, {"too_large"}, "-"),
