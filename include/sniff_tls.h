@@ -37,6 +37,12 @@ struct sniff_tls_hello {
 	 */
 	char alpn[SNIFF_TLS_ALPN_MAX][SNIFF_TLS_ALPN_NAMELEN + 1];
 	size_t consumed;  /* bytes of the records making up the hello */
+	/*
+	 * Set with PARSE_MALFORMED when the only fault is size: the records
+	 * so far are well-formed but the hello cannot end within
+	 * SNIFF_TLS_MAX_HELLO. A caller reports that as "too large".
+	 */
+	int too_large;
 };
 
 /*

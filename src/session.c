@@ -555,7 +555,8 @@ sniff_name(struct session *s, struct evbuffer *in)
 		}
 		return 0;
 	case PARSE_MALFORMED:
-		session_fail(s, "malformed");
+		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ? "too_large" :
+											  "malformed");
 		return -1;
 	case PARSE_NOT_FOUND:
 		s->name[0] = '\0';

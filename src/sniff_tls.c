@@ -44,7 +44,7 @@ struct hs_cursor {
 };
 
 static uint16_t get16(const uint8_t *);
-static enum parse_result frame(const uint8_t *, size_t, size_t *, size_t *);
+static enum parse_result frame(const uint8_t *, size_t, size_t *, size_t *, int *);
 static void cur_init(struct hs_cursor *, const uint8_t *, size_t, size_t);
 static int cur_ready(struct hs_cursor *);
 static int cur_u8(struct hs_cursor *, size_t, uint8_t *);
@@ -66,9 +66,11 @@ get16(const uint8_t *p)
  * body) and *consumed (record bytes, headers included) once every record of
  * the hello is present; PARSE_NEED_MORE for a valid prefix; PARSE_MALFORMED
  * as soon as a record header, the handshake type or a length is wrong.
+ * *too_large is set when the only fault is that the hello cannot end
+ * within SNIFF_TLS_MAX_HELLO.
  */
 static enum parse_result
-frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed)
+frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed, int *too_large)
 {
 	uint8_t hs[TLS_HS_HEADER];
 	size_t pos = 0;  /* buf offset of the current record header */
@@ -98,8 +100,10 @@ frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed)
 		/* RFC 8446 5.1: no empty handshake fragments. */
 		if (flen == 0 || flen > TLS_RECORD_MAX)
 			return PARSE_MALFORMED;
-		if (pos + TLS_RECORD_HEADER + flen > SNIFF_TLS_MAX_HELLO)
+		if (pos + TLS_RECORD_HEADER + flen > SNIFF_TLS_MAX_HELLO) {
+			*too_large = 1;
 			return PARSE_MALFORMED;
+		}
 		/*
 		 * A client sends nothing else until the server answers, so
 		 * the hello's last record must end with it.
@@ -120,8 +124,10 @@ frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed)
 			if (have + i == TLS_HS_HEADER) {
 				need = TLS_HS_HEADER +
 				    ((size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3]);
-				if (need + TLS_RECORD_HEADER > SNIFF_TLS_MAX_HELLO)
+				if (need + TLS_RECORD_HEADER > SNIFF_TLS_MAX_HELLO) {
+					*too_large = 1;
 					return PARSE_MALFORMED;
+				}
 				if (flen > need - have)
 					return PARSE_MALFORMED;
 			}
@@ -375,7 +381,7 @@ sniff_tls_client_hello(const uint8_t *buf, size_t len, struct sniff_tls_hello *o
 	memset(out, 0, sizeof(*out));
 	if (buf == NULL)
 		len = 0;
-	r = frame(buf, len, &msg_len, &consumed);
+	r = frame(buf, len, &msg_len, &consumed, &out->too_large);
 	if (r != PARSE_OK)
 		return r;
 	cur_init(&c, buf, len, msg_len);

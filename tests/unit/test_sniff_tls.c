@@ -1081,10 +1081,39 @@ test_alert(void **state)
 	assert_int_equal(sniff_tls_alert_unrecognized_name(NULL, 100), 0);
 }
 
+/* too_large tells a hello that is only too big from one that is broken. */
+static void
+test_too_large_flag(void **state)
+{
+	struct sniff_tls_hello out;
+	/* A record of 16384 bytes carrying the start of a 20000-byte hello. */
+	static const uint8_t big[] = {
+	    0x16, 0x03, 0x01,       /* handshake record, TLS 1.0 record version */
+	    0x40, 0x00,             /* record length 16384 */
+	    0x01,                   /* handshake type: ClientHello */
+	    0x00, 0x4e, 0x20,       /* hello length 20000: over SNIFF_TLS_MAX_HELLO */
+	    0x03, 0x03,             /* client version TLS 1.2 */
+	};
+	static const uint8_t broken[] = {
+	    0x16, 0x03, 0x01, 0x00, 0x08,
+	    0x02,                   /* handshake type: ServerHello, not a hello */
+	    0x00, 0x00, 0x04, 0x03, 0x03, 0x00, 0x00,
+	};
+
+	(void)state;
+	assert_int_equal(sniff_tls_client_hello(big, sizeof(big), &out), PARSE_MALFORMED);
+	assert_int_equal(out.too_large, 1);
+	assert_int_equal(sniff_tls_client_hello(broken, sizeof(broken), &out), PARSE_MALFORMED);
+	assert_int_equal(out.too_large, 0);
+	assert_int_equal(sniff_tls_client_hello(big, 3, &out), PARSE_NEED_MORE);
+	assert_int_equal(out.too_large, 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_too_large_flag),
 		cmocka_unit_test(test_openssl),
 		cmocka_unit_test(test_curl),
 		cmocka_unit_test(test_split),
