@@ -384,6 +384,10 @@ def test_accepted_header_names_the_client(pp_listener, case):
     assert acc["reason"] == "closed", acc
     if client:
         assert acc["peer"] == h.join_hostport(*local), acc
+    else:
+        # LOCAL / UNKNOWN / UNSPEC: the connection is logged as the real peer
+        assert acc["client"] == h.join_hostport(*local), acc
+        assert acc.get("peer") in (None, acc["client"]), acc
     # the header is consumed, not relayed
     got = rec.wait_results(1)[0]
     assert got["header"] is None and payload.startswith(got["first"]) and got["first"], got
