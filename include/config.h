@@ -20,6 +20,7 @@ enum config_mode {
 	CONFIG_MODE_TCP,  /* relay bytes, no sniffing */
 	CONFIG_MODE_TLS,  /* route on the TLS ClientHello's SNI */
 	CONFIG_MODE_HTTP, /* route on the first request's Host */
+	CONFIG_MODE_CONNECT, /* HTTP proxy: CONNECT and absolute-form requests */
 };
 
 /* Which PROXY protocol header, if any, is written to the upstream. */
@@ -69,6 +70,16 @@ struct config_route {
 	unsigned seen;               /* keys present in the file */
 };
 
+/*
+ * One allowlist entry: a name pattern (as in routes), or an address block
+ * (an IP literal is a /32 or /128 block), with an optional port.
+ */
+struct config_allow {
+	char *pattern;           /* NULL for an address block */
+	struct config_cidr cidr; /* when pattern is NULL */
+	uint16_t port;           /* 0: the mode's default */
+};
+
 struct config_listener {
 	char *name;
 	struct config_addr listen;
@@ -77,6 +88,17 @@ struct config_listener {
 	struct config_route *routes;
 	size_t n_routes;
 	struct config_proxy_protocol proxy;
+	/* egress */
+	struct config_allow *allow;  /* allowlist: tls/http shorthand, or CONNECT targets */
+	size_t n_allow;
+	int64_t port;                /* upstream port for allow in tls/http; 0 = listen port */
+	int egress;                  /* guard every route's addresses */
+	struct config_cidr *allow_ranges; /* re-allowed despite the default guard */
+	size_t n_allow_ranges;
+	struct config_cidr *deny_ranges;  /* always refused */
+	size_t n_deny_ranges;
+	struct config_strlist proxy_auth; /* "user:password", CONNECT mode */
+	struct config_strlist proxy_auth_b64; /* the same, base64, as sent by clients */
 	int64_t sniff_timeout;   /* ms: the client's first bytes must come in time */
 	int64_t connect_timeout; /* ms */
 	int64_t idle_timeout;    /* ms; 0 = none */
@@ -155,5 +177,8 @@ const char *config_mode_name(enum config_mode mode);
 
 /* config_cidr_contains: 1 if sa (AF_INET or AF_INET6) is inside c. */
 int config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa);
+
+/* config_listener_guarded: 1 if the listener's routes are egress routes (address guard on). */
+int config_listener_guarded(const struct config_listener *l);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * route.h: names from the wire, and which route they select.
+ * route.h: names from the wire, which route they select, and which
+ * addresses an egress route may never reach.
  *
  * A name read from a TLS SNI or an HTTP Host is normalized before anything
  * looks at it (lower case, one trailing dot stripped, bounded length, only
@@ -12,6 +13,7 @@
 #define GK_ROUTE_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #define ROUTE_NAME_MAX 253
 
@@ -36,5 +38,20 @@ int route_pattern_check(const char *pattern, char *err, size_t errlen);
  * name may be NULL (the client sent no name): only "*" matches it.
  */
 unsigned route_pattern_score(const char *pattern, const char *name);
+
+/* route_name_is_ip: 1 if a normalized name is an IPv4 or IPv6 literal. */
+int route_name_is_ip(const char *name);
+
+/*
+ * route_addr_class names the address class that makes sa unsafe as an
+ * egress destination: "loopback", "private" (RFC 1918), "link-local"
+ * (including cloud metadata 169.254.169.254), "cgnat", "multicast",
+ * "unspecified", "reserved" (documentation, benchmarking, 240/4,
+ * broadcast), "ula" (fc00::/7). IPv6 addresses embedding an IPv4 address
+ * (mapped ::ffff:0:0/96, compatible ::/96, NAT64 64:ff9b::/96, 6to4
+ * 2002::/16) are judged by the embedded address. Returns NULL for an
+ * address in none of these classes.
+ */
+const char *route_addr_class(const struct sockaddr *sa);
 
 #endif

@@ -37,6 +37,8 @@ enum key_type {
 	K_BOOL,
 	K_CIDRLIST, /* list of "ip/prefix" into .off: cidr array, .off2: count */
 	K_PATTERNS, /* list of route patterns (a single one may stand alone) */
+	K_ALLOWLIST, /* list of allow entries: pattern or address block, optional :PORT */
+	K_CREDENTIALS, /* list of "user:password" */
 	K_SECTION,  /* a nested mapping described by .sub */
 	K_LISTENERS,
 	K_ROUTES,
@@ -51,7 +53,7 @@ struct key {
 	int64_t min, max;           /* K_COUNT, K_DURATION; K_CIDRLIST: offset of the count */
 };
 
-static const char *const mode_names[] = {"tcp", "tls", "http", NULL};
+static const char *const mode_names[] = {"tcp", "tls", "http", "connect", NULL};
 static const char *const send_names[] = {"none", "v1", "v2", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
@@ -117,6 +119,16 @@ static const struct key listener_keys[] = {
 	{"proxy_protocol", K_SECTION, 0, proxy_keys, NULL, 0, 0},
 	{"sniff_timeout", K_DURATION, offsetof(struct config_listener, sniff_timeout), NULL, NULL,
 	    1, DURATION_MAX},
+	{"allow", K_ALLOWLIST, offsetof(struct config_listener, allow), NULL, NULL,
+	    offsetof(struct config_listener, n_allow), 0},
+	{"port", K_COUNT, offsetof(struct config_listener, port), NULL, NULL, 1, 65535},
+	{"egress", K_BOOL, offsetof(struct config_listener, egress), NULL, NULL, 0, 0},
+	{"allow_ranges", K_CIDRLIST, offsetof(struct config_listener, allow_ranges), NULL, NULL,
+	    offsetof(struct config_listener, n_allow_ranges), 0},
+	{"deny_ranges", K_CIDRLIST, offsetof(struct config_listener, deny_ranges), NULL, NULL,
+	    offsetof(struct config_listener, n_deny_ranges), 0},
+	{"proxy_auth", K_CREDENTIALS, offsetof(struct config_listener, proxy_auth), NULL, NULL, 0,
+	    0},
 	{"connect_timeout", K_DURATION, offsetof(struct config_listener, connect_timeout), NULL,
 	    NULL, 1, DURATION_MAX},
 	{"idle_timeout", K_DURATION, offsetof(struct config_listener, idle_timeout), NULL, NULL, 0,
@@ -321,6 +333,64 @@ parse_cidr(const char *text, struct config_cidr *c)
 	return 0;
 }
 
+/*
+ * parse_allow reads one allow entry: a name pattern, an IP literal or an
+ * ADDRESS/PREFIX block, optionally followed by :PORT ("[v6]:PORT" for
+ * IPv6). IP literals become one-address blocks.
+ */
+static int
+parse_allow(const char *text, struct config_allow *a, char *err, size_t errlen)
+{
+	char host[NET_HOSTMAX + 8];
+	const char *colon = NULL, *hs = text, *he;
+	uint16_t port = 0;
+
+	memset(a, 0, sizeof(*a));
+	if (text[0] == '[') {
+		he = strchr(text, ']');
+		if (he == NULL || (he[1] != '\0' && he[1] != ':'))
+			goto bad;
+		hs = text + 1;
+		colon = he[1] == ':' ? he + 1 : NULL;
+	} else {
+		colon = strrchr(text, ':');
+		/* More than one ':' without brackets: an IPv6 address, no port. */
+		if (colon != NULL && memchr(text, ':', (size_t)(colon - text)) != NULL)
+			colon = NULL;
+		he = colon ? colon : text + strlen(text);
+	}
+	if ((size_t)(he - hs) >= sizeof(host) || he == hs)
+		goto bad;
+	memcpy(host, hs, (size_t)(he - hs));
+	host[he - hs] = '\0';
+	if (colon != NULL && net_parse_port(colon + 1, 0, &port) == -1) {
+		snprintf(err, errlen, "invalid port in allow entry '%s' (use 1-65535)", text);
+		return -1;
+	}
+	a->port = port;
+	if (parse_cidr(host, &a->cidr) == 0)
+		return 0;
+	if (strchr(host, '/') != NULL || text[0] == '[')
+		goto bad;
+	if (route_pattern_check(host, err, errlen) == -1)
+		return -1;
+	if ((a->pattern = strdup(host)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "invalid allow entry '%s' (use a name, '*.example.com', an address "
+			      "or ADDRESS/PREFIX, each optionally with :PORT)", text);
+	return -1;
+}
+
+int
+config_listener_guarded(const struct config_listener *l)
+{
+	return l->egress || l->n_allow > 0 || l->mode == CONFIG_MODE_CONNECT;
+}
+
 int
 config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa)
 {
@@ -495,6 +565,28 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 	case K_PATTERNS:
 		if (route_pattern_check(text, err, errlen) == -1)
 			return -1;
+		if (strlist_add(dst, text) == -1)
+			goto nomem;
+		return 0;
+	case K_ALLOWLIST: {
+		struct config_allow **allows = dst, *grown, a;
+		size_t *n = (size_t *)((char *)dst - k->off + (size_t)k->min);
+		if (parse_allow(text, &a, err, errlen) == -1)
+			return -1;
+		if ((grown = realloc(*allows, (*n + 1) * sizeof(**allows))) == NULL) {
+			free(a.pattern);
+			goto nomem;
+		}
+		*allows = grown;
+		grown[(*n)++] = a;
+		return 0;
+	}
+	case K_CREDENTIALS:
+		if (strchr(text, ':') == NULL || text[0] == ':') {
+			snprintf(err, errlen, "invalid credentials in '%s' (use \"USER:PASSWORD\")",
+			    k->name);
+			return -1;
+		}
 		if (strlist_add(dst, text) == -1)
 			goto nomem;
 		return 0;
@@ -700,7 +792,8 @@ nomem:
 			report_error(w->report, val, "%s", err);
 		return;
 	}
-	if ((k->type == K_ADDRLIST || k->type == K_CIDRLIST || k->type == K_PATTERNS) &&
+	if ((k->type == K_ADDRLIST || k->type == K_CIDRLIST || k->type == K_PATTERNS ||
+		k->type == K_ALLOWLIST || k->type == K_CREDENTIALS) &&
 	    val->type == YAML_SEQUENCE_NODE) {
 		for (yaml_node_item_t *it = val->data.sequence.items.start;
 		     it < val->data.sequence.items.top; it++) {
@@ -807,6 +900,32 @@ key_bit(const struct key *table, const char *name)
 }
 #define KEY_BIT(name) key_bit(listener_keys, (name))
 
+/* base64 writes the standard base64 form of s, as HTTP Basic credentials carry it. */
+static char *
+base64(const char *s)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(s), o = 0;
+	char *out = malloc((n + 2) / 3 * 4 + 1);
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned char)s[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned char)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (unsigned char)s[i + 2];
+		out[o++] = tab[(v >> 18) & 63];
+		out[o++] = tab[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+	return out;
+}
+
 static void
 position(yaml_node_t *pos, int line, int col)
 {
@@ -827,6 +946,27 @@ validate_routing(const struct config_listener *l, size_t i, yaml_node_t *pos, st
 			report_error(r, pos, "listeners[%zu]: upstream '$host:%u' needs mode tls or "
 					     "http", i, l->upstream.port);
 	}
+	if (l->n_allow > 0 && l->mode == CONFIG_MODE_TCP)
+		report_error(r, pos, "listeners[%zu]: 'allow' needs mode tls, http or connect (a "
+				     "tcp tunnel takes 'upstream' and 'egress: true')", i);
+	if (l->mode == CONFIG_MODE_CONNECT) {
+		if (l->n_allow == 0 && !(l->seen & KEY_BIT("allow")))
+			report_error(r, pos, "listeners[%zu]: mode connect needs an 'allow' list",
+			    i);
+		if (l->n_routes > 0 || l->upstream.host != NULL)
+			report_error(r, pos, "listeners[%zu]: mode connect takes 'allow', not "
+					     "'routes' or 'upstream'", i);
+	} else {
+		for (size_t j = 0; j < l->n_allow; j++)
+			if (l->allow[j].port != 0)
+				report_error(r, pos, "listeners[%zu]: allow entries carry ports "
+						     "only in mode connect (use 'port' for the "
+						     "upstream port)", i);
+		if (l->proxy_auth.n > 0)
+			report_error(r, pos, "listeners[%zu]: 'proxy_auth' needs mode connect", i);
+	}
+	if (l->port != 0 && l->n_allow == 0)
+		report_error(r, pos, "listeners[%zu]: 'port' applies to 'allow' entries only", i);
 	if (l->proxy.n_trusted > 0 && !l->proxy.accept)
 		report_error(r, pos, "listeners[%zu]: proxy_protocol.trusted has no effect without "
 				     "'accept: true'", i);
@@ -879,13 +1019,20 @@ validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min
 			continue;
 		}
 		validate_routing(l, i, &pos, r);
+		for (size_t j = 0; j < l->proxy_auth.n; j++) {
+			char *b = base64(l->proxy_auth.v[j]);
+			if (b == NULL || strlist_add(&l->proxy_auth_b64, b) == -1)
+				report_error(r, &pos, "out of memory");
+			free(b);
+		}
 		/* A key that was present but invalid has been reported already. */
 		if (l->name == NULL && !(l->seen & KEY_BIT("name")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'name'", i);
 		if (l->listen.len == 0 && !(l->seen & KEY_BIT("listen")))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'listen'", i);
-		if (l->upstream.host == NULL && l->n_routes == 0 &&
-		    !(l->seen & (KEY_BIT("upstream") | KEY_BIT("routes"))))
+		if (l->upstream.host == NULL && l->n_routes == 0 && l->n_allow == 0 &&
+		    l->mode != CONFIG_MODE_CONNECT &&
+		    !(l->seen & (KEY_BIT("upstream") | KEY_BIT("routes") | KEY_BIT("allow"))))
 			report_error(r, &pos, "listeners[%zu]: missing required key 'upstream'%s", i,
 			    l->mode == CONFIG_MODE_TCP ? "" : " (or 'routes')");
 		for (size_t j = 0; j < i; j++) {
@@ -1112,6 +1259,32 @@ dump_cidr(FILE *out, const struct config_cidr *c)
 }
 
 static void
+dump_cidrs(FILE *out, const char *key, const struct config_cidr *c, size_t n)
+{
+	fprintf(out, "    %s: [", key);
+	for (size_t k = 0; k < n; k++) {
+		fprintf(out, "%s", k ? ", " : "");
+		dump_cidr(out, &c[k]);
+	}
+	fprintf(out, "]\n");
+}
+
+/* An address block with a port needs brackets for IPv6: "[::1/128]:443". */
+static void
+dump_allow_cidr(FILE *out, const struct config_allow *a)
+{
+	char abuf[NET_ADDRSTRLEN];
+	int v6 = a->cidr.addr.ss_family == AF_INET6;
+
+	net_addr_format((const struct sockaddr *)&a->cidr.addr, abuf, sizeof(abuf));
+	if (a->port == 0)
+		fprintf(out, "\"%s/%u\"", abuf, a->cidr.prefix);
+	else
+		fprintf(out, "\"%s%s/%u%s:%u\"", v6 ? "[" : "", abuf, a->cidr.prefix, v6 ? "]" : "",
+		    a->port);
+}
+
+static void
 dump_duration(FILE *out, const char *indent, const char *key, int64_t ms)
 {
 	char d[32];
@@ -1178,6 +1351,34 @@ config_dump(const struct config *cfg, FILE *out)
 			dump_cidr(out, &l->proxy.trusted[k]);
 		}
 		fprintf(out, "]\n      send: %s\n", send_names[l->proxy.send]);
+		if (l->n_allow > 0) {
+			fprintf(out, "    allow: [");
+			for (size_t k = 0; k < l->n_allow; k++) {
+				const struct config_allow *a = &l->allow[k];
+				fprintf(out, "%s", k ? ", " : "");
+				if (a->pattern != NULL && a->port != 0)
+					fprintf(out, "\"%s:%u\"", a->pattern, a->port);
+				else if (a->pattern != NULL)
+					dump_string(out, a->pattern);
+				else
+					dump_allow_cidr(out, a);
+			}
+			fprintf(out, "]\n");
+		}
+		if (l->port != 0)
+			fprintf(out, "    port: %" PRId64 "\n", l->port);
+		fprintf(out, "    egress: %s\n", l->egress ? "true" : "false");
+		dump_cidrs(out, "allow_ranges", l->allow_ranges, l->n_allow_ranges);
+		dump_cidrs(out, "deny_ranges", l->deny_ranges, l->n_deny_ranges);
+		if (l->proxy_auth.n > 0) {
+			/* Passwords are not printed. */
+			fprintf(out, "    proxy_auth: [");
+			for (size_t k = 0; k < l->proxy_auth.n; k++)
+				fprintf(out, "%s\"%.*s:***\"", k ? ", " : "",
+				    (int)(strchr(l->proxy_auth.v[k], ':') - l->proxy_auth.v[k]),
+				    l->proxy_auth.v[k]);
+			fprintf(out, "]\n");
+		}
 		dump_duration(out, "    ", "sniff_timeout", l->sniff_timeout);
 		dump_duration(out, "    ", "connect_timeout", l->connect_timeout);
 		dump_duration(out, "    ", "idle_timeout", l->idle_timeout);
@@ -1198,6 +1399,13 @@ config_free(struct config *cfg)
 		}
 		free(l->routes);
 		free(l->proxy.trusted);
+		for (size_t j = 0; j < l->n_allow; j++)
+			free(l->allow[j].pattern);
+		free(l->allow);
+		free(l->allow_ranges);
+		free(l->deny_ranges);
+		strlist_clear(&l->proxy_auth);
+		strlist_clear(&l->proxy_auth_b64);
 		free(l->name);
 		free(l->upstream.host);
 	}
