@@ -61,8 +61,9 @@ void resolver_addrs_release(struct resolver_addrs *addrs);
 /*
  * Waiting for a name's first answer (a "$host" upstream seen for the first
  * time). resolver_wait returns 1 when the name already has addresses (no
- * wait), else 0 and calls cb(arg) once, when the next lookup for the name
- * ends, successfully or not. The waiter struct belongs to the caller and
+ * wait), -1 when its last lookup failed and the retry is not due yet (a
+ * negative cache: the caller refuses at once), else 0 and calls cb(arg)
+ * once, when the lookup in flight ends, successfully or not. The waiter struct belongs to the caller and
  * must stay valid until cb runs or resolver_wait_cancel is called.
  */
 struct resolver_waiter {

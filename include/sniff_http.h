@@ -44,6 +44,11 @@ struct sniff_http_request {
 	int https;         /* absolute form with the https scheme */
 	int version_minor; /* 0 or 1 */
 	size_t head_len;   /* bytes up to and including the blank line */
+	/*
+	 * The Proxy-Authorization value (trimmed), as an offset into buf;
+	 * length 0 when absent. A second such header is MALFORMED.
+	 */
+	size_t proxy_auth_off, proxy_auth_len;
 };
 
 /*

@@ -83,4 +83,12 @@ enum parse_result sniff_tls_client_hello(const uint8_t *buf, size_t len,
  */
 size_t sniff_tls_alert_unrecognized_name(uint8_t *out, size_t cap);
 
+/* Alert descriptions gatekeeper sends (RFC 8446 6.2). */
+#define SNIFF_TLS_ALERT_ACCESS_DENIED      49
+#define SNIFF_TLS_ALERT_INTERNAL_ERROR     80
+#define SNIFF_TLS_ALERT_UNRECOGNIZED_NAME  112
+
+/* sniff_tls_alert is the same for any fatal alert description. */
+size_t sniff_tls_alert(uint8_t *out, size_t cap, uint8_t description);
+
 #endif

@@ -24,6 +24,9 @@
 #include "resolver.h"
 
 #define RETRY_FIRST_MS 1000
+/* Lookups in flight at once; more wait their turn (sniffed names can flood). */
+#define MAX_IN_FLIGHT 64
+#define IN_FLIGHT_WAIT_MS 50
 
 struct sock_watch {
 	ares_socket_t fd;
@@ -55,6 +58,7 @@ struct resolver {
 	LIST_HEAD(, sock_watch) socks;
 	TAILQ_HEAD(, resolver_name) names;
 	int64_t refresh_ms, min_ttl_ms;
+	unsigned in_flight;
 };
 
 static void lookup_start(struct resolver_name *n);
@@ -215,15 +219,13 @@ resolver_wait(struct resolver_name *n, struct resolver_waiter *w, void (*cb)(voi
 {
 	if (n->addrs != NULL && n->addrs->n > 0)
 		return 1;
+	/* Failed and waiting for its retry: the failure is the answer for now. */
+	if (n->failures > 0 && !n->in_flight)
+		return -1;
 	w->name = n;
 	w->cb = cb;
 	w->arg = arg;
 	TAILQ_INSERT_TAIL(&n->waiters, w, entry);
-	if (!n->in_flight) {
-		/* Failing name in back-off: a new asker deserves a fresh try. */
-		evtimer_del(n->timer);
-		lookup_start(n);
-	}
 	return 0;
 }
 
@@ -398,6 +400,8 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 
 	(void)timeouts;
 	n->in_flight = 0;
+	if (n->res != NULL)
+		n->res->in_flight--;
 	if (n->res == NULL) {
 		/* Unwatched while the lookup was in flight. */
 		if (result)
@@ -455,12 +459,17 @@ lookup_start(struct resolver_name *n)
 
 	if (n->in_flight)
 		return;
+	if (n->res->in_flight >= MAX_IN_FLIGHT) {
+		schedule(n, IN_FLIGHT_WAIT_MS);
+		return;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	/* Sorting would probe each address with a UDP connect: not needed. */
 	hints.ai_flags = ARES_AI_NOSORT;
 	n->in_flight = 1;
+	n->res->in_flight++;
 	event_base_gettimeofday_cached(n->res->base, &n->last_lookup);
 	ares_getaddrinfo(n->res->channel, n->host, NULL, &hints, on_answer, n);
 	arm_timeout(n->res);
@@ -528,11 +537,12 @@ resolver_unwatch(struct resolver_name *n)
 	if (n == NULL || --n->refs > 0)
 		return;
 	/*
-	 * Keep a resolved name until its refresh is due (on_refresh_timer
-	 * frees it then, unless it was watched again). Literals and names
-	 * that never resolved go now.
+	 * Keep a name until its refresh or retry is due (on_refresh_timer
+	 * frees it then, unless it was watched again): a resolved one as a
+	 * cache, a failed one as a negative cache. Literals go now.
 	 */
-	if (!n->literal && n->addrs != NULL && evtimer_pending(n->timer, NULL))
+	if (!n->literal && (n->addrs != NULL || n->failures > 0) &&
+	    evtimer_pending(n->timer, NULL))
 		return;
 	TAILQ_REMOVE(&n->res->names, n, entry);
 	if (n->in_flight) {

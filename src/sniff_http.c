@@ -364,6 +364,12 @@ parse_head(const uint8_t *buf, size_t len, struct sniff_http_request *out)
 			vs++;
 		while (ve > vs && (buf[ve - 1] == ' ' || buf[ve - 1] == '\t'))
 			ve--;
+		if (colon - name == 19 && ascii_ieq(buf + name, "proxy-authorization", 19)) {
+			if (out->proxy_auth_len > 0)
+				return PARSE_MALFORMED;
+			out->proxy_auth_off = vs;
+			out->proxy_auth_len = ve - vs;
+		}
 		if (colon - name == 4 && ascii_ieq(buf + name, "host", 4)) {
 			if (host_seen++)
 				return PARSE_MALFORMED;

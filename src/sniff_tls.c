@@ -27,7 +27,6 @@
 #define TLS_EXT_ALPN        16
 #define TLS_NAME_HOST_NAME  0
 #define TLS_ALERT_FATAL     2
-#define TLS_ALERT_UNRECOGNIZED_NAME 112
 
 /*
  * A reader over the handshake message as it lies in buf: a byte stream cut
@@ -395,22 +394,28 @@ sniff_tls_client_hello(const uint8_t *buf, size_t len, struct sniff_tls_hello *o
 }
 
 size_t
-sniff_tls_alert_unrecognized_name(uint8_t *out, size_t cap)
+sniff_tls_alert(uint8_t *out, size_t cap, uint8_t description)
 {
 	/*
 	 * The record version is 0x0303, as TLS 1.2 and 1.3 servers send;
 	 * RFC 8446 5.1 tells clients to ignore it.
 	 */
-	static const uint8_t alert[SNIFF_TLS_ALERT_LEN] = {
-		TLS_CT_ALERT,                /* content type: alert */
-		0x03, 0x03,                  /* record version: TLS 1.2 */
-		0x00, 0x02,                  /* fragment length */
-		TLS_ALERT_FATAL,             /* level */
-		TLS_ALERT_UNRECOGNIZED_NAME, /* description */
+	const uint8_t alert[SNIFF_TLS_ALERT_LEN] = {
+		TLS_CT_ALERT,    /* content type: alert */
+		0x03, 0x03,      /* record version: TLS 1.2 */
+		0x00, 0x02,      /* fragment length */
+		TLS_ALERT_FATAL, /* level */
+		description,     /* description */
 	};
 
 	if (out == NULL || cap < sizeof(alert))
 		return 0;
 	memcpy(out, alert, sizeof(alert));
 	return sizeof(alert);
+}
+
+size_t
+sniff_tls_alert_unrecognized_name(uint8_t *out, size_t cap)
+{
+	return sniff_tls_alert(out, cap, SNIFF_TLS_ALERT_UNRECOGNIZED_NAME);
 }
