@@ -44,6 +44,9 @@ const char *net_format(const struct sockaddr *sa, char *buf, size_t len);
 /* net_addr_format writes the address alone, without port. */
 const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/* net_port returns the port of an AF_INET/AF_INET6 sockaddr, host order (0 otherwise). */
+uint16_t net_port(const struct sockaddr *sa);
+
 /* net_sockaddr_len returns the length of a sockaddr of this family. */
 socklen_t net_sockaddr_len(const struct sockaddr *sa);
 

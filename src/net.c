@@ -177,6 +177,16 @@ net_format(const struct sockaddr *sa, char *buf, size_t len)
 	return buf;
 }
 
+uint16_t
+net_port(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+	if (sa->sa_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+	return 0;
+}
+
 socklen_t
 net_sockaddr_len(const struct sockaddr *sa)
 {

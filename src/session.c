@@ -60,8 +60,14 @@ struct session {
 	int proxy_done;
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
 	const char *decision;
-	int route;                     /* index, -1 = listener upstream */
+	char rule[ROUTE_NAME_MAX + 16]; /* the route pattern or allow entry that matched */
+	int route;                     /* index, -1 = listener upstream or allow */
 	const struct config_hostport *target;
+	struct config_hostport allow_target; /* $host:PORT for an allow entry */
+	int guarded;                   /* egress: check addresses before dialing */
+	uint16_t want_port;            /* CONNECT / absolute-form: the port asked for */
+	int connect_method;            /* CONNECT (answer 200, drop the head) */
+	size_t head_len;
 	struct resolver_name *upstream_name;
 	struct resolver_name *dynamic; /* our own watch of a $host name */
 	struct resolver_waiter waiter;
@@ -100,7 +106,7 @@ static void
 log_access(struct session *s, const char *reason)
 {
 	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
-	struct log_field f[14];
+	struct log_field f[16];
 	struct timeval now;
 	size_t n = 0;
 
@@ -113,6 +119,10 @@ log_access(struct session *s, const char *reason)
 		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
 	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
 	f[n++] = LOG_STR("decision", s->decision);
+	if (s->target != NULL)
+		f[n++] = LOG_NUM("port", s->target->port);
+	if (s->rule[0] != '\0')
+		f[n++] = LOG_STR("rule", s->rule);
 	f[n++] = LOG_STR("upstream", s->upstream_set ? net_format((struct sockaddr *)&s->upstream,
 							   upstream, sizeof(upstream)) :
 						       "-");
@@ -199,15 +209,24 @@ static const struct http_refusal {
 	const char *reason;
 	const char *status;
 	const char *body;
+	const char *header; /* one extra header line, or "" */
 } http_refusals[] = {
-    {"malformed", "400 Bad Request", "malformed request"},
-    {"no_name", "400 Bad Request", "the request names no host"},
-    {"too_large", "431 Request Header Fields Too Large", "request head too large"},
-    {"sniff_timeout", "408 Request Timeout", "request not received in time"},
-    {"no_route", "421 Misdirected Request", "no route for this host"},
-    {"no_address", "503 Service Unavailable", "upstream not resolvable yet"},
-    {"connect_failed", "502 Bad Gateway", "upstream unreachable"},
-    {"connect_timeout", "504 Gateway Timeout", "upstream did not answer in time"},
+    {"malformed", "400 Bad Request", "malformed request", ""},
+    {"not_proxy_request", "400 Bad Request", "this is a proxy: use CONNECT or an absolute URL", ""},
+    {"bad_method", "405 Method Not Allowed", "use CONNECT or an absolute URL", "Allow: CONNECT\r\n"},
+    {"not_allowed", "403 Forbidden", "destination not allowed", ""},
+    {"address_denied", "403 Forbidden", "destination address not allowed", ""},
+    {"auth_required", "407 Proxy Authentication Required", "proxy authentication required",
+	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
+    {"auth_failed", "407 Proxy Authentication Required", "proxy authentication failed",
+	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
+    {"no_name", "400 Bad Request", "the request names no host", ""},
+    {"too_large", "431 Request Header Fields Too Large", "request head too large", ""},
+    {"sniff_timeout", "408 Request Timeout", "request not received in time", ""},
+    {"no_route", "421 Misdirected Request", "no route for this host", ""},
+    {"no_address", "503 Service Unavailable", "upstream not resolvable yet", ""},
+    {"connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
+    {"connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
 };
 
 /*
@@ -219,7 +238,8 @@ static const struct http_refusal {
 static void
 session_fail(struct session *s, const char *reason)
 {
-	if (s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done) {
+	if ((s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT) &&
+	    s->proxy_done) {
 		for (size_t i = 0; i < sizeof(http_refusals) / sizeof(http_refusals[0]); i++) {
 			const struct http_refusal *r = &http_refusals[i];
 			char buf[512];
@@ -228,18 +248,25 @@ session_fail(struct session *s, const char *reason)
 				continue;
 			n = snprintf(buf, sizeof(buf),
 			    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-			    "Connection: close\r\n\r\ngatekeeper: %s\n",
-			    r->status, strlen(r->body) + 13, r->body);
+			    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
+			    r->status, strlen(r->body) + 13, r->reason, r->header, r->body);
 			refuse(s, buf, (size_t)n, reason);
 			return;
 		}
 	}
-	if (s->conf->mode == CONFIG_MODE_TLS &&
-	    (strcmp(reason, "no_route") == 0 || strcmp(reason, "no_name") == 0)) {
-		uint8_t alert[SNIFF_TLS_ALERT_LEN];
-		size_t n = sniff_tls_alert_unrecognized_name(alert, sizeof(alert));
-		refuse(s, alert, n, reason);
-		return;
+	if (s->conf->mode == CONFIG_MODE_TLS) {
+		uint8_t alert[SNIFF_TLS_ALERT_LEN], desc = 0;
+		if (strcmp(reason, "no_route") == 0 || strcmp(reason, "no_name") == 0 ||
+		    strcmp(reason, "not_allowed") == 0)
+			desc = SNIFF_TLS_ALERT_UNRECOGNIZED_NAME;
+		else if (strcmp(reason, "address_denied") == 0)
+			desc = SNIFF_TLS_ALERT_ACCESS_DENIED;
+		else if (strcmp(reason, "no_address") == 0)
+			desc = SNIFF_TLS_ALERT_INTERNAL_ERROR;
+		if (desc != 0) {
+			refuse(s, alert, sniff_tls_alert(alert, sizeof(alert), desc), reason);
+			return;
+		}
 	}
 	session_close(s, reason);
 }
@@ -310,6 +337,12 @@ on_connect_event(struct bufferevent *bev, short what, void *arg)
 		s->error[0] = '\0';
 		s->state = SESSION_RELAYING;
 		net_set_nodelay(bufferevent_getfd(s->upstream_bev));
+		if (s->connect_method) {
+			/* The CONNECT head is for us; the tunnel starts after it. */
+			static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+			evbuffer_drain(bufferevent_get_input(s->client_bev), s->head_len);
+			bufferevent_write(s->client_bev, ok, sizeof(ok) - 1);
+		}
 		send_proxy_header(s);
 		if (relay_start(&s->relay, s->gk->base, s->client_bev, s->upstream_bev,
 			s->conf->idle_timeout, on_relay_done, s) == -1)
@@ -370,6 +403,79 @@ connect_next(struct session *s)
 	session_fail(s, s->timed_out ? "connect_timeout" : "connect_failed");
 }
 
+/*
+ * address_refused says why an egress session must not dial sa, or NULL.
+ * deny_ranges always refuse; allow_ranges, and an allow entry naming this
+ * very IP literal, re-allow what the default address classes refuse.
+ */
+static const char *
+address_refused(const struct session *s, const struct sockaddr *sa)
+{
+	const struct config_listener *c = s->conf;
+	const char *class;
+
+	for (size_t i = 0; i < c->n_deny_ranges; i++)
+		if (config_cidr_contains(&c->deny_ranges[i], sa))
+			return "in deny_ranges";
+	for (size_t i = 0; i < c->n_allow_ranges; i++)
+		if (config_cidr_contains(&c->allow_ranges[i], sa))
+			return NULL;
+	if ((class = route_addr_class(sa)) == NULL)
+		return NULL;
+	if (route_name_is_ip(s->name))
+		for (size_t i = 0; i < c->n_allow; i++)
+			if (c->allow[i].pattern == NULL &&
+			    config_cidr_contains(&c->allow[i].cidr, sa))
+				return NULL;
+	return class;
+}
+
+/*
+ * guard_addresses keeps only the addresses an egress session may dial, in
+ * a snapshot of the session's own. The addresses dialed are exactly the
+ * ones checked here: nothing is resolved again. Returns 0, or -1 after
+ * failing the session when none is left.
+ */
+static int
+guard_addresses(struct session *s)
+{
+	struct resolver_addrs *ok;
+	char abuf[NET_ADDRSTRLEN];
+	const char *why;
+	size_t n = 0;
+
+	ok = calloc(1, sizeof(*ok) + s->addrs->n * sizeof(ok->addr[0]));
+	if (ok == NULL) {
+		session_close(s, "out_of_memory");
+		return -1;
+	}
+	ok->refs = 1;
+	for (size_t i = 0; i < s->addrs->n; i++) {
+		size_t j = (s->first + i) % s->addrs->n;
+		const struct sockaddr *sa = (const struct sockaddr *)&s->addrs->addr[j];
+		if ((why = address_refused(s, sa)) == NULL) {
+			ok->addr[n++] = s->addrs->addr[j];
+			continue;
+		}
+		net_addr_format(sa, abuf, sizeof(abuf));
+		log_kv(LOG_LEVEL_DEBUG, "address refused", LOG_STR("listener", s->conf->name),
+		    LOG_STR("name", s->name[0] ? s->name : s->target->host),
+		    LOG_STR("addr", abuf), LOG_STR("why", why));
+		if (s->error[0] == '\0')
+			snprintf(s->error, sizeof(s->error), "%s is %s", abuf, why);
+	}
+	ok->n = n;
+	resolver_addrs_release(s->addrs);
+	s->addrs = ok;
+	s->first = 0;
+	if (n == 0) {
+		session_fail(s, "address_denied");
+		return -1;
+	}
+	s->error[0] = '\0';
+	return 0;
+}
+
 /* start_connect takes the address snapshot, or fails/waits when there is none. */
 static void
 start_connect(struct session *s)
@@ -381,6 +487,8 @@ start_connect(struct session *s)
 		session_fail(s, "no_address");
 		return;
 	}
+	if (s->guarded && guard_addresses(s) == -1)
+		return;
 	s->state = SESSION_CONNECTING;
 	connect_next(s);
 }
@@ -406,6 +514,7 @@ upstream_chosen(struct session *s)
 	struct timeval budget;
 
 	s->decision = "allow";
+	s->guarded = config_listener_guarded(s->conf) || s->target->sniffed_host;
 	budget.tv_sec = (time_t)(s->conf->connect_timeout / 1000);
 	budget.tv_usec = (suseconds_t)((s->conf->connect_timeout % 1000) * 1000);
 	event_base_gettimeofday_cached(s->gk->base, &s->deadline);
@@ -424,7 +533,8 @@ upstream_chosen(struct session *s)
 		return;
 	}
 	s->upstream_name = s->dynamic;
-	if (resolver_wait(s->dynamic, &s->waiter, on_first_answer, s)) {
+	if (resolver_wait(s->dynamic, &s->waiter, on_first_answer, s) != 0) {
+		/* Addresses at hand (1), or a recent failure (-1): no wait. */
 		start_connect(s);
 		return;
 	}
@@ -433,33 +543,114 @@ upstream_chosen(struct session *s)
 }
 
 /*
- * route picks the route for the sniffed name (s->name, "" for none): the
- * best-scoring pattern wins, ties go to the route listed first; the
- * listener's own upstream serves names no route matches.
+ * pattern_score scores a route pattern or allow pattern for the name. On
+ * an egress listener an IP-literal name matches only the very same
+ * literal: wildcards and "*" never let an address through.
+ */
+static unsigned
+pattern_score(const struct session *s, const char *pattern, const char *name)
+{
+	if (name != NULL && config_listener_guarded(s->conf) && route_name_is_ip(name))
+		return strcmp(pattern, name) == 0 ? route_pattern_score(pattern, name) : 0;
+	return route_pattern_score(pattern, name);
+}
+
+/*
+ * allow_score scores one allow entry: a name pattern for names, an
+ * address block for IP-literal names (above every pattern: it names the
+ * address). In connect mode the port asked for must be the entry's (443
+ * when it has none); a mismatch is noted in s->error.
+ */
+static unsigned
+allow_score(struct session *s, const struct config_allow *a, const char *name)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	unsigned score;
+
+	if (name == NULL)
+		return 0;
+	if (a->pattern != NULL)
+		score = route_name_is_ip(name) ? 0 : route_pattern_score(a->pattern, name);
+	else
+		score = net_parse_ip(name, 0, &ss, &len) == 0 &&
+				config_cidr_contains(&a->cidr, (struct sockaddr *)&ss) ?
+			    2000000u + a->cidr.prefix :
+			    0;
+	if (score > 0 && s->want_port != 0 && s->want_port != (a->port ? a->port : 443)) {
+		snprintf(s->error, sizeof(s->error), "port %u not allowed", s->want_port);
+		return 0;
+	}
+	return score;
+}
+
+static void
+format_allow(const struct config_allow *a, char *buf, size_t len)
+{
+	char abuf[NET_ADDRSTRLEN];
+
+	if (a->pattern != NULL)
+		snprintf(buf, len, "%s", a->pattern);
+	else
+		snprintf(buf, len, "%s/%u",
+		    net_addr_format((const struct sockaddr *)&a->cidr.addr, abuf, sizeof(abuf)),
+		    a->cidr.prefix);
+	if (a->port != 0)
+		snprintf(buf + strlen(buf), len - strlen(buf), ":%u", a->port);
+}
+
+/*
+ * route picks the upstream for the sniffed name (s->name, "" for none):
+ * the best-scoring route pattern or allow entry wins, ties go to the one
+ * listed first (routes before allow); the listener's own upstream serves
+ * names nothing matches. An allow entry means "$host" at the port asked
+ * for (connect mode), the listener's 'port', or its own listening port.
  */
 static void
 route(struct session *s)
 {
-	unsigned best = 0;
+	const struct config_listener *c = s->conf;
 	const char *name = s->name[0] ? s->name : NULL;
+	unsigned best = 0, score;
+	int best_allow = -1;
 
 	s->route = -1;
-	for (size_t i = 0; i < s->conf->n_routes; i++) {
-		const struct config_route *rt = &s->conf->routes[i];
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const struct config_route *rt = &c->routes[i];
 		for (size_t j = 0; j < rt->match.n; j++) {
-			unsigned score = route_pattern_score(rt->match.v[j], name);
-			if (score > best) {
+			if ((score = pattern_score(s, rt->match.v[j], name)) > best) {
 				best = score;
 				s->route = (int)i;
+				snprintf(s->rule, sizeof(s->rule), "%s", rt->match.v[j]);
 			}
 		}
 	}
-	s->target = s->route >= 0 ? &s->conf->routes[s->route].upstream :
-				    s->conf->upstream.host != NULL ? &s->conf->upstream :
-								     NULL;
+	for (size_t i = 0; i < c->n_allow; i++) {
+		if ((score = allow_score(s, &c->allow[i], name)) > best) {
+			best = score;
+			s->route = -1;
+			best_allow = (int)i;
+		}
+	}
+	if (best_allow >= 0) {
+		format_allow(&c->allow[best_allow], s->rule, sizeof(s->rule));
+		s->error[0] = '\0';
+		s->allow_target.host = "$host";
+		s->allow_target.sniffed_host = 1;
+		s->allow_target.port = s->want_port ? s->want_port :
+				       c->port ? (uint16_t)c->port :
+						 net_port(listener_bound(s->listener));
+		s->target = &s->allow_target;
+	} else {
+		s->target = s->route >= 0 ? &c->routes[s->route].upstream :
+			    c->upstream.host != NULL ? &c->upstream :
+						       NULL;
+	}
 	if (s->target == NULL) {
 		s->decision = "deny";
-		session_fail(s, name ? "no_route" : "no_name");
+		session_fail(s, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ? "not_allowed" :
+				name ? "no_route" :
+				       "no_name");
 		return;
 	}
 	if (s->target->sniffed_host && name == NULL) {
@@ -513,6 +704,104 @@ read_proxy_header(struct session *s, struct evbuffer *in)
 	return 1;
 }
 
+/* creds_match compares a Basic credential with the configured ones, in constant time each. */
+static int
+creds_match(const struct config_strlist *creds, const char *v, size_t vlen)
+{
+	int found = 0;
+
+	for (size_t i = 0; i < creds->n; i++) {
+		const char *c = creds->v[i];
+		size_t clen = strlen(c);
+		unsigned diff = clen != vlen;
+		for (size_t j = 0; j < clen && j < vlen; j++)
+			diff |= (unsigned)(c[j] ^ v[j]);
+		found |= diff == 0;
+	}
+	return found;
+}
+
+/*
+ * strip_header removes the header line holding buf[off..] from the head in
+ * in (the Proxy-Authorization a client meant for us, not for the origin).
+ */
+static int
+strip_header(struct evbuffer *in, const uint8_t *buf, size_t head_len, size_t off)
+{
+	size_t start = off, end = off;
+	struct evbuffer *rest;
+
+	while (start > 0 && buf[start - 1] != '\n')
+		start--;
+	while (end + 1 < head_len && !(buf[end] == '\r' && buf[end + 1] == '\n'))
+		end++;
+	end += 2;
+	/* A bufferevent's input may not grow at its end, but its start is ours. */
+	if ((rest = evbuffer_new()) == NULL)
+		return -1;
+	evbuffer_remove_buffer(in, rest, start);
+	evbuffer_drain(in, end - start);
+	if (evbuffer_prepend_buffer(in, rest) == -1) {
+		evbuffer_free(rest);
+		return -1;
+	}
+	evbuffer_free(rest);
+	return 0;
+}
+
+/*
+ * proxy_request checks a request on a connect listener: the form (CONNECT
+ * host:port, or an absolute URL as HTTP_PROXY clients send), the proxy
+ * credentials, and which port is asked for. Returns 0, or -1 after
+ * failing the session.
+ */
+static int
+proxy_request(struct session *s, struct evbuffer *in, const uint8_t *buf,
+    const struct sniff_http_request *req)
+{
+	const struct config_strlist *creds = &s->conf->proxy_auth_b64;
+
+	if (req->form == SNIFF_HTTP_ASTERISK) {
+		session_fail(s, "bad_method");
+		return -1;
+	}
+	if (req->form == SNIFF_HTTP_ORIGIN) {
+		session_fail(s, "not_proxy_request");
+		return -1;
+	}
+	if (creds->n > 0) {
+		const char *v = (const char *)buf + req->proxy_auth_off;
+		size_t vlen = req->proxy_auth_len;
+		if (vlen == 0) {
+			session_fail(s, "auth_required");
+			return -1;
+		}
+		if (vlen < 6 || strncasecmp(v, "basic ", 6) != 0) {
+			session_fail(s, "auth_failed");
+			return -1;
+		}
+		for (v += 6, vlen -= 6; vlen > 0 && *v == ' '; v++, vlen--)
+			;
+		if (!creds_match(creds, v, vlen)) {
+			session_fail(s, "auth_failed");
+			return -1;
+		}
+	}
+	s->head_len = req->head_len;
+	if (req->form == SNIFF_HTTP_AUTHORITY) {
+		s->connect_method = 1;
+		s->want_port = req->port;
+		return 0;
+	}
+	s->want_port = req->port ? req->port : req->https ? 443 : 80;
+	/* An absolute-form request goes on: without our credentials in it. */
+	if (req->proxy_auth_len > 0 && strip_header(in, buf, req->head_len, req->proxy_auth_off) == -1) {
+		session_close(s, "out_of_memory");
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * sniff_name runs the mode's parser over the buffered bytes. Returns 1 with
  * s->name set ("" when the client named nothing), 0 to wait, -1 after
@@ -559,10 +848,14 @@ sniff_name(struct session *s, struct evbuffer *in)
 											  "malformed");
 		return -1;
 	case PARSE_NOT_FOUND:
-		s->name[0] = '\0';
-		return 1;
 	case PARSE_OK:
 		break;
+	}
+	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, in, buf, &req) == -1)
+		return -1;
+	if (r == PARSE_NOT_FOUND) {
+		s->name[0] = '\0';
+		return 1;
 	}
 	if (route_normalize_name(raw, raw_len, s->name, sizeof(s->name)) == -1) {
 		session_fail(s, "malformed");
