@@ -566,14 +566,16 @@ def test_http_refusals_answer_close_log_and_spare_the_others(http_pair, case):
 
 
 # --------------------------------------------------------------------------
-# $host upstreams, resolved through dnsmasq
+# $host upstreams, resolved through dnsmasq. A $host route is an egress
+# route: the address guard refuses loopback unless allow_ranges lets it in.
 
 def test_tls_host_upstream_resolves_the_sni(gk, tls_backend, certs, dns):
     dyn = tls_backend("dyn", host="127.0.0.2")
     dns.set("x.gk.test", ["127.0.0.2"])
     g = gk(t.config(
         t.listener("egress", "tls", connect_timeout="3s",
-                   routes=[(["*.gk.test"], "$host:%d" % dyn.port)]),
+                   routes=[(["*.gk.test"], "$host:%d" % dyn.port)],
+                   allow_ranges='["127.0.0.0/8"]'),
         nameservers=[dns.nameserver]))
     addr = g.addr("egress")
     c, tag, sni = tls_hello_and_tag(addr, "x.gk.test")
@@ -587,13 +589,14 @@ def test_tls_host_upstream_resolves_the_sni(gk, tls_backend, certs, dns):
     acc = g.wait_access_for(local)
     assert acc["name"] == "x.gk.test" and acc["upstream"] == dyn.addr and acc["decision"] == "allow"
 
-    # a name dnsmasq does not know: refused with no_address, nothing tried
+    # a name dnsmasq does not know: refused with no_address and a TLS
+    # internal_error alert, nothing tried
     s = h.connect(addr)
     local = s.getsockname()[:2]
     t.send_ignoring_reset(s, t.client_hello("nx.gk.test"))
     got, _ = t.read_until_close(s, timeout=15)
     s.close()
-    assert got == b""
+    assert got == b"\x15\x03\x03\x00\x02\x02\x50"
     acc = g.wait_access_for(local, timeout=15)
     assert acc["reason"] == "no_address", acc
     assert acc["name"] == "nx.gk.test" and acc["upstream"] == "-", acc
@@ -611,7 +614,8 @@ def test_http_host_upstream_resolves_the_host(gk, whoami, dns):
     dns.set("x.gk.test", ["127.0.0.2"])
     g = gk(t.config(
         t.listener("egress", "http", connect_timeout="3s",
-                   routes=[(["*.gk.test"], "$host:%d" % wx.port)]),
+                   routes=[(["*.gk.test"], "$host:%d" % wx.port)],
+                   allow_ranges='["127.0.0.0/8"]'),
         nameservers=[dns.nameserver]))
     addr = g.addr("egress")
     resp, _, local = t.http_exchange(addr, t.http_request("X.gk.test:%d" % wx.port))
@@ -634,7 +638,8 @@ def test_tls_host_upstream_looks_up_the_normalized_name(gk, tls_backend, dns):
     dyn = tls_backend("dyn", host="127.0.0.2")
     dns.set("x.gk.test", ["127.0.0.2"])
     g = gk(t.config(
-        t.listener("egress", "tls", routes=[(["*.gk.test"], "$host:%d" % dyn.port)]),
+        t.listener("egress", "tls", routes=[(["*.gk.test"], "$host:%d" % dyn.port)],
+                   allow_ranges='["127.0.0.0/8"]'),
         nameservers=[dns.nameserver]))
     c, tag, sni = tls_hello_and_tag(g.addr("egress"), "X.GK.Test.")
     c.close()
