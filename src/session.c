@@ -121,8 +121,7 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_STR("decision", s->decision);
 	if (s->target != NULL)
 		f[n++] = LOG_NUM("port", s->target->port);
-	if (s->rule[0] != '\0')
-		f[n++] = LOG_STR("rule", s->rule);
+	f[n++] = LOG_STR("rule", s->rule[0] ? s->rule : NULL);
 	f[n++] = LOG_STR("upstream", s->upstream_set ? net_format((struct sockaddr *)&s->upstream,
 							   upstream, sizeof(upstream)) :
 						       "-");
@@ -469,6 +468,7 @@ guard_addresses(struct session *s)
 	s->addrs = ok;
 	s->first = 0;
 	if (n == 0) {
+		s->decision = "deny";
 		session_fail(s, "address_denied");
 		return -1;
 	}
