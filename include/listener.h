@@ -9,6 +9,7 @@
 #ifndef GK_LISTENER_H
 #define GK_LISTENER_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct gk;
@@ -46,9 +47,18 @@ void listener_warn_unresolved(struct listener *l, const char *upstream);
 
 /*
  * A session holds a reference from listener_session_begin to
- * listener_session_end; the count drives max_connections.
+ * listener_session_end; the count drives max_connections. decision is the
+ * session's routing decision ("allow", "deny" or NULL), counted.
  */
 void listener_session_begin(struct listener *l);
-void listener_session_end(struct listener *l);
+void listener_session_end(struct listener *l, const char *decision);
+
+/* Totals since the listener opened; logged when it closes. */
+struct listener_stats {
+	uint64_t sessions; /* ended */
+	uint64_t allowed;  /* routed to an upstream */
+	uint64_t denied;   /* refused by routes, allowlist or address guard */
+};
+const struct listener_stats *listener_stats(const struct listener *l);
 
 #endif

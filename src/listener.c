@@ -40,6 +40,7 @@ struct listener {
 	struct event *pause_timer;
 	struct timeval last_unresolved_warning;
 	unsigned unresolved_suppressed;
+	struct listener_stats stats;
 };
 
 #define UNRESOLVED_WARN_EVERY_S 5
@@ -174,6 +175,9 @@ listener_unref(struct listener *l)
 {
 	if (l->refs > 0 && --l->refs > 0)
 		return;
+	log_kv(LOG_LEVEL_INFO, "listener closed", LOG_STR("listener", l->conf->name),
+	    LOG_NUM("sessions", l->stats.sessions), LOG_NUM("allowed", l->stats.allowed),
+	    LOG_NUM("denied", l->stats.denied));
 	if (l->pause_timer)
 		event_free(l->pause_timer);
 	resolver_unwatch(l->upstream);
@@ -217,6 +221,12 @@ listener_resolver(const struct listener *l)
 	return l->gk->resolver;
 }
 
+const struct listener_stats *
+listener_stats(const struct listener *l)
+{
+	return &l->stats;
+}
+
 const struct sockaddr *
 listener_bound(const struct listener *l)
 {
@@ -256,8 +266,13 @@ listener_session_begin(struct listener *l)
 }
 
 void
-listener_session_end(struct listener *l)
+listener_session_end(struct listener *l, const char *decision)
 {
+	l->stats.sessions++;
+	if (decision != NULL && strcmp(decision, "allow") == 0)
+		l->stats.allowed++;
+	else if (decision != NULL && strcmp(decision, "deny") == 0)
+		l->stats.denied++;
 	l->active--;
 	if (l->full && l->active < l->conf->max_connections) {
 		l->full = 0;

@@ -152,7 +152,7 @@ session_close(struct session *s, const char *reason)
 	resolver_unwatch(s->dynamic);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
-	listener_session_end(s->listener);
+	listener_session_end(s->listener, s->decision);
 	free(s);
 	gk_session_ended(gk);
 }
