@@ -100,6 +100,7 @@ struct config_listener {
 	struct config_strlist proxy_auth; /* "user:password", CONNECT mode */
 	struct config_strlist proxy_auth_b64; /* the same, base64, as sent by clients */
 	int64_t sniff_timeout;   /* ms: the client's first bytes must come in time */
+	int splice;              /* enum relay_splice: auto, on, off */
 	int64_t connect_timeout; /* ms */
 	int64_t idle_timeout;    /* ms; 0 = none */
 	int64_t max_connections; /* 0 = unlimited */
@@ -115,6 +116,7 @@ struct config_resolver {
 };
 
 struct config_defaults {
+	int splice;
 	int64_t sniff_timeout;
 	int64_t connect_timeout;
 	int64_t idle_timeout;

@@ -28,6 +28,31 @@ enum relay_side {
 };
 
 /*
+ * Zero-copy: once both sides' buffers are empty, bytes can move socket ->
+ * pipe -> socket with splice(2) and never enter user space. OFF never does;
+ * ON switches as soon as the buffers are empty; AUTO switches after
+ * RELAY_SPLICE_AUTO_AFTER bytes, so short exchanges do not pay for pipes.
+ */
+enum relay_splice {
+	RELAY_SPLICE_AUTO,
+	RELAY_SPLICE_ON,
+	RELAY_SPLICE_OFF,
+};
+
+#define RELAY_SPLICE_AUTO_AFTER (256 * 1024)
+
+struct relay;
+
+/* One direction of a spliced relay: from side's socket, through a pipe, to the other. */
+struct relay_pipe {
+	struct relay *relay;
+	int from;
+	int fd[2];       /* pipe: [0] read end, [1] write end */
+	size_t queued;   /* bytes in the pipe */
+	struct event *readable, *writable;
+};
+
+/*
  * Called once when the relay ends: reason is "closed" (both directions
  * finished), "client_error", "upstream_error" or "idle_timeout". The callee
  * frees the bufferevents; the relay touches nothing after calling it.
@@ -41,6 +66,9 @@ struct relay {
 	int shut[2];        /* we shut down writing to side i */
 	int paused[2];      /* reading from side i paused by back-pressure */
 	int64_t idle_ms;    /* 0 = no idle timeout */
+	enum relay_splice splice;
+	int spliced;        /* bytes now move through pipe[] */
+	struct relay_pipe pipe[2];
 	struct timeval last_active;
 	struct event *idle_timer;
 	struct event_base *base;
@@ -54,9 +82,10 @@ struct relay {
  * the idle timer could not be created (nothing started).
  */
 int relay_start(struct relay *r, struct event_base *base, struct bufferevent *client,
-    struct bufferevent *upstream, int64_t idle_ms, relay_done_fn *done, void *arg);
+    struct bufferevent *upstream, int64_t idle_ms, enum relay_splice splice, relay_done_fn *done,
+    void *arg);
 
-/* relay_stop detaches callbacks and frees the timer; bufferevents are left alone. */
+/* relay_stop detaches callbacks, frees the timer and pipes; bufferevents are left alone. */
 void relay_stop(struct relay *r);
 
 #endif

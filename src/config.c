@@ -55,6 +55,8 @@ struct key {
 
 static const char *const mode_names[] = {"tcp", "tls", "http", "connect", NULL};
 static const char *const send_names[] = {"none", "v1", "v2", NULL};
+/* In the order of enum relay_splice. */
+static const char *const splice_names[] = {"auto", "on", "off", NULL};
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_names[] = {"logfmt", "json", NULL};
 
@@ -77,6 +79,7 @@ static const struct key resolver_keys[] = {
 };
 
 static const struct key defaults_keys[] = {
+	{"splice", K_ENUM, offsetof(struct config, defaults.splice), NULL, splice_names, 0, 0},
 	{"sniff_timeout", K_DURATION, offsetof(struct config, defaults.sniff_timeout), NULL, NULL,
 	    1, DURATION_MAX},
 	{"connect_timeout", K_DURATION, offsetof(struct config, defaults.connect_timeout), NULL,
@@ -123,6 +126,7 @@ static const struct key listener_keys[] = {
 	    offsetof(struct config_listener, n_allow), 0},
 	{"port", K_COUNT, offsetof(struct config_listener, port), NULL, NULL, 1, 65535},
 	{"egress", K_BOOL, offsetof(struct config_listener, egress), NULL, NULL, 0, 0},
+	{"splice", K_ENUM, offsetof(struct config_listener, splice), NULL, splice_names, 0, 0},
 	{"allow_ranges", K_CIDRLIST, offsetof(struct config_listener, allow_ranges), NULL, NULL,
 	    offsetof(struct config_listener, n_allow_ranges), 0},
 	{"deny_ranges", K_CIDRLIST, offsetof(struct config_listener, deny_ranges), NULL, NULL,
@@ -696,6 +700,7 @@ add_listener(struct config *cfg)
 	l = &grown[cfg->n_listeners++];
 	memset(l, 0, sizeof(*l));
 	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	l->splice = UNSET;
 	return l;
 }
 
@@ -1003,6 +1008,8 @@ validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min
 		position(&pos, l->line, l->col);
 		if (l->sniff_timeout == UNSET)
 			l->sniff_timeout = cfg->defaults.sniff_timeout;
+		if (l->splice == UNSET)
+			l->splice = cfg->defaults.splice;
 		if (l->connect_timeout == UNSET)
 			l->connect_timeout = cfg->defaults.connect_timeout;
 		if (l->idle_timeout == UNSET)
@@ -1163,11 +1170,12 @@ static const struct quick {
     {"min-ttl", resolver_keys, "min_ttl"},
     {"drain-timeout", defaults_keys, "drain_timeout"},
     {"sniff-timeout", listener_keys, "sniff_timeout"},
+    {"splice", listener_keys, "splice"},
 };
 
 const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
     "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
-    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", NULL};
+    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", NULL};
 
 struct config *
 config_quick_new(void)
@@ -1185,6 +1193,7 @@ config_quick_new(void)
 	}
 	cfg->n_listeners = 1;
 	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	l->splice = UNSET;
 	return cfg;
 }
 
@@ -1308,7 +1317,7 @@ config_dump(const struct config *cfg, FILE *out)
 	dump_duration(out, "  ", "refresh", cfg->resolver.refresh);
 	dump_duration(out, "  ", "min_ttl", cfg->resolver.min_ttl);
 	dump_duration(out, "  ", "timeout", cfg->resolver.timeout);
-	fprintf(out, "defaults:\n");
+	fprintf(out, "defaults:\n  splice: %s\n", splice_names[cfg->defaults.splice]);
 	dump_duration(out, "  ", "sniff_timeout", cfg->defaults.sniff_timeout);
 	dump_duration(out, "  ", "connect_timeout", cfg->defaults.connect_timeout);
 	dump_duration(out, "  ", "idle_timeout", cfg->defaults.idle_timeout);
@@ -1379,6 +1388,7 @@ config_dump(const struct config *cfg, FILE *out)
 				    l->proxy_auth.v[k]);
 			fprintf(out, "]\n");
 		}
+		fprintf(out, "    splice: %s\n", splice_names[l->splice]);
 		dump_duration(out, "    ", "sniff_timeout", l->sniff_timeout);
 		dump_duration(out, "    ", "connect_timeout", l->connect_timeout);
 		dump_duration(out, "    ", "idle_timeout", l->idle_timeout);

@@ -45,7 +45,7 @@ usage(FILE *out)
 	    "  --name NAME                --connect-timeout 5s       --idle-timeout 5m\n"
 	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
 	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
-	    "  --drain-timeout 8s         --sniff-timeout 5s\n",
+	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -205,6 +205,7 @@ main(int argc, char **argv)
 	    {"min-ttl", required_argument, NULL, 0},
 	    {"drain-timeout", required_argument, NULL, 0},
 	    {"sniff-timeout", required_argument, NULL, 0},
+	    {"splice", required_argument, NULL, 0},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"config", required_argument, NULL, 'c'},

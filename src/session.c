@@ -344,7 +344,8 @@ on_connect_event(struct bufferevent *bev, short what, void *arg)
 		}
 		send_proxy_header(s);
 		if (relay_start(&s->relay, s->gk->base, s->client_bev, s->upstream_bev,
-			s->conf->idle_timeout, on_relay_done, s) == -1)
+			s->conf->idle_timeout, (enum relay_splice)s->conf->splice, on_relay_done,
+			s) == -1)
 			session_close(s, "out_of_memory");
 		return;
 	}

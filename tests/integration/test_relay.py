@@ -34,6 +34,22 @@ BIG = 64 << 20  # 64 MiB each way
 LINGER0 = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
 
 
+@pytest.fixture(autouse=True, params=["copy", "splice"])
+def relay_mode(request, monkeypatch):
+    """Every relay test runs twice: bytes copied through user space
+    (splice: off), and moved with splice(2) from the first byte (splice: on)."""
+    import gkharness
+
+    splice = {"copy": "off", "splice": "on"}[request.param]
+    base = gkharness.simple_config
+
+    def with_splice(listeners, defaults=None, **kw):
+        return base(listeners, defaults=dict(defaults or {}, splice=splice), **kw)
+
+    monkeypatch.setitem(globals(), "simple_config", with_splice)
+    return request.param
+
+
 def one_listener(upstream, name="t", listen="127.0.0.1:0", **opts):
     return simple_config([(name, listen, upstream, opts)])
 
