@@ -126,6 +126,7 @@ struct config_defaults {
 
 struct config {
 	char *path;
+	int64_t workers; /* event loops, one thread each; 0 = one per CPU ("auto") */
 	struct {
 		enum log_level level;
 		enum log_format format;

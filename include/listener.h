@@ -19,10 +19,14 @@ struct resolver_name;
 struct listener;
 
 /*
- * listener_new binds conf->listen and starts accepting into sessions.
- * Returns NULL after logging why (address in use, permission, ...).
+ * listener_new binds conf->listen (or addr, when not NULL: the address a
+ * first worker actually bound, so port 0 means the same port for all) and
+ * starts accepting into sessions. With several workers the socket is
+ * SO_REUSEPORT and max_connections is shared out between them. Returns
+ * NULL after logging why (address in use, permission, ...).
  */
-struct listener *listener_new(struct gk *gk, const struct config_listener *conf);
+struct listener *listener_new(struct gk *gk, const struct config_listener *conf,
+    const struct sockaddr *addr);
 
 /* listener_close stops accepting and drops the process's reference. */
 void listener_close(struct listener *l);

@@ -56,9 +56,12 @@ int net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
 /*
  * net_listen opens a non-blocking, close-on-exec listening TCP socket on sa
  * with SO_REUSEADDR (and IPV6_V6ONLY for IPv6, as nginx does, so 0.0.0.0:P
- * and [::]:P can both be listed). Returns the fd, or -1 with err set.
+ * and [::]:P can both be listed). reuseport sets SO_REUSEPORT, so each
+ * worker thread can own a socket on the same address and the kernel
+ * spreads connections over them. Returns the fd, or -1 with err set.
  */
-int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, char *err, size_t errlen);
+int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport, char *err,
+    size_t errlen);
 
 /* net_set_nodelay turns off Nagle on a connected TCP socket. */
 void net_set_nodelay(int fd);

@@ -39,6 +39,7 @@ enum key_type {
 	K_PATTERNS, /* list of route patterns (a single one may stand alone) */
 	K_ALLOWLIST, /* list of allow entries: pattern or address block, optional :PORT */
 	K_CREDENTIALS, /* list of "user:password" */
+	K_WORKERS,  /* "auto" (0) or a count */
 	K_SECTION,  /* a nested mapping described by .sub */
 	K_LISTENERS,
 	K_ROUTES,
@@ -143,6 +144,7 @@ static const struct key listener_keys[] = {
 };
 
 static const struct key top_keys[] = {
+	{"workers", K_WORKERS, offsetof(struct config, workers), NULL, NULL, 1, 256},
 	{"log", K_SECTION, 0, log_keys, NULL, 0, 0},
 	{"resolver", K_SECTION, 0, resolver_keys, NULL, 0, 0},
 	{"defaults", K_SECTION, 0, defaults_keys, NULL, 0, 0},
@@ -456,6 +458,12 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 		}
 		*(int64_t *)dst = v;
 		return 0;
+	case K_WORKERS:
+		if (strcmp(text, "auto") == 0) {
+			*(int64_t *)dst = 0;
+			return 0;
+		}
+		/* FALLTHROUGH */
 	case K_COUNT:
 		if (parse_count(text, &v) == -1 || v < k->min || v > k->max) {
 			snprintf(err, errlen,
@@ -882,6 +890,7 @@ config_new_defaults(void)
 
 	if (cfg == NULL)
 		return NULL;
+	cfg->workers = 1;
 	cfg->log.level = LOG_LEVEL_INFO;
 	cfg->log.format = LOG_FORMAT_LOGFMT;
 	cfg->resolver.refresh = 30 * 1000;
@@ -1171,11 +1180,12 @@ static const struct quick {
     {"drain-timeout", defaults_keys, "drain_timeout"},
     {"sniff-timeout", listener_keys, "sniff_timeout"},
     {"splice", listener_keys, "splice"},
+    {"workers", top_keys, "workers"},
 };
 
 const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
     "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
-    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", NULL};
+    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", "workers", NULL};
 
 struct config *
 config_quick_new(void)
@@ -1306,6 +1316,10 @@ config_dump(const struct config *cfg, FILE *out)
 {
 	char abuf[NET_ADDRSTRLEN];
 
+	if (cfg->workers == 0)
+		fprintf(out, "workers: auto\n");
+	else
+		fprintf(out, "workers: %" PRId64 "\n", cfg->workers);
 	fprintf(out, "log:\n  level: %s\n  format: %s\n", log_level_name(cfg->log.level),
 	    log_format_name(cfg->log.format));
 	fprintf(out, "resolver:\n  nameservers: [");

@@ -34,6 +34,7 @@ struct listener {
 	struct sockaddr_storage bound;
 	unsigned refs;
 	int64_t active;
+	int64_t max_connections; /* this worker's share of conf->max_connections */
 	int full;     /* paused: max_connections reached */
 	int fd_pause; /* paused: out of file descriptors */
 	int fd_warned;
@@ -127,7 +128,7 @@ watch_upstreams(struct listener *l)
 }
 
 struct listener *
-listener_new(struct gk *gk, const struct config_listener *conf)
+listener_new(struct gk *gk, const struct config_listener *conf, const struct sockaddr *addr)
 {
 	struct listener *l;
 	char err[256], abuf[NET_ADDRSTRLEN];
@@ -139,8 +140,14 @@ listener_new(struct gk *gk, const struct config_listener *conf)
 	l->gk = gk;
 	l->conf = conf;
 	l->refs = 1;
-	fd = net_listen((const struct sockaddr *)&conf->listen.ss, conf->listen.len,
-	    LISTEN_BACKLOG, err, sizeof(err));
+	if (addr == NULL)
+		addr = (const struct sockaddr *)&conf->listen.ss;
+	/* Each worker takes its share of the limit (rounded up). */
+	l->max_connections = conf->max_connections;
+	if (gk->n_workers > 1 && l->max_connections > 0)
+		l->max_connections = (l->max_connections + gk->n_workers - 1) / gk->n_workers;
+	fd = net_listen(addr, net_sockaddr_len(addr), LISTEN_BACKLOG, gk->n_workers > 1, err,
+	    sizeof(err));
 	if (fd == -1) {
 		log_kv(LOG_LEVEL_ERROR, "cannot listen", LOG_STR("listener", conf->name),
 		    LOG_STR("error", err));
@@ -163,10 +170,13 @@ listener_new(struct gk *gk, const struct config_listener *conf)
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
-	log_kv(LOG_LEVEL_INFO, "listening", LOG_STR("listener", conf->name),
+	/* With several workers, the first one speaks for all. */
+	log_kv(gk->worker == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, "listening",
+	    LOG_STR("listener", conf->name),
 	    LOG_STR("addr", net_format((struct sockaddr *)&l->bound, abuf, sizeof(abuf))),
 	    LOG_STR("mode", config_mode_name(conf->mode)), LOG_STR("upstream", conf->upstream.host),
-	    LOG_NUM("port", conf->upstream.port), LOG_NUM("routes", conf->n_routes));
+	    LOG_NUM("port", conf->upstream.port), LOG_NUM("routes", conf->n_routes),
+	    LOG_NUM("workers", gk->n_workers));
 	return l;
 }
 
@@ -257,7 +267,7 @@ listener_session_begin(struct listener *l)
 {
 	l->refs++;
 	l->active++;
-	if (l->conf->max_connections > 0 && l->active >= l->conf->max_connections && !l->full) {
+	if (l->max_connections > 0 && l->active >= l->max_connections && !l->full) {
 		l->full = 1;
 		log_kv(LOG_LEVEL_DEBUG, "max_connections reached, accept paused",
 		    LOG_STR("listener", l->conf->name), LOG_NUM("active", l->active));
@@ -274,7 +284,7 @@ listener_session_end(struct listener *l, const char *decision)
 	else if (decision != NULL && strcmp(decision, "deny") == 0)
 		l->stats.denied++;
 	l->active--;
-	if (l->full && l->active < l->conf->max_connections) {
+	if (l->full && l->active < l->max_connections) {
 		l->full = 0;
 		update_accepting(l);
 	}

@@ -11,7 +11,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +47,8 @@ usage(FILE *out)
 	    "  --name NAME                --connect-timeout 5s       --idle-timeout 5m\n"
 	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
 	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
-	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n",
+	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n"
+	    "  --workers auto|N\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -144,25 +147,25 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("sessions", gk->n_sessions));
+	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("worker", gk->worker),
+	    LOG_NUM("sessions", gk->n_sessions));
 	session_close_all(gk, "shutdown");
 	event_base_loopexit(gk->base, NULL);
 }
 
+/*
+ * drain stops one worker from accepting and lets its sessions finish
+ * within drain_timeout; its loop ends when the last one is gone.
+ */
 static void
-on_stop_signal(evutil_socket_t sig, short what, void *arg)
+drain(struct gk *gk)
 {
-	struct gk *gk = arg;
 	struct timeval tv;
 
-	(void)what;
-	if (gk->draining) {
-		log_kv(LOG_LEVEL_WARN, "second signal, exiting now", LOG_NUM("signal", sig),
-		    LOG_NUM("sessions", gk->n_sessions));
-		exit(1);
-	}
+	if (gk->draining)
+		return;
 	gk->draining = 1;
-	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("signal", sig),
+	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("worker", gk->worker),
 	    LOG_NUM("sessions", gk->n_sessions),
 	    LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
 	close_listeners(gk);
@@ -177,6 +180,41 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		on_drain_timeout(-1, 0, gk);
 }
 
+/* A worker's notify pipe became readable: the main thread asks for a drain. */
+static void
+on_notify(evutil_socket_t fd, short what, void *arg)
+{
+	char c;
+
+	(void)what;
+	while (read(fd, &c, 1) > 0)
+		;
+	drain(arg);
+}
+
+struct process {
+	struct gk *workers;
+	size_t n;
+	pthread_t *threads;
+};
+
+static void
+on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct process *p = arg;
+
+	(void)what;
+	if (p->workers[0].draining) {
+		log_kv(LOG_LEVEL_WARN, "second signal, exiting now", LOG_NUM("signal", sig));
+		exit(1);
+	}
+	log_kv(LOG_LEVEL_DEBUG, "stop signal", LOG_NUM("signal", sig));
+	for (size_t i = 1; i < p->n; i++)
+		if (write(p->workers[i].notify[1], "d", 1) == -1)
+			log_warn("cannot ask worker %zu to drain", i);
+	drain(&p->workers[0]);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -185,6 +223,155 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	(void)arg;
 	log_warnx("SIGHUP: live reload is not available in this version; restart to apply a "
 		  "new config");
+}
+
+/*
+ * worker_open builds one worker: its loop, resolver and listeners. Workers
+ * after the first bind the addresses the first one got, so "port 0" is one
+ * port for all. Returns 0, or -1 after logging.
+ */
+static int
+worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk *first)
+{
+	memset(gk, 0, sizeof(*gk));
+	TAILQ_INIT(&gk->sessions);
+	gk->cfg = cfg;
+	gk->worker = index;
+	gk->n_workers = n;
+	gk->notify[0] = gk->notify[1] = -1;
+	if ((gk->base = event_base_new()) == NULL) {
+		log_error("cannot create an event loop");
+		return -1;
+	}
+	if ((gk->resolver = resolver_new(gk->base, &cfg->resolver)) == NULL)
+		return -1;
+	if ((gk->listeners = calloc(cfg->n_listeners, sizeof(*gk->listeners))) == NULL)
+		return -1;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct sockaddr *addr = first ? listener_bound(first->listeners[i]) : NULL;
+		if ((gk->listeners[i] = listener_new(gk, &cfg->listeners[i], addr)) == NULL)
+			return -1;
+		gk->n_listeners++;
+	}
+	if (index > 0) {
+		if (pipe2(gk->notify, O_NONBLOCK | O_CLOEXEC) == -1)
+			return -1;
+		gk->notify_ev = event_new(gk->base, gk->notify[0], EV_READ | EV_PERSIST, on_notify,
+		    gk);
+		if (gk->notify_ev == NULL || event_add(gk->notify_ev, NULL) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* worker_close frees what worker_open built; the loop has stopped. */
+static void
+worker_close(struct gk *gk)
+{
+	close_listeners(gk);
+	session_close_all(gk, "shutdown");
+	if (gk->drain_timer)
+		event_free(gk->drain_timer);
+	if (gk->notify_ev)
+		event_free(gk->notify_ev);
+	for (int i = 0; i < 2; i++)
+		if (gk->notify[i] >= 0)
+			close(gk->notify[i]);
+	resolver_free(gk->resolver);
+	free(gk->listeners);
+	if (gk->base)
+		event_base_free(gk->base);
+}
+
+static void *
+worker_run(void *arg)
+{
+	struct gk *gk = arg;
+
+	event_base_dispatch(gk->base);
+	return NULL;
+}
+
+static int
+worker_count(const struct config *cfg)
+{
+	long n = cfg->workers;
+
+	if (n == 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+}
+
+/*
+ * run starts every worker: the first runs on the main thread, which also
+ * owns the signals; the others get a thread each, with signals blocked so
+ * they all arrive here. Returns the exit status.
+ */
+static int
+run(struct config *cfg)
+{
+	struct process p;
+	struct event *sigs[3] = {NULL, NULL, NULL};
+	sigset_t block, old;
+	size_t started = 1;
+	int rc = 0;
+
+	p.n = (size_t)worker_count(cfg);
+	p.workers = calloc(p.n, sizeof(*p.workers));
+	p.threads = calloc(p.n, sizeof(*p.threads));
+	if (p.workers == NULL || p.threads == NULL)
+		fatal("out of memory");
+	for (size_t i = 0; i < p.n; i++) {
+		if (worker_open(&p.workers[i], cfg, (int)i, (int)p.n, i ? &p.workers[0] : NULL) ==
+		    -1) {
+			for (size_t j = 0; j <= i; j++)
+				worker_close(&p.workers[j]);
+			free(p.workers);
+			free(p.threads);
+			return 1;
+		}
+	}
+	sigs[0] = evsignal_new(p.workers[0].base, SIGTERM, on_stop_signal, &p);
+	sigs[1] = evsignal_new(p.workers[0].base, SIGINT, on_stop_signal, &p);
+	sigs[2] = evsignal_new(p.workers[0].base, SIGHUP, on_hup, &p);
+	for (int i = 0; i < 3; i++)
+		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1)
+			fatal("cannot install signal handlers");
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (; started < p.n; started++) {
+		if (pthread_create(&p.threads[started], NULL, worker_run, &p.workers[started]) != 0) {
+			log_error("cannot start worker %zu", started);
+			rc = 1;
+			break;
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0) {
+		log_kv(LOG_LEVEL_INFO, "ready", LOG_STR("version", GK_VERSION),
+		    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("workers", p.n),
+		    LOG_STR("config", cfg->path));
+		if (event_base_dispatch(p.workers[0].base) == -1)
+			rc = 1;
+	} else {
+		for (size_t i = 1; i < started; i++)
+			if (write(p.workers[i].notify[1], "d", 1) == -1)
+				log_warn("cannot stop worker %zu", i);
+	}
+	for (size_t i = 1; i < started; i++)
+		pthread_join(p.threads[i], NULL);
+	for (int i = 0; i < 3; i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	/* Freed here, one after another: c-ares' library counters are not thread-safe. */
+	for (size_t i = 0; i < p.n; i++)
+		worker_close(&p.workers[i]);
+	free(p.workers);
+	free(p.threads);
+	return rc;
 }
 
 int
@@ -206,17 +393,17 @@ main(int argc, char **argv)
 	    {"drain-timeout", required_argument, NULL, 0},
 	    {"sniff-timeout", required_argument, NULL, 0},
 	    {"splice", required_argument, NULL, 0},
+	    {"workers", required_argument, NULL, 0},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"config", required_argument, NULL, 'c'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct flag flags[sizeof(longopts) / sizeof(longopts[0])];
-	struct event *sigs[3] = {NULL, NULL, NULL};
 	const char *path = NULL;
-	int check = 0, dump = 0, ch, idx, rc = 0;
+	int check = 0, dump = 0, ch, idx, rc;
 	size_t nflags = 0;
-	struct gk gk;
+	struct config *cfg;
 
 	while ((ch = getopt_long(argc, argv, "c:tThV", longopts, &idx)) != -1) {
 		switch (ch) {
@@ -261,8 +448,6 @@ main(int argc, char **argv)
 		nflags = k;
 	}
 
-	memset(&gk, 0, sizeof(gk));
-	TAILQ_INIT(&gk.sessions);
 	if (path != NULL && nflags > 0) {
 		fprintf(stderr, "gatekeeper: -c and quick-mode flags (--%s) cannot be combined; "
 				"put the settings in the file\n", flags[0].setting);
@@ -273,59 +458,22 @@ main(int argc, char **argv)
 		if (path == NULL || *path == '\0')
 			path = DEFAULT_CONFIG;
 	}
-	gk.cfg = path ? config_load(path, stderr) : quick_config(flags, nflags);
-	if (gk.cfg == NULL)
+	cfg = path ? config_load(path, stderr) : quick_config(flags, nflags);
+	if (cfg == NULL)
 		return 1;
 	if (check) {
 		if (dump)
-			config_dump(gk.cfg, stdout);
-		fprintf(stderr, "%s: configuration ok\n", gk.cfg->path);
-		config_free(gk.cfg);
+			config_dump(cfg, stdout);
+		fprintf(stderr, "%s: configuration ok\n", cfg->path);
+		config_free(cfg);
 		return 0;
 	}
 
-	log_setup(gk.cfg->log.level, gk.cfg->log.format);
+	log_setup(cfg->log.level, cfg->log.format);
 	signal(SIGPIPE, SIG_IGN);
-	if ((gk.base = event_base_new()) == NULL)
-		fatal("cannot create the event loop");
-	if ((gk.resolver = resolver_new(gk.base, &gk.cfg->resolver)) == NULL)
-		fatal("cannot start the resolver");
-	gk.listeners = calloc(gk.cfg->n_listeners, sizeof(*gk.listeners));
-	if (gk.listeners == NULL)
-		fatal("out of memory");
-	for (size_t i = 0; i < gk.cfg->n_listeners; i++) {
-		gk.listeners[i] = listener_new(&gk, &gk.cfg->listeners[i]);
-		if (gk.listeners[i] == NULL) {
-			rc = 1;
-			break;
-		}
-		gk.n_listeners++;
-	}
-	if (rc == 0) {
-		sigs[0] = evsignal_new(gk.base, SIGTERM, on_stop_signal, &gk);
-		sigs[1] = evsignal_new(gk.base, SIGINT, on_stop_signal, &gk);
-		sigs[2] = evsignal_new(gk.base, SIGHUP, on_hup, &gk);
-		for (int i = 0; i < 3; i++)
-			if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1)
-				fatal("cannot install signal handlers");
-		log_kv(LOG_LEVEL_INFO, "ready", LOG_STR("version", GK_VERSION),
-		    LOG_NUM("listeners", gk.n_listeners), LOG_STR("config", gk.cfg->path));
-		if (event_base_dispatch(gk.base) == -1)
-			rc = 1;
-	}
-
-	close_listeners(&gk);
-	session_close_all(&gk, "shutdown");
-	for (int i = 0; i < 3; i++)
-		if (sigs[i])
-			event_free(sigs[i]);
-	if (gk.drain_timer)
-		event_free(gk.drain_timer);
-	resolver_free(gk.resolver);
-	free(gk.listeners);
+	rc = run(cfg);
 	if (rc == 0)
 		log_kv(LOG_LEVEL_INFO, "exit", LOG_NUM("status", rc));
-	config_free(gk.cfg);
-	event_base_free(gk.base);
+	config_free(cfg);
 	return rc;
 }

@@ -212,7 +212,8 @@ net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 }
 
 int
-net_listen(const struct sockaddr *sa, socklen_t len, int backlog, char *err, size_t errlen)
+net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport, char *err,
+    size_t errlen)
 {
 	int fd, on = 1, saved;
 	char abuf[NET_ADDRSTRLEN];
@@ -221,6 +222,8 @@ net_listen(const struct sockaddr *sa, socklen_t len, int backlog, char *err, siz
 	if (fd == -1)
 		goto fail;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
 		goto fail;
 	if (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)

@@ -492,7 +492,7 @@ test_listen_ephemeral_and_in_use(void **state)
 	(void)state;
 	assert_int_equal(net_parse_ip("127.0.0.1", 0, &ss, &len), 0);
 	err[0] = '\0';
-	fd = net_listen((struct sockaddr *)&ss, len, 16, err, sizeof(err));
+	fd = net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err));
 	if (fd < 0)
 		fail_msg("net_listen: %s", err);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&got, &glen), 0);
@@ -517,7 +517,7 @@ test_listen_ephemeral_and_in_use(void **state)
 	/* The same address again: EADDRINUSE, with the address in the message. */
 	((struct sockaddr_in *)&ss)->sin_port = htons(port);
 	errno = 0;
-	fd2 = net_listen((struct sockaddr *)&ss, len, 16, err, sizeof(err));
+	fd2 = net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err));
 	assert_int_equal(fd2, -1);
 	assert_int_equal(errno, EADDRINUSE);
 	snprintf(want, sizeof(want), "listen on 127.0.0.1:%u: %s", port, strerror(EADDRINUSE));
@@ -536,7 +536,7 @@ test_listen_v6_loopback(void **state)
 
 	(void)state;
 	assert_int_equal(net_parse_ip("::1", 0, &ss, &len), 0);
-	fd = net_listen((struct sockaddr *)&ss, len, 16, err, sizeof(err));
+	fd = net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err));
 	if (fd < 0) {
 		/* No IPv6 on this host: the message must still name the address. */
 		assert_non_null(strstr(err, "listen on [::1]:0: "));
@@ -562,7 +562,7 @@ test_listen_bad_address(void **state)
 	/* 192.0.2.1 (TEST-NET-1) is not configured here: bind fails, nothing is sent. */
 	assert_int_equal(net_parse_ip("192.0.2.1", 0, &ss, &len), 0);
 	errno = 0;
-	assert_int_equal(net_listen((struct sockaddr *)&ss, len, 16, err, sizeof(err)), -1);
+	assert_int_equal(net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err)), -1);
 	assert_int_equal(errno, EADDRNOTAVAIL);
 	assert_non_null(strstr(err, "listen on 192.0.2.1:0: "));
 }
