@@ -102,12 +102,30 @@ arm_timer(struct session *s, int64_t ms)
 	evtimer_add(s->timer, &tv);
 }
 
+/*
+ * requested_port is the upstream port the session is (or would have been)
+ * for: the chosen target's, the one a proxy client asked for, or the one an
+ * allow entry would use. 0 when none applies.
+ */
+static uint16_t
+requested_port(const struct session *s)
+{
+	if (s->target != NULL)
+		return s->target->port;
+	if (s->want_port != 0)
+		return s->want_port;
+	if (s->conf->n_allow > 0)
+		return s->conf->port ? (uint16_t)s->conf->port : net_port(listener_bound(s->listener));
+	return 0;
+}
+
 static void
 log_access(struct session *s, const char *reason)
 {
 	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
 	struct log_field f[16];
 	struct timeval now;
+	uint16_t port;
 	size_t n = 0;
 
 	event_base_gettimeofday_cached(s->gk->base, &now);
@@ -119,8 +137,8 @@ log_access(struct session *s, const char *reason)
 		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
 	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
 	f[n++] = LOG_STR("decision", s->decision);
-	if (s->target != NULL)
-		f[n++] = LOG_NUM("port", s->target->port);
+	if ((port = requested_port(s)) != 0)
+		f[n++] = LOG_NUM("port", port);
 	f[n++] = LOG_STR("rule", s->rule[0] ? s->rule : NULL);
 	f[n++] = LOG_STR("upstream", s->upstream_set ? net_format((struct sockaddr *)&s->upstream,
 							   upstream, sizeof(upstream)) :
