@@ -55,7 +55,7 @@ struct session {
 	enum session_state state;
 	struct sockaddr_storage peer;   /* the TCP peer */
 	struct sockaddr_storage client; /* the client: peer, or what PROXY said */
-	struct sockaddr_storage local;  /* where the client connected to */
+	struct sockaddr_storage local;  /* where the client connected to (PROXY out only) */
 	int proxied;                    /* client and local came from a PROXY header */
 	int proxy_done;
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
@@ -327,9 +327,17 @@ send_proxy_header(struct session *s)
 	uint8_t buf[PROXYPROTO_V2_MAX > PROXYPROTO_V1_MAX ? PROXYPROTO_V2_MAX : PROXYPROTO_V1_MAX];
 	const struct sockaddr *src = (const struct sockaddr *)&s->client;
 	const struct sockaddr *dst = (const struct sockaddr *)&s->local;
+	socklen_t llen = sizeof(s->local);
+	int version = proxy_send_version(s);
 	size_t n;
 
-	switch (proxy_send_version(s)) {
+	if (version == CONFIG_PROXY_NONE)
+		return;
+	/* The address the client connected to, unless a PROXY header gave it. */
+	if (!s->proxied &&
+	    getsockname(bufferevent_getfd(s->client_bev), (struct sockaddr *)&s->local, &llen) == -1)
+		memcpy(&s->local, listener_bound(s->listener), sizeof(s->local));
+	switch (version) {
 	case CONFIG_PROXY_V1:
 		n = proxyproto_write_v1(buf, sizeof(buf), src, dst);
 		break;
@@ -942,7 +950,6 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
     socklen_t peerlen)
 {
 	struct session *s;
-	socklen_t llen;
 
 	if (gk->draining) {
 		evutil_closesocket(fd);
@@ -961,9 +968,6 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	if (peerlen <= sizeof(s->peer))
 		memcpy(&s->peer, peer, peerlen);
 	memcpy(&s->client, &s->peer, sizeof(s->client));
-	llen = sizeof(s->local);
-	if (getsockname(fd, (struct sockaddr *)&s->local, &llen) == -1)
-		memcpy(&s->local, listener_bound(l), sizeof(s->local));
 	event_base_gettimeofday_cached(gk->base, &s->started);
 	TAILQ_INSERT_TAIL(&gk->sessions, s, entry);
 	gk->n_sessions++;
