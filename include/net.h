@@ -44,6 +44,12 @@ const char *net_format(const struct sockaddr *sa, char *buf, size_t len);
 /* net_addr_format writes the address alone, without port. */
 const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/*
+ * net_set_addr fills ss from a raw network-order address (4 bytes for
+ * AF_INET, 16 for AF_INET6) and a host-order port.
+ */
+void net_set_addr(struct sockaddr_storage *ss, int family, const uint8_t *addr, uint16_t port);
+
 /* net_port returns the port of an AF_INET/AF_INET6 sockaddr, host order (0 otherwise). */
 uint16_t net_port(const struct sockaddr *sa);
 

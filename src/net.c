@@ -177,6 +177,29 @@ net_format(const struct sockaddr *sa, char *buf, size_t len)
 	return buf;
 }
 
+void
+net_set_addr(struct sockaddr_storage *ss, int family, const uint8_t *addr, uint16_t port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET) {
+		struct sockaddr_in sin;
+
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons(port);
+		memcpy(&sin.sin_addr, addr, 4);
+		memcpy(ss, &sin, sizeof(sin));
+	} else {
+		struct sockaddr_in6 sin6;
+
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons(port);
+		memcpy(&sin6.sin6_addr, addr, 16);
+		memcpy(ss, &sin6, sizeof(sin6));
+	}
+}
+
 uint16_t
 net_port(const struct sockaddr *sa)
 {

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "net.h"
 #include "proxyproto.h"
 
 #define V1_SIG_LEN 6 /* "PROXY " */
@@ -49,7 +50,6 @@ static int is_hex(uint8_t);
 static int v1_ipv4(const uint8_t *, size_t, uint8_t *);
 static int v1_ipv6(const uint8_t *, size_t, uint8_t *);
 static int v1_port(const uint8_t *, size_t, uint16_t *);
-static void set_inet(struct sockaddr_storage *, int, const uint8_t *, uint16_t);
 static enum parse_result v1_partial(const uint8_t *, size_t);
 static enum parse_result v1_line(const uint8_t *, size_t, struct proxyproto_header *);
 static enum parse_result parse_v1(const uint8_t *, size_t, struct proxyproto_header *);
@@ -132,30 +132,6 @@ v1_port(const uint8_t *s, size_t n, uint16_t *port)
 		return -1;
 	*port = (uint16_t)v;
 	return 0;
-}
-
-/* set_inet fills ss from a raw network-order address and a host-order port. */
-static void
-set_inet(struct sockaddr_storage *ss, int family, const uint8_t *addr, uint16_t port)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in sin;
-
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons(port);
-		memcpy(&sin.sin_addr, addr, 4);
-		memcpy(ss, &sin, sizeof(sin));
-	} else {
-		struct sockaddr_in6 sin6;
-
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
-		sin6.sin6_port = htons(port);
-		memcpy(&sin6.sin6_addr, addr, 16);
-		memcpy(ss, &sin6, sizeof(sin6));
-	}
 }
 
 /*
@@ -247,8 +223,8 @@ v1_line(const uint8_t *s, size_t n, struct proxyproto_header *out)
 	if (rc != 0 || v1_port(f[2], fl[2], &sport) == -1 || v1_port(f[3], fl[3], &dport) == -1)
 		return PARSE_MALFORMED;
 	out->family = family;
-	set_inet(&out->src, family, src, sport);
-	set_inet(&out->dst, family, dst, dport);
+	net_set_addr(&out->src, family, src, sport);
+	net_set_addr(&out->dst, family, dst, dport);
 	return PARSE_OK;
 }
 
@@ -353,14 +329,14 @@ parse_v2(const uint8_t *buf, size_t len, struct proxyproto_header *out)
 		const uint8_t *a = buf + PROXYPROTO_V2_HDR;
 
 		out->family = AF_INET;
-		set_inet(&out->src, AF_INET, a, (uint16_t)(a[8] << 8 | a[9]));
-		set_inet(&out->dst, AF_INET, a + 4, (uint16_t)(a[10] << 8 | a[11]));
+		net_set_addr(&out->src, AF_INET, a, (uint16_t)(a[8] << 8 | a[9]));
+		net_set_addr(&out->dst, AF_INET, a + 4, (uint16_t)(a[10] << 8 | a[11]));
 	} else if (fam == V2_FAM_TCP6) {
 		const uint8_t *a = buf + PROXYPROTO_V2_HDR;
 
 		out->family = AF_INET6;
-		set_inet(&out->src, AF_INET6, a, (uint16_t)(a[32] << 8 | a[33]));
-		set_inet(&out->dst, AF_INET6, a + 16, (uint16_t)(a[34] << 8 | a[35]));
+		net_set_addr(&out->src, AF_INET6, a, (uint16_t)(a[32] << 8 | a[33]));
+		net_set_addr(&out->dst, AF_INET6, a + 16, (uint16_t)(a[34] << 8 | a[35]));
 	} else {
 		/* UDP and AF_UNIX: fall back to UNSPEC (spec 2.2). */
 		out->local = 1;

@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "net.h"
 #include "proxyproto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -108,28 +109,6 @@ round_trip(int v, const struct sockaddr_storage *src, const struct sockaddr_stor
 			    (const struct sockaddr *)dst)) == 0);
 }
 
-static void
-make_addr(struct sockaddr_storage *ss, int family, const uint8_t *a, uint16_t port)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET) {
-		struct sockaddr_in sin;
-
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons(port);
-		memcpy(&sin.sin_addr, a, 4);
-		memcpy(ss, &sin, sizeof(sin));
-	} else {
-		struct sockaddr_in6 sin6;
-
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
-		sin6.sin6_port = htons(port);
-		memcpy(&sin6.sin6_addr, a, 16);
-		memcpy(ss, &sin6, sizeof(sin6));
-	}
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -169,8 +148,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint16_t sport = (uint16_t)(data[33] << 8 | data[34]);
 		uint16_t dport = (uint16_t)(data[35] << 8 | data[36]);
 
-		make_addr(&src, fam_src, data + 1, sport);
-		make_addr(&dst, fam_dst, data + 17, dport);
+		net_set_addr(&src, fam_src, data + 1, sport);
+		net_set_addr(&dst, fam_dst, data + 17, dport);
 		round_trip(1, &src, &dst, fam_src == fam_dst);
 		round_trip(2, &src, &dst, fam_src == fam_dst);
 	}
