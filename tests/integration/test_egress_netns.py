@@ -307,7 +307,7 @@ def test_attack_is_refused_and_hits_no_canary(result, pid):
     assert acc["reason"] in exp["reasons"], _ctx(result, p)
     assert acc["upstream"] == "-", _ctx(result, p)
     assert p["how"] in ("eof", "reset"), _ctx(result, p)
-    if acc["reason"] == "not_allowed":
+    if acc["reason"] in ("address_denied", "not_allowed"):
         assert acc["decision"] == "deny", _ctx(result, p)
     if exp["kind"] == "http":
         assert _status(reply) in exp["status"], _ctx(result, p)
