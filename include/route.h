@@ -54,4 +54,12 @@ int route_name_is_ip(const char *name);
  */
 const char *route_addr_class(const struct sockaddr *sa);
 
+/*
+ * route_addr_embedded_v4: when sa is an IPv6 address carrying an IPv4 one
+ * (the forms route_addr_class judges by it), writes that IPv4 address
+ * (port 0) to v4 and returns 1; else 0. Address blocks given as IPv4 must
+ * catch these forms too, or ::ffff:1.2.3.4 would slip past 1.2.3.4/32.
+ */
+int route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage *v4);
+
 #endif

@@ -165,22 +165,57 @@ be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static const char *
-v6_class(const uint8_t *a)
+/*
+ * embedded_v4 finds an IPv4 address carried inside an IPv6 one: mapped
+ * ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d and 6to4
+ * 2002:AABB:CCDD::/48. Returns a pointer to its 4 bytes, or NULL. "::" and
+ * "::1" are not IPv4 addresses.
+ */
+static const uint8_t *
+embedded_v4(const uint8_t *a)
 {
 	static const uint8_t zero[16];
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+
+	if (memcmp(a, zero, 15) == 0 && a[15] <= 1)
+		return NULL;
+	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
+		return a + 12;
+	if (a[0] == 0x20 && a[1] == 0x02)
+		return a + 2;
+	return NULL;
+}
+
+int
+route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage *v4)
+{
+	const uint8_t *e;
+
+	if (sa->sa_family != AF_INET6)
+		return 0;
+	e = embedded_v4(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
+	if (e == NULL)
+		return 0;
+	memset(v4, 0, sizeof(*v4));
+	((struct sockaddr_in *)v4)->sin_family = AF_INET;
+	memcpy(&((struct sockaddr_in *)v4)->sin_addr, e, 4);
+	return 1;
+}
+
+static const char *
+v6_class(const uint8_t *a)
+{
+	static const uint8_t zero[16];
+	const uint8_t *e;
 
 	if (memcmp(a, zero, 16) == 0)
 		return "unspecified";
 	if (memcmp(a, zero, 15) == 0 && a[15] == 1)
 		return "loopback";
 	/* IPv4 inside IPv6: judge the embedded address. */
-	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
-		return v4_class(be32(a + 12));
-	if (a[0] == 0x20 && a[1] == 0x02) /* 6to4: 2002:AABB:CCDD::/48 */
-		return v4_class(be32(a + 2));
+	if ((e = embedded_v4(a)) != NULL)
+		return v4_class(be32(e));
 	if (a[0] == 0xff)
 		return "multicast";
 	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)

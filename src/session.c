@@ -431,17 +431,23 @@ connect_next(struct session *s)
 
 /*
  * address_refused says why an egress session must not dial sa, or NULL.
- * deny_ranges always refuse; allow_ranges, and an allow entry naming this
- * very IP literal, re-allow what the default address classes refuse.
+ * deny_ranges always refuse (an IPv4 block also catches the address
+ * written inside IPv6: mapped, NAT64, 6to4); allow_ranges, and an allow
+ * entry naming this very IP literal, re-allow what the default address
+ * classes refuse.
  */
 static const char *
 address_refused(const struct session *s, const struct sockaddr *sa)
 {
 	const struct config_listener *c = s->conf;
+	struct sockaddr_storage v4;
+	int has_v4 = route_addr_embedded_v4(sa, &v4);
 	const char *class;
 
+	/* An IPv4 block also denies that address written inside IPv6. */
 	for (size_t i = 0; i < c->n_deny_ranges; i++)
-		if (config_cidr_contains(&c->deny_ranges[i], sa))
+		if (config_cidr_contains(&c->deny_ranges[i], sa) ||
+		    (has_v4 && config_cidr_contains(&c->deny_ranges[i], (struct sockaddr *)&v4)))
 			return "in deny_ranges";
 	for (size_t i = 0; i < c->n_allow_ranges; i++)
 		if (config_cidr_contains(&c->allow_ranges[i], sa))

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "net.h"
 #include "route.h"
 
 static const char *
@@ -174,6 +178,80 @@ test_pattern_precedence(void **state)
 	}
 }
 
+static const char *
+class_of(const char *ip)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	assert_int_equal(net_parse_ip(ip, 443, &ss, &len), 0);
+	return route_addr_class((struct sockaddr *)&ss);
+}
+
+static void
+test_addr_classes(void **state)
+{
+	static const struct {
+		const char *ip, *class;
+	} cases[] = {
+	    {"127.0.0.1", "loopback"}, {"10.0.0.5", "private"}, {"172.31.255.255", "private"},
+	    {"172.32.0.1", NULL}, {"192.168.1.1", "private"}, {"169.254.169.254", "link-local"},
+	    {"100.64.0.1", "cgnat"}, {"100.128.0.1", NULL}, {"0.0.0.0", "unspecified"},
+	    {"224.0.0.1", "multicast"}, {"240.0.0.1", "reserved"}, {"255.255.255.255", "reserved"},
+	    {"192.0.2.1", "reserved"}, {"198.51.100.1", "reserved"}, {"203.0.113.9", "reserved"},
+	    {"198.18.0.1", "reserved"}, {"8.8.8.8", NULL}, {"1.2.3.4", NULL},
+	    {"::1", "loopback"}, {"::", "unspecified"}, {"fe80::1", "link-local"},
+	    {"fc00::1", "ula"}, {"fd12::1", "ula"}, {"ff02::1", "multicast"},
+	    {"2001:db8::1", "reserved"}, {"2606:4700::1", NULL},
+	    /* IPv4 inside IPv6 is judged by the IPv4 address */
+	    {"::ffff:10.0.0.5", "private"}, {"::ffff:8.8.8.8", NULL},
+	    {"64:ff9b::a00:5", "private"}, {"64:ff9b::808:808", NULL},
+	    {"2002:a9fe:a9fe::1", "link-local"}, {"2002:808:808::1", NULL},
+	    {"::127.0.0.1", "loopback"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *got = class_of(cases[i].ip);
+		if (cases[i].class == NULL)
+			assert_null(got);
+		else
+			assert_string_equal(got, cases[i].class);
+	}
+}
+
+static void
+test_embedded_v4(void **state)
+{
+	static const char *const carrying[] = {"::ffff:1.2.3.4", "64:ff9b::102:304",
+	    "2002:102:304::1", "::1.2.3.4"};
+	static const char *const not_carrying[] = {"::", "::1", "2606:4700::1", "1.2.3.4"};
+	struct sockaddr_storage ss, v4;
+	socklen_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(carrying) / sizeof(carrying[0]); i++) {
+		net_parse_ip(carrying[i], 80, &ss, &len);
+		assert_int_equal(route_addr_embedded_v4((struct sockaddr *)&ss, &v4), 1);
+		assert_int_equal(((struct sockaddr_in *)&v4)->sin_addr.s_addr, htonl(0x01020304));
+	}
+	for (size_t i = 0; i < sizeof(not_carrying) / sizeof(not_carrying[0]); i++) {
+		net_parse_ip(not_carrying[i], 80, &ss, &len);
+		assert_int_equal(route_addr_embedded_v4((struct sockaddr *)&ss, &v4), 0);
+	}
+}
+
+static void
+test_name_is_ip(void **state)
+{
+	(void)state;
+	assert_true(route_name_is_ip("10.0.0.5"));
+	assert_true(route_name_is_ip("::1"));
+	assert_false(route_name_is_ip("example.com"));
+	assert_false(route_name_is_ip("10.0.0.5.nip.io"));
+	assert_false(route_name_is_ip("127.1")); /* not a literal: a name to resolve */
+}
+
 int
 main(void)
 {
@@ -184,6 +262,9 @@ main(void)
 	    cmocka_unit_test(test_pattern_check),
 	    cmocka_unit_test(test_pattern_score),
 	    cmocka_unit_test(test_pattern_precedence),
+	    cmocka_unit_test(test_addr_classes),
+	    cmocka_unit_test(test_embedded_v4),
+	    cmocka_unit_test(test_name_is_ip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
