@@ -146,6 +146,11 @@ def recv_exact(sock, n, timeout=30):
     return data
 
 
+# When each local address last connected: a client port is reused over a
+# long run, and wait_access_for must not take an older connection's line.
+_CONNECTED_AT = {}
+
+
 def connect(addr, timeout=10):
     """Connect to (host, port) or 'host:port'.  Returns a blocking socket."""
     if isinstance(addr, str):
@@ -158,6 +163,7 @@ def connect(addr, timeout=10):
     except BaseException:
         s.close()
         raise
+    _CONNECTED_AT[join_hostport(*s.getsockname()[:2])] = time.monotonic()
     return s
 
 
@@ -267,6 +273,7 @@ class Gatekeeper:
         self.argv = list(argv)
         self.config_path = config_path
         self._lines = []
+        self._arrived = []  # when each stderr line was read
         self._out = []
         self._cond = threading.Condition()
         self._stopped = False
@@ -289,6 +296,8 @@ class Gatekeeper:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._cond:
                 into.append(line)
+                if into is self._lines:
+                    self._arrived.append(time.monotonic())
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
@@ -367,9 +376,12 @@ class Gatekeeper:
         if isinstance(client, tuple):
             client = join_hostport(*client)
         deadline = time.monotonic() + timeout
+        since = _CONNECTED_AT.get(client, 0)
         while True:
-            for d in self.access_lines():
-                if d.get("client") == client:
+            with self._cond:
+                fresh = [l for l, t in zip(self._lines, self._arrived) if t >= since]
+            for d in (parse_line(l) for l in fresh):
+                if d.get("msg") == "access" and d.get("client") == client:
                     return d
             if time.monotonic() > deadline:
                 raise AssertionError(
