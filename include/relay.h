@@ -40,6 +40,8 @@ enum relay_splice {
 };
 
 #define RELAY_SPLICE_AUTO_AFTER (256 * 1024)
+/* Bytes one direction's pipe may hold on the splice path. */
+#define RELAY_PIPE_SIZE (256 * 1024)
 
 struct relay;
 

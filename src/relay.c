@@ -187,7 +187,8 @@ pump(struct relay_pipe *p)
 			}
 			return 0;
 		}
-		n = splice(src, NULL, p->fd[1], NULL, 64 * 1024, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		n = splice(src, NULL, p->fd[1], NULL, RELAY_PIPE_SIZE,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			p->queued = (size_t)n;
 			r->bytes[from] += (uint64_t)n;
@@ -254,8 +255,22 @@ maybe_splice(struct relay *r)
 	if (r->splice == RELAY_SPLICE_AUTO &&
 	    r->bytes[RELAY_CLIENT] + r->bytes[RELAY_UPSTREAM] < RELAY_SPLICE_AUTO_AFTER)
 		return;
-	if (!buffers_empty(r))
+	if (!buffers_empty(r)) {
+		/*
+		 * Let the queues drain first: read no more into a queue that
+		 * is not empty (back-pressure with a high-water mark of 0,
+		 * for a moment). on_write comes back here as they empty.
+		 */
+		for (int i = 0; i < 2; i++) {
+			struct bufferevent *dst = r->bev[!i];
+			if (r->eof[i] || evbuffer_get_length(bufferevent_get_output(dst)) == 0)
+				continue;
+			r->paused[i] = 1;
+			bufferevent_disable(r->bev[i], EV_READ);
+			bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
+		}
 		return;
+	}
 	for (int d = 0; d < 2; d++) {
 		struct relay_pipe *p = &r->pipe[d];
 		int src = bufferevent_getfd(r->bev[d]), dst = bufferevent_getfd(r->bev[!d]);
@@ -265,6 +280,9 @@ maybe_splice(struct relay *r)
 			p->fd[0] = p->fd[1] = -1;
 			goto fail;
 		}
+		/* A bigger pipe means fewer, larger splices (best effort: capped by
+		 * /proc/sys/fs/pipe-max-size and the per-user pipe budget). */
+		(void)fcntl(p->fd[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
 		p->readable = event_new(r->base, src, EV_READ | EV_PERSIST, on_splice_event, p);
 		p->writable = event_new(r->base, dst, EV_WRITE, on_splice_event, p);
 		if (p->readable == NULL || p->writable == NULL)
