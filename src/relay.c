@@ -376,9 +376,13 @@ relay_start(struct relay *r, struct event_base *base, struct bufferevent *client
 	/* Bytes that arrived before the relay started (e.g. while connecting). */
 	forward(r, RELAY_CLIENT);
 	forward(r, RELAY_UPSTREAM);
+	/*
+	 * Writing is enabled from creation and armed by libevent only while
+	 * output is queued; enabling it here would arm it for nothing.
+	 */
 	for (int i = 0; i < 2; i++)
 		if (!r->paused[i])
-			bufferevent_enable(r->bev[i], EV_READ | EV_WRITE);
+			bufferevent_enable(r->bev[i], EV_READ);
 	maybe_splice(r);
 	return 0;
 }
