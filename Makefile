@@ -39,7 +39,7 @@ FUZZ_BINS   = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test unit integration asan fuzz clean
+.PHONY: all deps run test unit integration asan fuzz bench clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -109,6 +109,14 @@ fuzz:
 			2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)" ; \
 		test $${PIPESTATUS[0]:-0} -eq 0; \
 	done
+
+# gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
+# installs the peers, prints one table, writes $(B)/bench/results.md.
+# BENCH_SECONDS (default 10) sets the length of each load run.
+bench:
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory $(B)/gatekeeper
+	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) BENCH_OUT=$(B)/bench /usr/bin/python3 tests/bench/bench.py
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -1,0 +1,1029 @@
+#!/usr/bin/python3
+"""gatekeeper benchmark: gatekeeper against nginx stream and HAProxy on the same cores.
+
+One nginx backend (CPU 1) serves a fixed ~300-byte HTTP response and a 1 GiB
+file from tmpfs. Each configuration in turn (direct, gatekeeper, nginx stream,
+HAProxy tcp) runs pinned to CPU 0 (CPUs 0-1 for the N-worker rows); wrk and
+this script (the bulk reader and the idle client) run on CPU 1 next to the
+backend. For each one
+it measures keep-alive req/s, new connections/s, p50/p99 latency, the proxy's
+own CPU time per request (utime+stime of every process of the proxy, from
+/proc/PID/stat), bulk throughput, RSS at start and RSS per idle proxied connection. It
+prints one markdown table and writes it to build/bench/results.md (raw numbers
+in build/bench/results.json).
+
+All traffic stays on 127.0.0.1. Every process started here runs in its own
+session and is killed on exit, Ctrl-C or SIGTERM.
+
+Environment:
+  BENCH_SECONDS      length of each wrk run (default 10)
+  BENCH_CONNECTIONS  wrk connections (default 64)
+  BENCH_IDLE         idle proxied connections for the memory figure (default 10000)
+  BENCH_BULK_MIB     size of the bulk transfer in MiB (default 1024)
+  BENCH_BULK_RUNS    bulk transfers per configuration, median reported (default 3)
+  BENCH_WORKERS      N for the multi-worker rows (default 2; 0 skips them)
+  BENCH_NOISE        a load run is repeated when other processes took more than
+                     this fraction of a CPU during it (default 0.05), at most
+                     twice per run
+  BENCH_RETRY_BUDGET seconds the repeats may add in total (default 60)
+  BENCH_OUT          output directory (default build/bench)
+  BENCH_KEEP         1: keep the temporary directory (configs, logs) for a look
+  GATEKEEPER_BIN     binary under test (default build/gatekeeper); it is copied
+                     at start so that a rebuild during the run changes nothing
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
+BULK_MIB = int(os.environ.get("BENCH_BULK_MIB", "1024"))
+BULK_RUNS = int(os.environ.get("BENCH_BULK_RUNS", "3"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# A load run during which other processes took more than NOISE of a CPU is
+# run again (up to RETRIES times), within RETRY_BUDGET seconds for the whole
+# benchmark; the least disturbed run is kept.
+NOISE = float(os.environ.get("BENCH_NOISE", "0.05"))
+RETRIES = 2  # per load run
+RETRY_BUDGET = float(os.environ.get("BENCH_RETRY_BUDGET", "60"))
+OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", "build/bench"))
+GK = os.path.abspath(os.environ.get("GATEKEEPER_BIN", os.path.join(ROOT, "build/gatekeeper")))
+
+NOFILE = 65536  # RLIMIT_NOFILE given to every process; set in main()
+IDLE_NOTE = ""
+NPROC = "?"
+GK_SHA = ["?"]
+PROXY_CPU = "0"  # the proxy under test
+LOAD_CPU = "1"  # wrk, the backend and this script
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+# The body is sized so that the whole response (nginx's headers + body) is
+# about 300 bytes; the exact size is measured and printed in the header.
+BODY = ("gatekeeper benchmark response " * 5)[:140]
+BULK_PATH = "/bulk"
+
+
+class BenchError(Exception):
+    pass
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Procs:
+    """Every process the benchmark starts. Each runs in its own session, so a
+    whole tree (nginx master and workers) dies with one killpg."""
+
+    def __init__(self):
+        self.live = []
+
+    def start(self, argv, logpath, cpus=None, nofile=None):
+        cmd = list(argv)
+        if nofile:
+            cmd = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] + cmd
+        if cpus is not None:
+            cmd = ["taskset", "-c", cpus] + cmd
+        with open(logpath, "ab") as out:
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 start_new_session=True)
+        p.logpath = logpath
+        self.live.append(p)
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=5.0):
+        if p not in self.live:
+            return
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        # Workers of a process-per-worker server may outlive the master by a
+        # moment; the group is gone once killpg fails.
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                os.killpg(p.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.live.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.live)):
+            try:
+                self.stop(p, timeout=3.0)
+            except Exception as e:  # keep cleaning up the others
+                log(f"cleanup of pid {p.pid}: {e}")
+
+
+def tail(path, n=15):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"exited with {proc.returncode} at start:\n{tail(proc.logpath)}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"port {port} not ready after {timeout}s:\n{tail(proc.logpath) if proc else ''}")
+
+
+def http_get(port, path="/"):
+    """One HTTP/1.1 request with Connection: close; returns the raw response."""
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks)
+
+
+# ------------------------------------------------------------ /proc figures
+
+
+def proc_stats():
+    """{pid: fields after the command name} for every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        out[int(d)] = st[st.rindex(")") + 2:].split()
+    return out
+
+
+def process_tree(pid, stats=None):
+    """pid and all its descendants (nginx master and workers)."""
+    children = {}
+    for p, fields in (stats or proc_stats()).items():
+        children.setdefault(int(fields[1]), []).append(p)
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime+stime of pid and every descendant, in seconds (all threads, and
+    reaped children through cutime/cstime)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17
+        total += sum(int(x) for x in fields[11:15])
+    return total / CLK_TCK
+
+
+def thread_count(pid):
+    """Threads over pid's process tree."""
+    n = 0
+    for p in process_tree(pid):
+        try:
+            n += len(os.listdir(f"/proc/{p}/task"))
+        except OSError:
+            continue
+    return n
+
+
+def rss_bytes(pid):
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            continue
+    return total
+
+
+def cpu_stat(cpu):
+    """(busy, steal) jiffies of one CPU from /proc/stat. Busy counts irq and
+    softirq too: /proc/stat samples ticks, and a tick in softirq context is
+    put there even when the task's own (precise) utime+stime includes it."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+                return (user + nice + system + irq + softirq, steal)
+    return (0, 0)
+
+
+def established_to(port):
+    """Established TCP sockets whose local port is `port` (the backend's side of
+    the proxy's upstream connections)."""
+    n = 0
+    want = f":{port:04X}"
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            parts = line.split(None, 4)
+            if parts[1].endswith(want) and parts[3] == "01":
+                n += 1
+    return n
+
+
+# ----------------------------------------------------------------- wrk etc.
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_duration_ms(s):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", s)
+    if not m:
+        raise BenchError(f"cannot parse wrk duration {s!r}")
+    return float(m.group(1)) * UNIT_MS[m.group(2)]
+
+
+def parse_wrk(text):
+    r = {"requests": 0, "duration": 0.0, "rps": 0.0, "errors": {}, "non2xx": 0,
+         "p50_ms": None, "p99_ms": None}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", text)
+    if m:
+        r["requests"] = int(m.group(1))
+        r["duration"] = parse_duration_ms(m.group(2) + m.group(3)) / 1000.0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        r["errors"] = {k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups())}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M)
+        if m:
+            r[key] = parse_duration_ms(m.group(1))
+    return r
+
+
+def run_wrk(port, seconds, close=False, latency=False):
+    cmd = ["taskset", "-c", LOAD_CPU, "wrk", f"-c{CONNS}", "-t1", f"-d{seconds}s"]
+    if latency:
+        cmd.append("--latency")
+    if close:
+        cmd += ["-H", "Connection: close"]
+    cmd.append(f"http://{HOST}:{port}/")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if p.returncode != 0:
+        raise BenchError(f"wrk failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+    r = parse_wrk(p.stdout)
+    r["raw"] = p.stdout
+    return r
+
+
+def others_ticks():
+    """{pid: utime+stime+cutime+cstime} of every user-space process that is
+    not this benchmark or one of its descendants (children that exit roll
+    into their parent's cutime/cstime). Kernel threads are left out: ksoftirqd
+    and kworkers mostly carry the benchmark's own traffic."""
+    stats = proc_stats()
+    ours = set(process_tree(os.getpid(), stats))
+    out = {}
+    for p, fields in stats.items():
+        if p in ours or p == 2 or fields[1] == "2":
+            continue
+        out[p] = sum(int(x) for x in fields[11:15])
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def others_delta(before, after):
+    """CPU seconds other processes used between two others_ticks(), and a
+    description of the biggest user."""
+    t, top, top_pid = 0, 0, None
+    for p, v in after.items():
+        d = v - before.get(p, 0) if v >= before.get(p, 0) else v
+        t += d
+        if d > top:
+            top, top_pid = d, p
+    who = f"mostly {comm(top_pid)} (pid {top_pid}, {top / CLK_TCK:.1f}s)" if top_pid else ""
+    return t / CLK_TCK, who
+
+
+def self_and_children_cpu():
+    """CPU seconds of this process plus its reaped children (wrk)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def measured_wrk(port, pid, backend_pid, close, latency):
+    """One wrk run, with the proxy's CPU time (pid's tree) around it, and an
+    estimate of the CPU time that other processes took on CPUs 0 and 1
+    meanwhile: the smaller of (busy time of the two CPUs from /proc/stat minus
+    the proxy, the backend, wrk and this process) and (the CPU time of every
+    other user-space process)."""
+    cpus = (PROXY_CPU, LOAD_CPU)
+    x0 = others_ticks()
+    c0 = cpu_seconds(pid) if pid else 0.0
+    b0 = cpu_seconds(backend_pid)
+    o0 = self_and_children_cpu()
+    s0 = [cpu_stat(c) for c in cpus]
+    t0 = time.time()
+    r = run_wrk(port, SECONDS, close=close, latency=latency)
+    elapsed = time.time() - t0
+    s1 = [cpu_stat(c) for c in cpus]
+    o1 = self_and_children_cpu()
+    b1 = cpu_seconds(backend_pid)
+    c1 = cpu_seconds(pid) if pid else 0.0
+    others, who = others_delta(x0, others_ticks())
+    busy = sum(x[0] - y[0] for x, y in zip(s1, s0)) / CLK_TCK
+    ours = (c1 - c0) + (b1 - b0) + (o1 - o0)
+    r["proxy_cpu_s"] = c1 - c0
+    r["cpu_us_per_req"] = (c1 - c0) * 1e6 / r["requests"] if pid and r["requests"] else None
+    r["elapsed"] = elapsed
+    r["busy_cpu_s"], r["accounted_cpu_s"] = busy, ours
+    r["busy_per_cpu_s"] = [(x[0] - y[0]) / CLK_TCK for x, y in zip(s1, s0)]
+    r["others_cpu_s"], r["others_top"] = others, who
+    # Both bounds overestimate: busy - ours also holds kernel work nobody is
+    # charged for; `others` also counts processes on CPUs other than 0 and 1.
+    r["foreign_cpu_s"] = max(0.0, min(busy - ours, others))
+    r["steal_s"] = sum(x[1] - y[1] for x, y in zip(s1, s0)) / CLK_TCK
+    return r
+
+
+def bulk_once(port):
+    """GET the bulk file through `port` and count its body bytes, reading 1 MiB
+    at a time (a reader this cheap leaves the proxy as the bottleneck; this
+    process runs on CPU 1). Returns MB/s (10^6 bytes) from the first byte of the
+    request to the last byte of the body."""
+    want = BULK_MIB * 1024 * 1024
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with socket.create_connection((HOST, port), timeout=30) as s:
+        t0 = time.perf_counter()
+        s.sendall(f"GET {BULK_PATH} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            k = s.recv_into(buf)
+            if not k:
+                raise BenchError(f"bulk: connection closed in the response head: {head[:200]!r}")
+            head += bytes(view[:k])
+        head, _, rest = head.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or f"Content-Length: {want}".encode() not in head:
+            raise BenchError(f"bulk: unexpected response head {head[:200]!r}")
+        got = len(rest)
+        while True:
+            k = s.recv_into(buf)
+            if not k:
+                break
+            got += k
+        t1 = time.perf_counter()
+    if got != want:
+        raise BenchError(f"bulk transfer got {got} body bytes, want {want}")
+    return got / (t1 - t0) / 1e6
+
+
+def run_bulk(port):
+    """BULK_RUNS transfers of the bulk file through `port`; median MB/s."""
+    speeds = [bulk_once(port) for _ in range(BULK_RUNS)]
+    return {"mb_s": statistics.median(speeds), "runs_mb_s": speeds}
+
+
+def raise_nofile(n):
+    """Raise this process's RLIMIT_NOFILE (inherited by everything it starts)
+    to n, or as far as the hard limit allows without CAP_SYS_RESOURCE.
+    Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+        return n
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        return n
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+
+
+def idle_connections(port, backend_port, count):
+    """Open `count` connections to the proxy and leave them idle until the
+    proxy has opened as many to the backend. Returns (sockets, upstream count)."""
+    socks = []
+    base = established_to(backend_port)
+    try:
+        for i in range(count):
+            s = socket.socket()
+            s.settimeout(5)
+            s.connect((HOST, port))
+            socks.append(s)
+        deadline = time.time() + 30
+        n = 0
+        while time.time() < deadline:
+            n = established_to(backend_port) - base
+            if n >= count:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)  # let the proxy finish whatever it does per session
+        return socks, n
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+
+
+# ------------------------------------------------------------------ configs
+
+
+def nginx_backend_conf(d, port, bulk_file):
+    return f"""daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {NOFILE};
+pid {d}/backend.pid;
+error_log {d}/backend.err warn;
+events {{ worker_connections {min(30000, NOFILE)}; }}
+http {{
+    access_log off;
+    server_tokens off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+    client_header_timeout 600s;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {HOST}:{port} backlog=4096;
+        location = / {{
+            default_type text/plain;
+            return 200 "{BODY}";
+        }}
+        location = {BULK_PATH} {{
+            default_type application/octet-stream;
+            alias {bulk_file};
+        }}
+    }}
+}}
+"""
+
+
+def nginx_stream_conf(d, tag, port, backend_port, workers, idle):
+    reuse = " reuseport" if workers > 1 else ""
+    return f"""daemon off;
+master_process on;
+worker_processes {workers};
+worker_rlimit_nofile {NOFILE};
+load_module {NGINX_STREAM_MODULE};
+pid {d}/{tag}.pid;
+error_log {d}/{tag}.err warn;
+events {{ worker_connections {2 * idle + 200}; }}
+stream {{
+    server {{
+        listen {HOST}:{port}{reuse};
+        proxy_pass {HOST}:{backend_port};
+        proxy_timeout 10m;
+    }}
+}}
+"""
+
+
+def haproxy_conf(port, backend_port, threads, idle):
+    return f"""global
+    nbthread {threads}
+    maxconn {idle + 100}
+
+defaults
+    mode tcp
+    maxconn {idle + 100}
+    timeout connect 5s
+    timeout client 10m
+    timeout server 10m
+
+frontend fe
+    bind {HOST}:{port}
+    default_backend be
+
+backend be
+    server s1 {HOST}:{backend_port}
+"""
+
+
+def gk_conf(port, backend_port, level, workers):
+    w = f"workers: {workers}\n" if workers else ""
+    return f"""log:
+  level: {level}
+{w}defaults:
+  max_connections: 0
+  idle_timeout: 10m
+listeners:
+  - name: bench
+    listen: {HOST}:{port}
+    mode: tcp
+    upstream: {HOST}:{backend_port}
+"""
+
+
+def gk_accepts_workers(d):
+    path = os.path.join(d, "gk-workers-check.yaml")
+    with open(path, "w") as f:
+        f.write(gk_conf(free_port(), 9, "warn", 2))
+    p = subprocess.run([GK, "-t", "-c", path], capture_output=True, text=True)
+    return p.returncode == 0, (p.stderr or p.stdout).strip()
+
+
+# ------------------------------------------------------------------ the run
+
+
+class Bench:
+    def __init__(self, d, procs):
+        self.d = d
+        self.procs = procs
+        self.rows = []
+        self.notes = []
+        self.backend_port = None
+        self.backend = None
+        self.retry_budget = RETRY_BUDGET
+
+    def write(self, name, text):
+        path = os.path.join(self.d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start_backend(self):
+        bulk = os.path.join(self.d, "bulk.bin")
+        block = os.urandom(1 << 20)
+        with open(bulk, "wb") as f:
+            for _ in range(BULK_MIB):
+                f.write(block)
+        os.chmod(bulk, 0o644)
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(self.d, sub), exist_ok=True)
+        self.backend_port = free_port()
+        conf = self.write("backend.conf", nginx_backend_conf(self.d, self.backend_port, bulk))
+        self.backend = self.procs.start(["nginx", "-p", self.d, "-e", f"{self.d}/backend.err",
+                                         "-c", conf], os.path.join(self.d, "backend.log"),
+                                        cpus=LOAD_CPU)
+        wait_port(self.backend_port, self.backend)
+        resp = http_get(self.backend_port)
+        if not resp.endswith(BODY.encode()):
+            raise BenchError(f"backend answered {resp[:200]!r}")
+        self.response_bytes = len(resp) - len("Connection: close\r\n") + len("Connection: keep-alive\r\n")
+
+    def start_proxy(self, kind, workers, level="warn", tag=None):
+        """Start one proxy; returns (Popen, port)."""
+        port = free_port()
+        tag = tag or f"{kind}{workers}"
+        cpus = PROXY_CPU if workers == 1 else f"{PROXY_CPU}-{LOAD_CPU}"
+        logpath = os.path.join(self.d, f"{tag}.log")
+        if kind == "gatekeeper":
+            w = workers if self.gk_workers else 0
+            conf = self.write(f"{tag}.yaml", gk_conf(port, self.backend_port, level, w))
+            p = self.procs.start([GK, "-c", conf], logpath, cpus=cpus, nofile=NOFILE)
+        elif kind == "nginx":
+            conf = self.write(f"{tag}.conf", nginx_stream_conf(self.d, tag, port, self.backend_port,
+                                                               workers, IDLE))
+            p = self.procs.start(["nginx", "-p", self.d, "-e", f"{self.d}/{tag}.err", "-c", conf],
+                                 logpath, cpus=cpus)
+        elif kind == "haproxy":
+            conf = self.write(f"{tag}.cfg", haproxy_conf(port, self.backend_port, workers, IDLE))
+            p = self.procs.start(["haproxy", "-db", "-f", conf], logpath, cpus=cpus)
+        else:
+            raise ValueError(kind)
+        wait_port(port, p)
+        # nginx forks its workers after the master listens: wait for them so
+        # the CPU and RSS figures cover the whole tree.
+        if kind == "nginx":
+            deadline = time.time() + 5
+            while len(process_tree(p.pid)) < workers + 1 and time.time() < deadline:
+                time.sleep(0.05)
+        time.sleep(0.3)
+        resp = http_get(port)
+        if not resp.endswith(BODY.encode()):
+            raise BenchError(f"{tag}: the proxied response is wrong: {resp[:200]!r}")
+        return p, port
+
+    def memory(self, kind, workers, level, tag):
+        """RSS at start and per idle connection, on a freshly started proxy."""
+        p, port = self.start_proxy(kind, workers, level, tag + "-mem")
+        try:
+            time.sleep(0.5)
+            rss0 = rss_bytes(p.pid)
+            procs_threads = (len(process_tree(p.pid)), thread_count(p.pid))
+            socks, n = idle_connections(port, self.backend_port, IDLE)
+            try:
+                rss1 = rss_bytes(p.pid)
+                if p.poll() is not None:
+                    raise BenchError(f"{tag} exited with idle connections open:\n{tail(p.logpath)}")
+            finally:
+                for s in socks:
+                    s.close()
+            if n < IDLE:
+                self.notes.append(f"{tag}: only {n} of {IDLE} idle connections reached the backend; "
+                                  f"bytes/idle conn divides by {max(n, 1)}")
+            per = (rss1 - rss0) / max(n, 1)
+            return {"rss_start": rss0, "rss_idle": rss1, "idle_upstream": n, "bytes_per_idle": per,
+                    "processes": procs_threads[0], "threads": procs_threads[1]}
+        finally:
+            self.procs.stop(p)
+
+    def run_config(self, label, kind, workers=1, level="warn", full=True):
+        tag = f"{kind}{workers}-{level}" if kind else "direct"
+        log(f"== {label}")
+        t0 = time.time()
+        row = {"label": label, "kind": kind, "workers": workers, "level": level}
+        try:
+            if kind and full:
+                row.update(self.memory(kind, workers, level, tag))
+            p, port = (self.start_proxy(kind, workers, level, tag) if kind
+                       else (None, self.backend_port))
+            try:
+                pid = p.pid if p else None
+                run_wrk(port, 1)  # warm-up, not measured
+                row["ka"] = self.quiet_wrk(port, pid, close=False, latency=True)
+                row["nc"] = self.quiet_wrk(port, pid, close=True, latency=False)
+                if full:
+                    c0 = cpu_seconds(pid) if pid else 0.0
+                    row["bulk"] = run_bulk(port)
+                    if pid:
+                        row["bulk"]["proxy_cpu_s_per_gib"] = (
+                            (cpu_seconds(pid) - c0) / (BULK_RUNS * BULK_MIB / 1024))
+                if kind == "gatekeeper" and level == "info":
+                    with open(p.logpath, "rb") as f:
+                        data = f.read()
+                    row["log_lines"], row["log_bytes"] = data.count(b"\n"), len(data)
+                if p is not None and p.poll() is not None:
+                    raise BenchError(f"{tag} exited during the run:\n{tail(p.logpath)}")
+            finally:
+                if p is not None:
+                    self.procs.stop(p)
+            if kind and level != "info":
+                self.check_logs(label, tag)
+        except BenchError as e:
+            row["error"] = str(e).splitlines()[0]
+            self.notes.append(f"{label}: FAILED: {e}")
+            log(f"{label}: FAILED: {e}")
+        self.rows.append(row)
+        self.check(row)
+        log(f"   {time.time() - t0:.0f}s")
+        return row
+
+    def quiet_wrk(self, port, pid, close, latency):
+        """measured_wrk, repeated while other processes on this machine took
+        more than NOISE of a CPU during the run and the retry budget lasts;
+        the least disturbed run is kept."""
+        best, attempts = None, 0
+        while True:
+            attempts += 1
+            t0 = time.time()
+            r = measured_wrk(port, pid, self.backend.pid, close, latency)
+            if best is None or r["foreign_cpu_s"] < best["foreign_cpu_s"]:
+                best = r
+            if (r["foreign_cpu_s"] <= NOISE * r["elapsed"] or self.retry_budget <= 0
+                    or attempts > RETRIES):
+                break
+            log(f"   other processes took {r['foreign_cpu_s']:.1f} CPU-s of "
+                f"{r['elapsed']:.0f}s ({r['others_top']}): running it again")
+            self.retry_budget -= time.time() - t0
+        best["attempts"] = attempts
+        return best
+
+    def check_logs(self, label, tag):
+        """A proxy at log level warn should have written nothing; show what
+        it wrote (nginx's error log included)."""
+        for name in (f"{tag}-mem.log", f"{tag}-mem.err", f"{tag}.log", f"{tag}.err"):
+            path = os.path.join(self.d, name)
+            if os.path.exists(path) and os.path.getsize(path):
+                with open(path, "rb") as f:
+                    lines = f.read().decode(errors="replace").splitlines()
+                first = lines[0][:200] if lines else ""
+                what = "idle connections" if "-mem." in name else "load runs"
+                self.notes.append(f"{label}: {len(lines)} line(s) in its log during the {what}; "
+                                  f"first: `{first}`")
+
+    def check(self, row):
+        """Sanity checks; anything odd becomes a note under the table."""
+        for key, what in (("ka", "keep-alive"), ("nc", "new conn")):
+            r = row.get(key)
+            if not r:
+                continue
+            if r["requests"] == 0:
+                self.notes.append(f"{row['label']} {what}: wrk completed no requests")
+            errs = sum(r["errors"].values())
+            if errs or r["non2xx"]:
+                detail = ", ".join(f"{k} {v}" for k, v in r["errors"].items() if v)
+                self.notes.append(f"{row['label']} {what}: wrk socket errors: {detail or 'none'}; "
+                                  f"non-2xx responses: {r['non2xx']} (of {r['requests']} requests)")
+                r["flag"] = errs + r["non2xx"] > 0.001 * max(r["requests"], 1)
+            if r["foreign_cpu_s"] > NOISE * r["elapsed"]:
+                self.notes.append(f"{row['label']} {what}: other processes took "
+                                  f"{r['foreign_cpu_s']:.1f} CPU-s of CPUs {PROXY_CPU}-{LOAD_CPU} during "
+                                  f"the {r['elapsed']:.0f}s run, {r['others_top']} "
+                                  f"(best of {r['attempts']} runs): noisy")
+            if r["steal_s"] > 0.02 * r["elapsed"]:
+                self.notes.append(f"{row['label']} {what}: steal time {r['steal_s']:.2f}s "
+                                  f"(the hypervisor took the CPUs)")
+        if "log_lines" in row:
+            conns = row["nc"]["requests"] + CONNS
+            self.notes.append(f"{row['label']}: {row['log_lines']:,} log lines ({row['log_bytes']:,} bytes) "
+                              f"written to a file for about {conns:,} connections")
+        if row.get("kind") == "gatekeeper" and "threads" in row and row["threads"] < row["workers"]:
+            self.notes.append(f"{row['label']}: only {row['threads']} thread(s) running; "
+                              f"`workers: {row['workers']}` did not start {row['workers']} event loops")
+        bulk = row.get("bulk")
+        if bulk and min(bulk["runs_mb_s"]) > 0 and max(bulk["runs_mb_s"]) > 1.3 * min(bulk["runs_mb_s"]):
+            runs = ", ".join(f"{x:.0f}" for x in bulk["runs_mb_s"])
+            self.notes.append(f"{row['label']} bulk: the runs vary ({runs} MB/s); the median is shown")
+
+
+# ------------------------------------------------------------------- output
+
+
+def fmt_int(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def fmt_ratio(x, base):
+    if x is None or not base:
+        return "—"
+    return f"{x / base:.2f}×"
+
+
+def fmt_ms(x):
+    return "—" if x is None else f"{x:.2f}"
+
+
+def fmt_mib(b):
+    return "—" if b is None else f"{b / 1048576:.1f} MiB"
+
+
+def render(bench, header):
+    direct = next((r for r in bench.rows if r["kind"] is None), {})
+    d_ka = direct.get("ka", {}).get("rps")
+    d_nc = direct.get("nc", {}).get("rps")
+    d_bulk = direct.get("bulk", {}).get("mb_s")
+    cols = ["config", "keep-alive req/s", "× direct", "new conn/s", "× direct", "p50 ms", "p99 ms",
+            "CPU µs/req", "CPU µs/new conn", "proxy CPU %", "bulk MB/s", "× direct", "RSS start",
+            "bytes/idle conn"]
+    lines = [header, "", "| " + " | ".join(cols) + " |", "|" + "|".join(
+        ["---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    for r in bench.rows:
+        if r.get("unsupported"):
+            cells = [r["label"], r["unsupported"]] + [""] * (len(cols) - 2)
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        ka, nc, bulk = r.get("ka"), r.get("nc"), r.get("bulk")
+
+        def rps(x):
+            if not x:
+                return "—"
+            return fmt_int(x["rps"]) + (" ⚠" if x.get("flag") else "")
+        cells = [
+            r["label"],
+            rps(ka), fmt_ratio(ka and ka["rps"], d_ka),
+            rps(nc), fmt_ratio(nc and nc["rps"], d_nc),
+            fmt_ms(ka and ka["p50_ms"]), fmt_ms(ka and ka["p99_ms"]),
+            "—" if not ka or ka["cpu_us_per_req"] is None else f"{ka['cpu_us_per_req']:.1f}",
+            "—" if not nc or nc["cpu_us_per_req"] is None else f"{nc['cpu_us_per_req']:.1f}",
+            "—" if not ka or not r["kind"] else f"{100 * ka['proxy_cpu_s'] / ka['elapsed']:.0f}",
+            fmt_int(bulk and bulk["mb_s"]), fmt_ratio(bulk and bulk["mb_s"], d_bulk),
+            fmt_mib(r.get("rss_start")),
+            fmt_int(r.get("bytes_per_idle")),
+        ]
+        if r.get("error"):
+            cells[1] = "failed: " + r["error"][:80].replace("|", "/")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_header(resp_bytes):
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    nproc = NPROC
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    def ver(cmd, pat):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+            m = re.search(pat, p.stdout + p.stderr)
+            return m.group(1) if m else "?"
+        except OSError:
+            return "?"
+    gk = ver([GK, "--version"], r"gatekeeper (\S+)")
+    try:
+        rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                             capture_output=True, text=True).stdout.strip() or "?"
+    except OSError:
+        rev = "?"
+    nginx = ver(["nginx", "-v"], r"nginx/(\S+)")
+    haproxy = ver(["haproxy", "-v"], r"version (\S+)")
+    wrk = ver(["wrk", "--version"], r"wrk (\S+)")
+    versions = (f"gatekeeper {gk} ({rev}, binary sha256 {GK_SHA[0]}), nginx {nginx}, "
+                f"HAProxy {haproxy}, wrk {wrk}")
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return (f"{date} · nproc {nproc} · {cpu} · Linux {platform.release()} · {versions}\n\n"
+            f"Proxy on CPU {PROXY_CPU} (CPUs {PROXY_CPU}-{LOAD_CPU} for N-worker rows); wrk, the "
+            f"nginx backend (1 worker), the bulk reader and the idle client on CPU {LOAD_CPU}. "
+            f"wrk -t1 -c{CONNS} -d{SECONDS}s, "
+            f"{resp_bytes}-byte responses; bulk = {BULK_MIB} MiB, median of {BULK_RUNS}; "
+            f"{IDLE:,} idle connections{IDLE_NOTE}. Load average before the run: {load}.")
+
+
+def main():
+    global IDLE, NOFILE, IDLE_NOTE, GK, NPROC
+    if not os.access(GK, os.X_OK):
+        sys.exit(f"bench: {GK} not found; run make first")
+    for tool in ("nginx", "haproxy", "wrk", "taskset", "prlimit"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found; run scripts/deps.sh bench")
+    if not os.path.exists(NGINX_STREAM_MODULE):
+        sys.exit(f"bench: {NGINX_STREAM_MODULE} missing; install libnginx-mod-stream")
+    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        sys.exit("bench: needs CPUs 0 and 1")
+
+    # A proxy holds two descriptors per idle proxied connection.
+    NOFILE = raise_nofile(max(65536, 2 * IDLE + 1000))
+    if 2 * IDLE + 300 > NOFILE:
+        IDLE_NOTE = (f" (not {IDLE}: the RLIMIT_NOFILE hard limit is {NOFILE} and cannot be "
+                     f"raised without CAP_SYS_RESOURCE)")
+        IDLE = (NOFILE - 300) // 2
+        log(f"RLIMIT_NOFILE is {NOFILE}: measuring {IDLE} idle connections")
+    NPROC = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    # The benchmark process (the idle client, the bulk reader) runs next to
+    # wrk, off the proxy's CPU.
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+
+    procs = Procs()
+
+    def on_signal(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    # Even when started with SIGINT ignored (a background job), Ctrl-C or
+    # kill -INT must stop the run and clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    d = tempfile.mkdtemp(prefix="gk-bench-", dir=shm)
+    os.chmod(d, 0o755)  # nginx workers run as nobody and read the bulk file
+    t_start = time.time()
+    try:
+        # Measure one binary throughout, even if build/ is rebuilt meanwhile.
+        src_gk = GK
+        GK = os.path.join(d, "gatekeeper")
+        shutil.copy2(src_gk, GK)
+        with open(GK, "rb") as f:
+            GK_SHA[0] = hashlib.sha256(f.read()).hexdigest()[:12]
+        bench = Bench(d, procs)
+        bench.gk_workers, why = gk_accepts_workers(d)
+        log(f"backend: nginx on CPU {LOAD_CPU}, writing the {BULK_MIB} MiB bulk file")
+        bench.start_backend()
+        header = machine_header(bench.response_bytes)
+
+        bench.run_config("direct (no proxy)", None)
+        bench.run_config("gatekeeper, 1 worker", "gatekeeper", 1, "warn")
+        bench.run_config("gatekeeper, 1 worker, log info", "gatekeeper", 1, "info", full=False)
+        bench.run_config("nginx stream, 1 worker", "nginx", 1)
+        bench.run_config("HAProxy tcp, 1 thread", "haproxy", 1)
+        if WORKERS > 1:
+            n = WORKERS
+            if bench.gk_workers:
+                bench.run_config(f"gatekeeper, {n} workers", "gatekeeper", n, "warn")
+            else:
+                bench.rows.append({"label": f"gatekeeper, {n} workers", "kind": "gatekeeper",
+                                   "workers": n, "unsupported": "workers: not supported by this build"})
+                log(f"gatekeeper, {n} workers: not supported by this build ({why})")
+            bench.run_config(f"nginx stream, {n} workers", "nginx", n)
+            bench.run_config(f"HAProxy tcp, {n} threads", "haproxy", n)
+
+        # With one worker the proxy has CPU 0 to itself while wrk and the
+        # backend share CPU 1: when CPU 1 is the one that is full, req/s
+        # hides part of the difference between proxies.
+        bound = [r["label"] for r in bench.rows if r.get("kind") and r["workers"] == 1 and r.get("ka")
+                 and r["ka"]["busy_per_cpu_s"][1] > 0.95 * r["ka"]["elapsed"]
+                 and r["ka"]["proxy_cpu_s"] < 0.9 * r["ka"]["elapsed"]]
+        if bound:
+            bench.notes.append(f"keep-alive: CPU {LOAD_CPU} (wrk + backend) was full while the proxy used "
+                               f"under 90% of CPU {PROXY_CPU} for: {', '.join(bound)}; there req/s is "
+                               f"bounded by the load generator and CPU µs/req tells the proxies apart")
+
+        # Direct should be the fastest; a proxy clearly ahead of it means
+        # the setup, not the proxy, decided the figure.
+        direct = bench.rows[0]
+        for r in bench.rows[1:]:
+            for key in ("ka", "nc"):
+                if r.get(key) and direct.get(key) and r[key]["rps"] > 1.05 * direct[key]["rps"]:
+                    what = "keep-alive" if key == "ka" else "new conn"
+                    bench.notes.append(f"{r['label']}: {what} req/s is above direct "
+                                       f"({r[key]['rps']:.0f} vs {direct[key]['rps']:.0f}); direct is "
+                                       f"bound by CPU {LOAD_CPU} alone, so this shows the setup, "
+                                       f"not a proxy faster than no proxy")
+
+        table = render(bench, header)
+        notes = ""
+        if bench.notes:
+            notes = "\n\nNotes:\n" + "\n".join(f"- {n}" for n in bench.notes)
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, "results.md"), "w") as f:
+            f.write(table + notes + "\n")
+        with open(os.path.join(OUT, "results.json"), "w") as f:
+            json.dump({"header": header, "rows": bench.rows, "notes": bench.notes}, f, indent=1)
+        print(table + notes)
+        log(f"done in {time.time() - t_start:.0f}s; written to {os.path.relpath(OUT, ROOT)}/results.md")
+        return 1 if any(r.get("error") for r in bench.rows) else 0
+    except (KeyboardInterrupt, Interrupted) as e:
+        log(f"interrupted ({str(e) or 'SIGINT'}); cleaning up")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        procs.stop_all()
+        if os.environ.get("BENCH_KEEP") == "1":
+            try:
+                os.unlink(os.path.join(d, "bulk.bin"))
+            except OSError:
+                pass
+            log(f"kept {d}")
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
