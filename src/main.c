@@ -165,10 +165,11 @@ drain(struct gk *gk)
 	if (gk->draining)
 		return;
 	gk->draining = 1;
+	/* Listeners first: once the line is out, new connections are refused. */
+	close_listeners(gk);
 	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("worker", gk->worker),
 	    LOG_NUM("sessions", gk->n_sessions),
 	    LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
-	close_listeners(gk);
 	if (gk->n_sessions == 0) {
 		event_base_loopexit(gk->base, NULL);
 		return;
