@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "gk.h"
 #include "listener.h"
@@ -160,7 +161,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void
 drain(struct gk *gk)
 {
-	struct timeval tv;
+	struct timeval tv = clock_tv(gk->cfg->defaults.drain_timeout);
 
 	if (gk->draining)
 		return;
@@ -174,8 +175,6 @@ drain(struct gk *gk)
 		event_base_loopexit(gk->base, NULL);
 		return;
 	}
-	tv.tv_sec = (time_t)(gk->cfg->defaults.drain_timeout / 1000);
-	tv.tv_usec = (suseconds_t)((gk->cfg->defaults.drain_timeout % 1000) * 1000);
 	gk->drain_timer = evtimer_new(gk->base, on_drain_timeout, gk);
 	if (gk->drain_timer == NULL || evtimer_add(gk->drain_timer, &tv) == -1)
 		on_drain_timeout(-1, 0, gk);

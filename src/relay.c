@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "relay.h"
 
@@ -335,15 +336,13 @@ on_idle_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	event_base_gettimeofday_cached(r->base, &now);
-	idle = (int64_t)(now.tv_sec - r->last_active.tv_sec) * 1000 +
-	       (now.tv_usec - r->last_active.tv_usec) / 1000;
+	idle = clock_ms_between(&r->last_active, &now);
 	if (idle >= r->idle_ms) {
 		finish(r, "idle_timeout");
 		return;
 	}
 	/* Something moved since the timer was armed: wait for the remainder. */
-	left.tv_sec = (time_t)((r->idle_ms - idle) / 1000);
-	left.tv_usec = (suseconds_t)(((r->idle_ms - idle) % 1000) * 1000);
+	left = clock_tv(r->idle_ms - idle);
 	evtimer_add(r->idle_timer, &left);
 }
 
@@ -362,7 +361,7 @@ relay_start(struct relay *r, struct event_base *base, struct bufferevent *client
 	r->arg = arg;
 	touch(r);
 	if (idle_ms > 0) {
-		struct timeval tv = {(time_t)(idle_ms / 1000), (suseconds_t)((idle_ms % 1000) * 1000)};
+		struct timeval tv = clock_tv(idle_ms);
 		if ((r->idle_timer = evtimer_new(base, on_idle_timer, r)) == NULL)
 			return -1;
 		evtimer_add(r->idle_timer, &tv);

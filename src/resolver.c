@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "net.h"
@@ -311,7 +312,7 @@ resolver_all_resolved(const struct resolver *res)
 static void
 schedule(struct resolver_name *n, int64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	struct timeval tv = clock_tv(ms);
 
 	evtimer_add(n->timer, &tv);
 }
@@ -563,8 +564,7 @@ resolver_refresh(struct resolver_name *n)
 	if (n->literal || n->in_flight)
 		return;
 	event_base_gettimeofday_cached(n->res->base, &now);
-	since = (int64_t)(now.tv_sec - n->last_lookup.tv_sec) * 1000 +
-		(now.tv_usec - n->last_lookup.tv_usec) / 1000;
+	since = clock_ms_between(&n->last_lookup, &now);
 	floor_ms = n->res->min_ttl_ms > 1000 ? n->res->min_ttl_ms : 1000;
 	if (since < floor_ms)
 		return;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "gk.h"
 #include "listener.h"
@@ -88,16 +89,10 @@ struct session {
 static void connect_next(struct session *s);
 static void session_fail(struct session *s, const char *reason);
 
-static int64_t
-ms_between(const struct timeval *a, const struct timeval *b)
-{
-	return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_usec - a->tv_usec) / 1000;
-}
-
 static void
 arm_timer(struct session *s, int64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	struct timeval tv = clock_tv(ms);
 
 	evtimer_add(s->timer, &tv);
 }
@@ -145,7 +140,7 @@ log_access(struct session *s, const char *reason)
 						       "-");
 	f[n++] = LOG_NUM("bytes_in", s->relay.bytes[RELAY_CLIENT]);
 	f[n++] = LOG_NUM("bytes_out", s->relay.bytes[RELAY_UPSTREAM]);
-	f[n++] = LOG_NUM("duration_ms", ms_between(&s->started, &now));
+	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
 	f[n++] = LOG_STR("reason", reason);
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);
@@ -395,7 +390,7 @@ connect_next(struct session *s)
 	int64_t left, share;
 
 	event_base_gettimeofday_cached(s->gk->base, &now);
-	left = ms_between(&now, &s->deadline);
+	left = clock_ms_between(&now, &s->deadline);
 	while (s->tried < s->addrs->n) {
 		size_t i = (s->first + s->tried) % s->addrs->n;
 		size_t remaining = s->addrs->n - s->tried;
@@ -548,8 +543,7 @@ upstream_chosen(struct session *s)
 
 	s->decision = "allow";
 	s->guarded = config_listener_guarded(s->conf) || s->target->sniffed_host;
-	budget.tv_sec = (time_t)(s->conf->connect_timeout / 1000);
-	budget.tv_usec = (suseconds_t)((s->conf->connect_timeout % 1000) * 1000);
+	budget = clock_tv(s->conf->connect_timeout);
 	event_base_gettimeofday_cached(s->gk->base, &s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
 	/* Sniffed bytes wait in the input buffer; the rest waits in the kernel. */

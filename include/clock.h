@@ -1,0 +1,28 @@
+/*
+ * clock.h: milliseconds <-> struct timeval, the two conversions every
+ * timer in gatekeeper needs. Durations are kept in milliseconds (as the
+ * config stores them); libevent wants timevals.
+ */
+#ifndef GK_CLOCK_H
+#define GK_CLOCK_H
+
+#include <stdint.h>
+#include <sys/time.h>
+
+/* clock_tv returns ms (>= 0) as a struct timeval. */
+static inline struct timeval
+clock_tv(int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	return tv;
+}
+
+/* clock_ms_between returns b - a in whole milliseconds. */
+static inline int64_t
+clock_ms_between(const struct timeval *a, const struct timeval *b)
+{
+	return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_usec - a->tv_usec) / 1000;
+}
+
+#endif
