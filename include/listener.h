@@ -50,6 +50,14 @@ const struct sockaddr *listener_bound(const struct listener *l);
 void listener_warn_unresolved(struct listener *l, const char *upstream);
 
 /*
+ * listener_out_of_resources pauses accepting for a moment when err says
+ * the process ran out of fds or memory (from accept, or from a session's
+ * upstream socket), with one warning per episode. Returns 1 if it paused,
+ * 0 for any other err.
+ */
+int listener_out_of_resources(struct listener *l, int err);
+
+/*
  * A session holds a reference from listener_session_begin to
  * listener_session_end; the count drives max_connections. decision is the
  * session's routing decision ("allow", "deny" or NULL), counted.

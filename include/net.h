@@ -72,4 +72,15 @@ int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reusep
 /* net_set_nodelay turns off Nagle on a connected TCP socket. */
 void net_set_nodelay(int fd);
 
+/*
+ * net_connect starts a TCP connection to sa from a new non-blocking,
+ * close-on-exec socket with Nagle off. Returns the fd (connected, or with
+ * the connect in progress: writability then tells how it ended, see
+ * net_connect_result), or -1 with errno set and no fd left open.
+ */
+int net_connect(const struct sockaddr *sa, socklen_t len);
+
+/* net_connect_result returns 0 once fd's connect succeeded, else its errno. */
+int net_connect_result(int fd);
+
 #endif

@@ -1,26 +1,40 @@
 /*
- * relay.h: move bytes both ways between two connected bufferevents.
+ * relay.h: the two sockets of a session, and the byte pump between them.
  *
- * The relay copies client -> upstream and upstream -> client with
- * watermark back-pressure (at most RELAY_HIGH_WATER bytes queued per
- * direction), keeps TCP half-close (EOF from one side becomes
- * shutdown(SHUT_WR) on the other once its queue is flushed), and enforces
- * the idle timeout. It owns no memory beyond its timer: the session owns the
- * bufferevents and the struct, and tears everything down from the done
- * callback.
+ * A relay owns the client's and the upstream's socket for the whole life
+ * of a session. Each socket has one edge-triggered event, registered once
+ * (read, write and peer-close together), and the relay keeps what the
+ * kernel last said about it: readable, writable. Before relay_start the
+ * session drives the sockets itself (sniffing, connecting, refusing) through
+ * an io callback; from relay_start on the relay copies client -> upstream
+ * and upstream -> client.
+ *
+ * Copying reads into one per-thread scratch buffer and writes straight out
+ * again, so a connection whose peers keep up costs no allocation and no
+ * event changes: per message one read and one write. Only when a write
+ * falls short are the unwritten bytes kept (at most RELAY_CHUNK per
+ * direction, allocated then and freed once written), and reading from that
+ * side waits until they are out: that is the back-pressure, and it bounds
+ * memory per connection whatever the peers do. EOF is forwarded as a
+ * half-close (shutdown(SHUT_WR) once the direction's bytes are written), so
+ * the relay ends when both directions are done, on an error, or when the
+ * session's idle timer says nothing moved.
+ *
+ * Zero-copy: a direction that carries bulk data switches to splice(2)
+ * through a pipe of its own once its queue is empty (bytes never reorder).
  */
 #ifndef GK_RELAY_H
 #define GK_RELAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/time.h>
 
-struct bufferevent;
 struct event;
 struct event_base;
 
-/* Bytes queued towards one peer before reading from the other pauses. */
-#define RELAY_HIGH_WATER (256 * 1024)
+/* The most bytes one read takes, and so the most queued per direction. */
+#define RELAY_CHUNK (64 * 1024)
 
 enum relay_side {
 	RELAY_CLIENT = 0,
@@ -28,10 +42,10 @@ enum relay_side {
 };
 
 /*
- * Zero-copy: once both sides' buffers are empty, bytes can move socket ->
- * pipe -> socket with splice(2) and never enter user space. OFF never does;
- * ON switches as soon as the buffers are empty; AUTO switches after
- * RELAY_SPLICE_AUTO_AFTER bytes, so short exchanges do not pay for pipes.
+ * Zero-copy: OFF never splices; ON splices every direction from the
+ * start; AUTO splices a direction once it has carried
+ * RELAY_SPLICE_AUTO_AFTER bytes and a read filled a whole chunk (a bulk
+ * flow), so short exchanges keep the cheaper read/write path.
  */
 enum relay_splice {
 	RELAY_SPLICE_AUTO,
@@ -43,51 +57,103 @@ enum relay_splice {
 /* Bytes one direction's pipe may hold on the splice path. */
 #define RELAY_PIPE_SIZE (256 * 1024)
 
-struct relay;
+/* One socket and what its last events said. */
+struct relay_end {
+	int fd;             /* -1 when closed */
+	struct event *ev;   /* EV_READ|EV_WRITE|EV_CLOSED, edge-triggered; NULL until armed */
+	int readable;       /* a read may return bytes (or EOF) */
+	int writable;       /* a write may take bytes */
+	int peer_closed;    /* the peer's FIN arrived: read until it shows */
+};
 
-/* One direction of a spliced relay: from side's socket, through a pipe, to the other. */
-struct relay_pipe {
-	struct relay *relay;
-	int from;
-	int fd[2];       /* pipe: [0] read end, [1] write end */
-	size_t queued;   /* bytes in the pipe */
-	struct event *readable, *writable;
+/* Bytes read from one side and not yet written to the other. */
+struct relay_queue {
+	char *buf;          /* copy path: heap, only while bytes wait */
+	size_t off, len;    /* the bytes waiting are buf[off .. off+len) */
+	int pipe[2];        /* splice path: [0] read end, [1] write end; -1 when copying */
+	size_t piped;       /* bytes in the pipe */
 };
 
 /*
+ * The session's handler before relay_start: side's socket had events
+ * (EV_READ, EV_WRITE; the end's flags are already updated).
+ */
+typedef void relay_io_fn(void *arg, int side, short what);
+
+/*
  * Called once when the relay ends: reason is "closed" (both directions
- * finished), "client_error", "upstream_error" or "idle_timeout". The callee
- * frees the bufferevents; the relay touches nothing after calling it.
+ * finished), "client_error", "upstream_error" or "out_of_memory". The
+ * callee frees the relay (relay_free); nothing touches it after the call.
  */
 typedef void relay_done_fn(void *arg, const char *reason);
 
 struct relay {
-	struct bufferevent *bev[2];
-	uint64_t bytes[2];  /* bytes read from side i and queued to the other */
-	int eof[2];         /* side i sent EOF */
-	int shut[2];        /* we shut down writing to side i */
-	int paused[2];      /* reading from side i paused by back-pressure */
-	int64_t idle_ms;    /* 0 = no idle timeout */
-	enum relay_splice splice;
-	int spliced;        /* bytes now move through pipe[] */
-	struct relay_pipe pipe[2];
-	struct timeval last_active;
-	struct event *idle_timer;
 	struct event_base *base;
+	struct relay_end end[2];
+	struct relay_queue q[2]; /* q[i]: read from side i, to be written to the other */
+	uint64_t bytes[2];       /* bytes read from side i for the other (not gatekeeper's own) */
+	int eof[2];              /* side i sent EOF */
+	int shut[2];             /* we shut down writing to side i */
+	int running;             /* relay_start was called */
+	enum relay_splice splice;
+	int full_read[2];        /* side i's last read filled a chunk */
+	struct timeval last_active;
+	relay_io_fn *io;
 	relay_done_fn *done;
 	void *arg;
 };
 
-/*
- * relay_start takes two connected bufferevents and starts relaying. Bytes
- * already in either input buffer are forwarded first. Returns 0, or -1 if
- * the idle timer could not be created (nothing started).
- */
-int relay_start(struct relay *r, struct event_base *base, struct bufferevent *client,
-    struct bufferevent *upstream, int64_t idle_ms, enum relay_splice splice, relay_done_fn *done,
+/* relay_init prepares an empty relay (no sockets); io gets the sockets' events until relay_start. */
+void relay_init(struct relay *r, struct event_base *base, relay_io_fn *io, relay_done_fn *done,
     void *arg);
 
-/* relay_stop detaches callbacks, frees the timer and pipes; bufferevents are left alone. */
-void relay_stop(struct relay *r);
+/*
+ * relay_attach gives side's socket to the relay, which closes it from now
+ * on (relay_close_side, relay_free), even when arming fails. arm registers
+ * its event now; otherwise relay_start does. Returns 0, or -1 when the
+ * event could not be registered (the socket is then already closed).
+ */
+int relay_attach(struct relay *r, int side, int fd, int arm);
+
+/* relay_arm registers side's event if relay_attach did not. Returns 0 or -1. */
+int relay_arm(struct relay *r, int side);
+
+/* relay_close_side closes side's socket and drops its event (a failed connect attempt). */
+void relay_close_side(struct relay *r, int side);
+
+/*
+ * relay_read reads up to len bytes from side before relay_start (sniffing)
+ * and keeps the end's flags. Returns the count, 0 at EOF, or -1 with errno
+ * (EAGAIN: nothing more until the next event).
+ */
+ssize_t relay_read(struct relay *r, int side, void *buf, size_t len);
+
+/*
+ * relay_write writes from buf to side before relay_start (a refusal).
+ * Returns the count (possibly short: wait for EV_WRITE), or -1 with errno.
+ */
+ssize_t relay_write(struct relay *r, int side, const void *buf, size_t len);
+
+/*
+ * relay_queue puts bytes before anything else relayed towards side "to":
+ * from the client (sniffed bytes, counted in bytes[]) or from gatekeeper
+ * itself (a PROXY header, "200 Connection established": not counted).
+ * Before relay_start only. Returns 0, or -1 when out of memory.
+ */
+int relay_queue(struct relay *r, int to, const void *data, size_t len, int counted);
+
+/*
+ * relay_start begins relaying both ways with the given splice mode; queued
+ * bytes go first. Both sides must be attached. It may finish at once
+ * (done called). Returns 0, or -1 when an event could not be registered
+ * (done not called).
+ */
+int relay_start(struct relay *r, enum relay_splice splice);
+
+/* relay_idle_ms: milliseconds since bytes last moved (or since relay_init). */
+int64_t relay_idle_ms(const struct relay *r);
+
+/* relay_free closes both sockets, and frees events, queues and pipes. */
+void relay_free(struct relay *r);
 
 #endif

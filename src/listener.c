@@ -24,6 +24,7 @@
 
 #define LISTEN_BACKLOG 511
 #define FD_PAUSE_MS 250
+#define FD_WARN_EVERY_S 5
 
 struct listener {
 	struct gk *gk;
@@ -37,7 +38,7 @@ struct listener {
 	int64_t max_connections; /* this worker's share of conf->max_connections */
 	int full;     /* paused: max_connections reached */
 	int fd_pause; /* paused: out of file descriptors */
-	int fd_warned;
+	struct timeval last_fd_warning;
 	struct event *pause_timer;
 	struct timeval last_unresolved_warning;
 	unsigned unresolved_suppressed;
@@ -64,7 +65,6 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	struct listener *l = arg;
 
 	(void)evl;
-	l->fd_warned = 0;
 	session_start(l->gk, l, fd, sa, (socklen_t)salen);
 }
 
@@ -79,25 +79,35 @@ on_pause_over(evutil_socket_t fd, short what, void *arg)
 	update_accepting(l);
 }
 
+int
+listener_out_of_resources(struct listener *l, int err)
+{
+	struct timeval tv = {0, FD_PAUSE_MS * 1000}, now;
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return 0;
+	/* One warning per episode: the pauses of one exhaustion come close together. */
+	event_base_gettimeofday_cached(l->gk->base, &now);
+	if (l->last_fd_warning.tv_sec == 0 || now.tv_sec - l->last_fd_warning.tv_sec >= FD_WARN_EVERY_S)
+		log_kv(LOG_LEVEL_WARN, "accept paused: out of resources",
+		    LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
+		    LOG_NUM("pause_ms", FD_PAUSE_MS));
+	l->last_fd_warning = now;
+	l->fd_pause = 1;
+	update_accepting(l);
+	evtimer_add(l->pause_timer, &tv);
+	return 1;
+}
+
 static void
 on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
-	struct timeval tv = {0, FD_PAUSE_MS * 1000};
 	int err = errno;
 
 	(void)evl;
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		if (!l->fd_warned)
-			log_kv(LOG_LEVEL_WARN, "accept paused: out of resources",
-			    LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
-			    LOG_NUM("pause_ms", FD_PAUSE_MS));
-		l->fd_warned = 1;
-		l->fd_pause = 1;
-		update_accepting(l);
-		evtimer_add(l->pause_timer, &tv);
+	if (listener_out_of_resources(l, err))
 		return;
-	}
 	/* ECONNABORTED and friends concern one client only. */
 	log_kv(LOG_LEVEL_DEBUG, "accept failed", LOG_STR("listener", l->conf->name),
 	    LOG_STR("error", strerror(err)));

@@ -1,26 +1,27 @@
 /*
- * relay.c: the byte pump between client and upstream.
+ * relay.c: the two sockets of a session and the byte pump between them.
  *
- * It follows libevent's le-proxy: each read callback moves the whole input
- * buffer to the other side's output (no copy, evbuffer chains move), and
- * when that output passes RELAY_HIGH_WATER, reading pauses until the peer
- * has drained it to half. Memory per connection is therefore bounded
- * whatever the peers do. EOF is forwarded as a half-close, so protocols that
- * shut one direction early (a client that sends a request then
- * shutdown(SHUT_WR)s) work; the relay ends only when both directions are
- * done, on an error, or when nothing moved for idle_ms.
+ * Each socket is registered once with one edge-triggered event for read,
+ * write and peer-close, and never changed until it closes: per connection
+ * that is one epoll_ctl to add and one to remove, and none while bytes
+ * flow. The edges set the end's readable/writable flags; a read or write
+ * that comes back short or with EAGAIN clears them (nginx's rule: a short
+ * read means the socket is drained unless the peer's FIN is already known,
+ * which EV_CLOSED reports).
  *
- * The splice path takes over once both sides' buffers are empty (relayd's
- * rule: never splice with bytes still buffered, or they would be
- * reordered): each direction gets a pipe, and bytes go socket -> pipe ->
- * socket inside the kernel. The pipe (64 KiB) is then the whole buffer of
- * that direction, so back-pressure is the same: a full pipe stops reading.
+ * pump() moves one direction as far as it can: write what is queued, then
+ * read, write straight on, and queue only what the destination did not
+ * take. With bytes queued it does not read from the source (back-pressure:
+ * at most one chunk per direction lives in user space). After a bounded
+ * number of reads in one go it yields to other connections by activating
+ * the event again. The splice path is the same loop with a pipe for the
+ * queue, entered only when the direction's queue is empty, so bytes cannot
+ * be reordered.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,16 +30,16 @@
 #include "log.h"
 #include "relay.h"
 
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
-static void maybe_splice(struct relay *r);
+/* Reads per direction in one callback before other connections get a turn. */
+#define RELAY_ROUNDS 16
 
-static int
-side_of(const struct relay *r, const struct bufferevent *bev)
-{
-	return bev == r->bev[RELAY_CLIENT] ? RELAY_CLIENT : RELAY_UPSTREAM;
-}
+/*
+ * Every read lands here first. One per thread (each worker runs its own
+ * loop), so a connection whose peers keep up owns no buffer at all.
+ */
+static _Thread_local char scratch[RELAY_CHUNK];
+
+static void on_io(evutil_socket_t fd, short what, void *arg);
 
 static void
 touch(struct relay *r)
@@ -46,356 +47,400 @@ touch(struct relay *r)
 	event_base_gettimeofday_cached(r->base, &r->last_active);
 }
 
-/* finish ends the relay; nothing may touch r after it returns. */
-static void
-finish(struct relay *r, const char *reason)
-{
-	relay_done_fn *done = r->done;
-	void *arg = r->arg;
-
-	relay_stop(r);
-	done(arg, reason);
-}
-
-/*
- * shut_if_flushed half-closes the peer of a side that sent EOF, once every
- * byte from that side has been written. Returns 1 if the relay finished.
- */
-static int
-shut_if_flushed(struct relay *r, int from)
-{
-	int to = !from;
-	struct bufferevent *dst = r->bev[to];
-
-	if (!r->eof[from] || r->shut[to])
-		return 0;
-	if (evbuffer_get_length(bufferevent_get_output(dst)) > 0) {
-		/* Have on_write fire when the queue is empty. */
-		bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
-		return 0;
-	}
-	r->shut[to] = 1;
-	if (shutdown(bufferevent_getfd(dst), SHUT_WR) == -1 && errno != ENOTCONN) {
-		finish(r, to == RELAY_CLIENT ? "client_error" : "upstream_error");
-		return 1;
-	}
-	if (r->shut[RELAY_CLIENT] && r->shut[RELAY_UPSTREAM]) {
-		finish(r, "closed");
-		return 1;
-	}
-	return 0;
-}
-
-/* forward moves side from's input to the other side's output. */
-static void
-forward(struct relay *r, int from)
-{
-	struct evbuffer *in = bufferevent_get_input(r->bev[from]);
-	struct evbuffer *out = bufferevent_get_output(r->bev[!from]);
-	size_t n = evbuffer_get_length(in);
-
-	if (n == 0)
-		return;
-	r->bytes[from] += n;
-	touch(r);
-	evbuffer_add_buffer(out, in);
-	if (evbuffer_get_length(out) >= RELAY_HIGH_WATER && !r->eof[from]) {
-		/* Stop reading until the peer drains half of what is queued. */
-		r->paused[from] = 1;
-		bufferevent_disable(r->bev[from], EV_READ);
-		bufferevent_setwatermark(r->bev[!from], EV_WRITE, RELAY_HIGH_WATER / 2, 0);
-	}
-}
-
-static void
-on_read(struct bufferevent *bev, void *arg)
-{
-	struct relay *r = arg;
-
-	forward(r, side_of(r, bev));
-	maybe_splice(r);
-}
-
-/* on_write: the output to this side fell to its low watermark. */
-static void
-on_write(struct bufferevent *bev, void *arg)
-{
-	struct relay *r = arg;
-	int to = side_of(r, bev), from = !to;
-
-	touch(r);
-	if (r->paused[from]) {
-		r->paused[from] = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		bufferevent_enable(r->bev[from], EV_READ);
-	}
-	if (shut_if_flushed(r, from))
-		return;
-	maybe_splice(r);
-}
-
-/* ---- the splice path ---- */
-
 static const char *
 side_error(int side)
 {
 	return side == RELAY_CLIENT ? "client_error" : "upstream_error";
 }
 
-/*
- * pump moves what it can in one direction: empty the pipe into the
- * destination first, then refill it from the source. It waits (an event)
- * when the destination is full or the source is empty, half-closes the
- * destination after the source's EOF, and finishes the relay on errors or
- * when both directions are done. Returns 1 if the relay finished.
- */
+/* finish ends the relay; the done callback frees it. Always returns 1. */
 static int
-pump(struct relay_pipe *p)
+finish(struct relay *r, const char *reason)
 {
-	struct relay *r = p->relay;
-	int from = p->from, to = !from;
-	int src = bufferevent_getfd(r->bev[from]), dst = bufferevent_getfd(r->bev[to]);
-	ssize_t n;
-
-	for (;;) {
-		if (p->queued > 0) {
-			n = splice(p->fd[0], NULL, dst, NULL, p->queued,
-			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n > 0) {
-				p->queued -= (size_t)n;
-				touch(r);
-				continue;
-			}
-			if (n < 0 && errno == EAGAIN) {
-				/* Back-pressure: stop reading until the peer drains. */
-				event_del(p->readable);
-				event_add(p->writable, NULL);
-				return 0;
-			}
-			finish(r, side_error(to));
-			return 1;
-		}
-		if (r->eof[from]) {
-			r->shut[to] = 1;
-			event_del(p->readable);
-			if (shutdown(dst, SHUT_WR) == -1 && errno != ENOTCONN) {
-				finish(r, side_error(to));
-				return 1;
-			}
-			if (r->shut[RELAY_CLIENT] && r->shut[RELAY_UPSTREAM]) {
-				finish(r, "closed");
-				return 1;
-			}
-			return 0;
-		}
-		n = splice(src, NULL, p->fd[1], NULL, RELAY_PIPE_SIZE,
-		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n > 0) {
-			p->queued = (size_t)n;
-			r->bytes[from] += (uint64_t)n;
-			touch(r);
-			continue;
-		}
-		if (n == 0) {
-			r->eof[from] = 1;
-			continue;
-		}
-		if (errno == EAGAIN) {
-			event_add(p->readable, NULL);
-			return 0;
-		}
-		finish(r, side_error(from));
-		return 1;
-	}
-}
-
-static void
-on_splice_event(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	pump(arg);
-}
-
-static void
-pipe_close(struct relay_pipe *p)
-{
-	if (p->relay == NULL)
-		return; /* never set up */
-	if (p->readable)
-		event_free(p->readable);
-	if (p->writable)
-		event_free(p->writable);
-	p->readable = p->writable = NULL;
-	for (int i = 0; i < 2; i++)
-		if (p->fd[i] >= 0)
-			close(p->fd[i]);
-	p->fd[0] = p->fd[1] = -1;
-	p->relay = NULL;
-}
-
-static int
-buffers_empty(const struct relay *r)
-{
-	for (int i = 0; i < 2; i++)
-		if (evbuffer_get_length(bufferevent_get_input(r->bev[i])) > 0 ||
-		    evbuffer_get_length(bufferevent_get_output(r->bev[i])) > 0)
-			return 0;
+	r->done(r->arg, reason);
 	return 1;
 }
 
-/*
- * maybe_splice switches to the splice path when it is allowed and every
- * buffer is empty. If pipes cannot be had (fd limit), copying goes on.
- */
-static void
-maybe_splice(struct relay *r)
+static int
+retryable(int err)
 {
-	if (r->spliced || r->splice == RELAY_SPLICE_OFF)
-		return;
-	if (r->splice == RELAY_SPLICE_AUTO &&
-	    r->bytes[RELAY_CLIENT] + r->bytes[RELAY_UPSTREAM] < RELAY_SPLICE_AUTO_AFTER)
-		return;
-	if (!buffers_empty(r)) {
-		/*
-		 * Let the queues drain first: read no more into a queue that
-		 * is not empty (back-pressure with a high-water mark of 0,
-		 * for a moment). on_write comes back here as they empty.
-		 */
-		for (int i = 0; i < 2; i++) {
-			struct bufferevent *dst = r->bev[!i];
-			if (r->eof[i] || evbuffer_get_length(bufferevent_get_output(dst)) == 0)
-				continue;
-			r->paused[i] = 1;
-			bufferevent_disable(r->bev[i], EV_READ);
-			bufferevent_setwatermark(dst, EV_WRITE, 0, 0);
-		}
-		return;
-	}
-	for (int d = 0; d < 2; d++) {
-		struct relay_pipe *p = &r->pipe[d];
-		int src = bufferevent_getfd(r->bev[d]), dst = bufferevent_getfd(r->bev[!d]);
-		p->relay = r;
-		p->from = d;
-		if (pipe2(p->fd, O_NONBLOCK | O_CLOEXEC) == -1) {
-			p->fd[0] = p->fd[1] = -1;
-			goto fail;
-		}
-		/* A bigger pipe means fewer, larger splices (best effort: capped by
-		 * /proc/sys/fs/pipe-max-size and the per-user pipe budget). */
-		(void)fcntl(p->fd[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
-		p->readable = event_new(r->base, src, EV_READ | EV_PERSIST, on_splice_event, p);
-		p->writable = event_new(r->base, dst, EV_WRITE, on_splice_event, p);
-		if (p->readable == NULL || p->writable == NULL)
-			goto fail;
-	}
-	for (int i = 0; i < 2; i++) {
-		r->paused[i] = 0;
-		bufferevent_disable(r->bev[i], EV_READ | EV_WRITE);
-	}
-	r->spliced = 1;
-	/* A direction whose EOF is already forwarded has nothing left to move. */
-	for (int d = 0; d < 2; d++)
-		if (!r->shut[!d] && pump(&r->pipe[d]))
-			return;
-	return;
-fail:
-	log_warn("relay: cannot set up splice, copying instead");
-	for (int d = 0; d < 2; d++)
-		pipe_close(&r->pipe[d]);
-	r->splice = RELAY_SPLICE_OFF;
-}
-
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct relay *r = arg;
-	int side = side_of(r, bev);
-
-	if (what & BEV_EVENT_ERROR) {
-		finish(r, side == RELAY_CLIENT ? "client_error" : "upstream_error");
-		return;
-	}
-	if (what & BEV_EVENT_EOF) {
-		/* Forward whatever arrived with the FIN before half-closing. */
-		forward(r, side);
-		r->eof[side] = 1;
-		r->paused[side] = 0;
-		bufferevent_disable(bev, EV_READ);
-		shut_if_flushed(r, side);
-	}
-}
-
-static void
-on_idle_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct relay *r = arg;
-	struct timeval now, left;
-	int64_t idle;
-
-	(void)fd;
-	(void)what;
-	event_base_gettimeofday_cached(r->base, &now);
-	idle = clock_ms_between(&r->last_active, &now);
-	if (idle >= r->idle_ms) {
-		finish(r, "idle_timeout");
-		return;
-	}
-	/* Something moved since the timer was armed: wait for the remainder. */
-	left = clock_tv(r->idle_ms - idle);
-	evtimer_add(r->idle_timer, &left);
+	return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
 int
-relay_start(struct relay *r, struct event_base *base, struct bufferevent *client,
-    struct bufferevent *upstream, int64_t idle_ms, enum relay_splice splice, relay_done_fn *done,
-    void *arg)
+relay_arm(struct relay *r, int side)
 {
-	memset(r, 0, sizeof(*r));
-	r->base = base;
-	r->bev[RELAY_CLIENT] = client;
-	r->bev[RELAY_UPSTREAM] = upstream;
-	r->idle_ms = idle_ms;
-	r->splice = splice;
-	r->done = done;
-	r->arg = arg;
-	touch(r);
-	if (idle_ms > 0) {
-		struct timeval tv = clock_tv(idle_ms);
-		if ((r->idle_timer = evtimer_new(base, on_idle_timer, r)) == NULL)
-			return -1;
-		evtimer_add(r->idle_timer, &tv);
-	}
-	for (int i = 0; i < 2; i++) {
-		bufferevent_setcb(r->bev[i], on_read, on_write, on_event, r);
-		bufferevent_setwatermark(r->bev[i], EV_READ | EV_WRITE, 0, 0);
-		bufferevent_set_max_single_read(r->bev[i], 64 * 1024);
-		bufferevent_set_max_single_write(r->bev[i], 64 * 1024);
-	}
-	/* Bytes that arrived before the relay started (e.g. while connecting). */
-	forward(r, RELAY_CLIENT);
-	forward(r, RELAY_UPSTREAM);
-	/*
-	 * Writing is enabled from creation and armed by libevent only while
-	 * output is queued; enabling it here would arm it for nothing.
-	 */
-	for (int i = 0; i < 2; i++)
-		if (!r->paused[i])
-			bufferevent_enable(r->bev[i], EV_READ);
-	maybe_splice(r);
+	struct relay_end *e = &r->end[side];
+
+	if (e->ev != NULL)
+		return 0;
+	e->ev = event_new(r->base, e->fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, on_io,
+	    r);
+	if (e->ev == NULL || event_add(e->ev, NULL) == -1)
+		return -1;
 	return 0;
 }
 
 void
-relay_stop(struct relay *r)
+relay_init(struct relay *r, struct event_base *base, relay_io_fn *io, relay_done_fn *done,
+    void *arg)
+{
+	memset(r, 0, sizeof(*r));
+	r->base = base;
+	r->io = io;
+	r->done = done;
+	r->arg = arg;
+	for (int i = 0; i < 2; i++) {
+		r->end[i].fd = -1;
+		r->q[i].pipe[0] = r->q[i].pipe[1] = -1;
+	}
+	touch(r);
+}
+
+int
+relay_attach(struct relay *r, int side, int fd, int arm)
+{
+	struct relay_end *e = &r->end[side];
+
+	memset(e, 0, sizeof(*e));
+	e->fd = fd;
+	if (arm && relay_arm(r, side) == -1) {
+		relay_close_side(r, side);
+		return -1;
+	}
+	return 0;
+}
+
+void
+relay_close_side(struct relay *r, int side)
+{
+	struct relay_end *e = &r->end[side];
+
+	if (e->ev != NULL)
+		event_free(e->ev);
+	if (e->fd >= 0)
+		close(e->fd);
+	memset(e, 0, sizeof(*e));
+	e->fd = -1;
+}
+
+ssize_t
+relay_read(struct relay *r, int side, void *buf, size_t len)
+{
+	struct relay_end *e = &r->end[side];
+	ssize_t n;
+
+	do
+		n = read(e->fd, buf, len);
+	while (n == -1 && errno == EINTR);
+	if (n == 0 || (n > 0 && (size_t)n < len && !e->peer_closed) ||
+	    (n == -1 && retryable(errno)))
+		e->readable = 0;
+	return n;
+}
+
+ssize_t
+relay_write(struct relay *r, int side, const void *buf, size_t len)
+{
+	struct relay_end *e = &r->end[side];
+	ssize_t n;
+
+	do
+		n = write(e->fd, buf, len);
+	while (n == -1 && errno == EINTR);
+	if ((n >= 0 && (size_t)n < len) || (n == -1 && retryable(errno)))
+		e->writable = 0;
+	return n;
+}
+
+int
+relay_queue(struct relay *r, int to, const void *data, size_t len, int counted)
+{
+	struct relay_queue *q = &r->q[!to];
+	char *buf;
+
+	if (len == 0)
+		return 0;
+	if ((buf = realloc(q->buf, q->off + q->len + len)) == NULL)
+		return -1;
+	memcpy(buf + q->off + q->len, data, len);
+	q->buf = buf;
+	q->len += len;
+	if (counted)
+		r->bytes[!to] += len;
+	return 0;
+}
+
+/* ---- one direction ---- */
+
+/*
+ * flush writes queued bytes to the destination. Returns 1 when the queue
+ * is empty, 0 when the destination is full (wait for its edge), -1 on a
+ * write error.
+ */
+static int
+flush(struct relay *r, struct relay_queue *q, struct relay_end *dst)
+{
+	ssize_t n;
+
+	while (q->piped > 0) {
+		n = splice(q->pipe[0], NULL, dst->fd, NULL, q->piped,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			q->piped -= (size_t)n;
+			touch(r);
+		} else if (n == -1 && retryable(errno)) {
+			if (errno != EINTR) {
+				dst->writable = 0;
+				return 0;
+			}
+		} else {
+			return -1;
+		}
+	}
+	while (q->len > 0) {
+		n = write(dst->fd, q->buf + q->off, q->len);
+		if (n > 0) {
+			q->off += (size_t)n;
+			q->len -= (size_t)n;
+			touch(r);
+			if (q->len > 0) {
+				dst->writable = 0; /* a short write: the socket buffer is full */
+				return 0;
+			}
+		} else if (n == -1 && retryable(errno)) {
+			if (errno != EINTR) {
+				dst->writable = 0;
+				return 0;
+			}
+		} else {
+			return -1;
+		}
+	}
+	/* Drained: an idle connection keeps no buffer. */
+	free(q->buf);
+	q->buf = NULL;
+	q->off = 0;
+	return 1;
+}
+
+/*
+ * copy reads one chunk from side from and writes it straight to the other
+ * side, queueing what the other side did not take. Returns 0, or 1 when
+ * the relay finished.
+ */
+static int
+copy(struct relay *r, int from)
+{
+	struct relay_end *src = &r->end[from], *dst = &r->end[!from];
+	struct relay_queue *q = &r->q[from];
+	ssize_t n, w = 0;
+
+	n = read(src->fd, scratch, sizeof(scratch));
+	if (n == 0) {
+		r->eof[from] = 1;
+		src->readable = 0;
+		return 0;
+	}
+	if (n < 0) {
+		if (retryable(errno)) {
+			if (errno != EINTR)
+				src->readable = 0;
+			return 0;
+		}
+		return finish(r, side_error(from));
+	}
+	r->bytes[from] += (uint64_t)n;
+	r->full_read[from] = n == (ssize_t)sizeof(scratch);
+	touch(r);
+	if (!r->full_read[from] && !src->peer_closed)
+		src->readable = 0;
+	if (dst->writable) {
+		do
+			w = write(dst->fd, scratch, (size_t)n);
+		while (w == -1 && errno == EINTR);
+		if (w == -1) {
+			if (!retryable(errno))
+				return finish(r, side_error(!from));
+			w = 0;
+		}
+		if (w < n)
+			dst->writable = 0;
+	}
+	if (w < n) {
+		if ((q->buf = malloc((size_t)(n - w))) == NULL)
+			return finish(r, "out_of_memory");
+		memcpy(q->buf, scratch + w, (size_t)(n - w));
+		q->off = 0;
+		q->len = (size_t)(n - w);
+	}
+	return 0;
+}
+
+/* fill_pipe moves what the source has into the direction's empty pipe. Returns 0 or 1 (finished). */
+static int
+fill_pipe(struct relay *r, int from)
+{
+	struct relay_end *src = &r->end[from];
+	struct relay_queue *q = &r->q[from];
+	ssize_t n;
+
+	n = splice(src->fd, NULL, q->pipe[1], NULL, RELAY_PIPE_SIZE,
+	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		q->piped = (size_t)n;
+		r->bytes[from] += (uint64_t)n;
+		touch(r);
+		return 0;
+	}
+	if (n == 0) {
+		r->eof[from] = 1;
+		src->readable = 0;
+		return 0;
+	}
+	if (retryable(errno)) {
+		/* The pipe is empty here, so EAGAIN means the socket is. */
+		if (errno != EINTR)
+			src->readable = 0;
+		return 0;
+	}
+	return finish(r, side_error(from));
+}
+
+/*
+ * maybe_splice gives direction from a pipe when its mode asks for one.
+ * Called only with the direction's queue empty. Without pipes (fd or
+ * pipe-buffer limits) the relay goes on copying.
+ */
+static void
+maybe_splice(struct relay *r, int from)
+{
+	struct relay_queue *q = &r->q[from];
+
+	if (q->pipe[0] >= 0 || r->splice == RELAY_SPLICE_OFF)
+		return;
+	if (r->splice == RELAY_SPLICE_AUTO &&
+	    (r->bytes[from] < RELAY_SPLICE_AUTO_AFTER || !r->full_read[from]))
+		return;
+	if (pipe2(q->pipe, O_NONBLOCK | O_CLOEXEC) == -1) {
+		q->pipe[0] = q->pipe[1] = -1;
+		log_warn("relay: cannot set up splice, copying instead");
+		r->splice = RELAY_SPLICE_OFF;
+		return;
+	}
+	/* A bigger pipe means fewer, larger splices (best effort: capped by
+	 * /proc/sys/fs/pipe-max-size and the per-user pipe budget). */
+	(void)fcntl(q->pipe[1], F_SETPIPE_SZ, RELAY_PIPE_SIZE);
+}
+
+/* half_close forwards an EOF to side to. Returns 1 if the relay finished. */
+static int
+half_close(struct relay *r, int to)
+{
+	if (!r->shut[to]) {
+		r->shut[to] = 1;
+		if (shutdown(r->end[to].fd, SHUT_WR) == -1 && errno != ENOTCONN)
+			return finish(r, side_error(to));
+	}
+	if (r->shut[RELAY_CLIENT] && r->shut[RELAY_UPSTREAM])
+		return finish(r, "closed");
+	return 0;
+}
+
+/*
+ * pump moves bytes from side from to the other side until one of them
+ * must be waited for. Returns 1 if the relay finished (it is freed then).
+ */
+static int
+pump(struct relay *r, int from)
+{
+	struct relay_end *src = &r->end[from], *dst = &r->end[!from];
+	struct relay_queue *q = &r->q[from];
+	int rounds = 0, rc;
+
+	if (r->shut[!from])
+		return 0;
+	for (;;) {
+		if (q->len > 0 || q->piped > 0) {
+			if (!dst->writable)
+				return 0;
+			if ((rc = flush(r, q, dst)) == -1)
+				return finish(r, side_error(!from));
+			if (rc == 0)
+				return 0;
+		}
+		if (r->eof[from])
+			return half_close(r, !from);
+		if (!src->readable)
+			return 0;
+		if (++rounds > RELAY_ROUNDS) {
+			/* Come back after the other connections had their turn. */
+			event_active(src->ev, EV_READ, 0);
+			return 0;
+		}
+		maybe_splice(r, from);
+		if ((q->pipe[0] >= 0 ? fill_pipe(r, from) : copy(r, from)) == 1)
+			return 1;
+	}
+}
+
+static void
+on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	int side = fd == r->end[RELAY_CLIENT].fd ? RELAY_CLIENT : RELAY_UPSTREAM;
+	struct relay_end *e = &r->end[side];
+
+	if (what & EV_READ)
+		e->readable = 1;
+	if (what & EV_WRITE)
+		e->writable = 1;
+	if (what & EV_CLOSED)
+		e->readable = e->peer_closed = 1;
+	if (!r->running) {
+		r->io(r->arg, side, what);
+		return;
+	}
+	/* Bytes from this side, then bytes waiting for this side. */
+	if (pump(r, side) == 0)
+		pump(r, !side);
+}
+
+int
+relay_start(struct relay *r, enum relay_splice splice)
 {
 	for (int i = 0; i < 2; i++)
-		if (r->bev[i] != NULL)
-			bufferevent_setcb(r->bev[i], NULL, NULL, NULL, NULL);
-	if (r->idle_timer != NULL) {
-		event_free(r->idle_timer);
-		r->idle_timer = NULL;
+		if (relay_arm(r, i) == -1)
+			return -1;
+	r->running = 1;
+	r->splice = splice;
+	touch(r);
+	if (pump(r, RELAY_CLIENT) == 0)
+		pump(r, RELAY_UPSTREAM);
+	return 0;
+}
+
+int64_t
+relay_idle_ms(const struct relay *r)
+{
+	struct timeval now;
+
+	event_base_gettimeofday_cached(r->base, &now);
+	return clock_ms_between(&r->last_active, &now);
+}
+
+void
+relay_free(struct relay *r)
+{
+	for (int i = 0; i < 2; i++) {
+		struct relay_queue *q = &r->q[i];
+		relay_close_side(r, i);
+		free(q->buf);
+		q->buf = NULL;
+		q->len = q->off = q->piped = 0;
+		for (int j = 0; j < 2; j++)
+			if (q->pipe[j] >= 0)
+				close(q->pipe[j]);
+		q->pipe[0] = q->pipe[1] = -1;
 	}
-	for (int d = 0; d < 2; d++)
-		pipe_close(&r->pipe[d]);
 }

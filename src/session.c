@@ -14,10 +14,12 @@
  * lookup, because in Docker it usually means a restarted container. Bytes
  * read while sniffing stay in the client's input buffer and are the first
  * thing the relay forwards. Every path out goes through session_close.
+ *
+ * The relay owns both sockets from the start; until relay_start their
+ * events come to session_io, which reads the head while sniffing, sees the
+ * upstream's connect finish, and writes refusals.
  */
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,10 @@
 
 /* How long a refusal (TLS alert, HTTP error) may take to reach the client. */
 #define REFUSAL_FLUSH_MS 2000
+/* Most bytes read before the route is known: a PROXY header, then a hello or a head. */
+#define SNIFF_MAX \
+	((SNIFF_TLS_MAX_HELLO > SNIFF_HTTP_MAX_HEAD ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD) + \
+	    PROXYPROTO_PARSE_MAX)
 
 enum session_state {
 	SESSION_SNIFFING,   /* reading the PROXY header and/or the first bytes */
@@ -72,8 +78,10 @@ struct session {
 	struct resolver_name *upstream_name;
 	struct resolver_name *dynamic; /* our own watch of a $host name */
 	struct resolver_waiter waiter;
-	struct bufferevent *client_bev;
-	struct bufferevent *upstream_bev;
+	uint8_t *in;         /* bytes read while sniffing (SNIFF_MAX), until the relay starts */
+	size_t in_off, in_len; /* in[in_off .. in_len) is not consumed yet */
+	char out[512];       /* a refusal on its way to the client */
+	size_t out_off, out_len;
 	struct resolver_addrs *addrs;
 	size_t first, tried; /* round-robin start, addresses tried so far */
 	int timed_out;       /* some attempt ran out of time */
@@ -153,14 +161,11 @@ session_close(struct session *s, const char *reason)
 	struct gk *gk = s->gk;
 
 	log_access(s, reason);
-	relay_stop(&s->relay);
+	relay_free(&s->relay);
+	free(s->in);
 	resolver_wait_cancel(&s->waiter);
 	if (s->timer)
 		event_free(s->timer);
-	if (s->upstream_bev)
-		bufferevent_free(s->upstream_bev);
-	if (s->client_bev)
-		bufferevent_free(s->client_bev);
 	resolver_addrs_release(s->addrs);
 	resolver_unwatch(s->dynamic);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
@@ -181,22 +186,16 @@ session_close_all(struct gk *gk, const char *reason)
 
 /* ---- refusals ---- */
 
+/* refusal_write writes what is left of the refusal; the session closes once it is out. */
 static void
-on_refusal_written(struct bufferevent *bev, void *arg)
+refusal_write(struct session *s)
 {
-	struct session *s = arg;
+	ssize_t n = relay_write(&s->relay, RELAY_CLIENT, s->out + s->out_off, s->out_len - s->out_off);
 
-	(void)bev;
-	session_close(s, s->refusal_reason);
-}
-
-static void
-on_refusal_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
-
-	(void)bev;
-	(void)what;
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return; /* the client's next write edge brings us back */
+	if (n > 0 && (s->out_off += (size_t)n) < s->out_len)
+		return;
 	session_close(s, s->refusal_reason);
 }
 
@@ -206,15 +205,17 @@ refuse(struct session *s, const void *bytes, size_t len, const char *reason)
 {
 	s->state = SESSION_REFUSING;
 	s->refusal_reason = reason;
-	bufferevent_disable(s->client_bev, EV_READ);
-	bufferevent_setwatermark(s->client_bev, EV_WRITE, 0, 0);
-	bufferevent_setcb(s->client_bev, NULL, on_refusal_written, on_refusal_event, s);
-	if (bufferevent_write(s->client_bev, bytes, len) == -1 ||
-	    bufferevent_enable(s->client_bev, EV_WRITE) == -1) {
+	if (len > sizeof(s->out))
+		len = sizeof(s->out);
+	memcpy(s->out, bytes, len);
+	s->out_len = len;
+	s->out_off = 0;
+	if (relay_arm(&s->relay, RELAY_CLIENT) == -1) {
 		session_close(s, reason);
 		return;
 	}
 	arm_timer(s, REFUSAL_FLUSH_MS);
+	refusal_write(s);
 }
 
 static const struct http_refusal {
@@ -301,8 +302,7 @@ set_error(struct session *s, int err)
 static void
 upstream_failed(struct session *s)
 {
-	bufferevent_free(s->upstream_bev);
-	s->upstream_bev = NULL;
+	relay_close_side(&s->relay, RELAY_UPSTREAM);
 	resolver_refresh(s->upstream_name);
 	connect_next(s);
 }
@@ -316,7 +316,7 @@ proxy_send_version(const struct session *s)
 }
 
 /* send_proxy_header queues the PROXY header for the upstream, if configured. */
-static void
+static int
 send_proxy_header(struct session *s)
 {
 	uint8_t buf[PROXYPROTO_V2_MAX > PROXYPROTO_V1_MAX ? PROXYPROTO_V2_MAX : PROXYPROTO_V1_MAX];
@@ -327,10 +327,10 @@ send_proxy_header(struct session *s)
 	size_t n;
 
 	if (version == CONFIG_PROXY_NONE)
-		return;
+		return 0;
 	/* The address the client connected to, unless a PROXY header gave it. */
 	if (!s->proxied &&
-	    getsockname(bufferevent_getfd(s->client_bev), (struct sockaddr *)&s->local, &llen) == -1)
+	    getsockname(s->relay.end[RELAY_CLIENT].fd, (struct sockaddr *)&s->local, &llen) == -1)
 		memcpy(&s->local, listener_bound(s->listener), sizeof(s->local));
 	switch (version) {
 	case CONFIG_PROXY_V1:
@@ -340,42 +340,62 @@ send_proxy_header(struct session *s)
 		n = proxyproto_write_v2(buf, sizeof(buf), src, dst);
 		break;
 	default:
-		return;
+		return 0;
 	}
-	bufferevent_write(s->upstream_bev, buf, n);
+	return relay_queue(&s->relay, RELAY_UPSTREAM, buf, n, 0);
 }
 
+/*
+ * connected starts the relay: first what gatekeeper itself says (the
+ * CONNECT answer to the client, a PROXY header to the upstream), then the
+ * bytes read while sniffing, then whatever the peers send.
+ */
 static void
-on_connect_event(struct bufferevent *bev, short what, void *arg)
+connected(struct session *s)
 {
-	struct session *s = arg;
-	int err = EVUTIL_SOCKET_ERROR();
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
 
-	(void)bev;
-	if (what & BEV_EVENT_CONNECTED) {
-		evtimer_del(s->timer);
-		s->error[0] = '\0';
-		s->state = SESSION_RELAYING;
-		net_set_nodelay(bufferevent_getfd(s->upstream_bev));
-		if (s->connect_method) {
-			/* The CONNECT head is for us; the tunnel starts after it. */
-			static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-			evbuffer_drain(bufferevent_get_input(s->client_bev), s->head_len);
-			bufferevent_write(s->client_bev, ok, sizeof(ok) - 1);
-		}
-		send_proxy_header(s);
-		if (relay_start(&s->relay, s->gk->base, s->client_bev, s->upstream_bev,
-			s->conf->idle_timeout, (enum relay_splice)s->conf->splice, on_relay_done,
-			s) == -1)
-			session_close(s, "out_of_memory");
+	evtimer_del(s->timer);
+	s->error[0] = '\0';
+	s->state = SESSION_RELAYING;
+	if (s->connect_method) {
+		/* The CONNECT head is for us; the tunnel starts after it. */
+		s->in_off += s->head_len;
+		if (relay_queue(&s->relay, RELAY_CLIENT, ok, sizeof(ok) - 1, 0) == -1)
+			goto oom;
+	}
+	if (send_proxy_header(s) == -1 ||
+	    relay_queue(&s->relay, RELAY_UPSTREAM, s->in + s->in_off, s->in_len - s->in_off, 1) == -1)
+		goto oom;
+	free(s->in);
+	s->in = NULL;
+	s->in_off = s->in_len = 0;
+	if (s->conf->idle_timeout > 0)
+		arm_timer(s, s->conf->idle_timeout);
+	/* From here the relay may finish, and free s, at any time. */
+	if (relay_start(&s->relay, (enum relay_splice)s->conf->splice) == -1)
+		goto oom;
+	return;
+oom:
+	session_close(s, "out_of_memory");
+}
+
+/* upstream_io: the upstream socket being connected had an event. */
+static void
+upstream_io(struct session *s, short what)
+{
+	int err;
+
+	if (!(what & EV_WRITE))
+		return;
+	if ((err = net_connect_result(s->relay.end[RELAY_UPSTREAM].fd)) == 0) {
+		connected(s);
 		return;
 	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
-		set_error(s, err ? err : ECONNRESET);
-		log_kv(LOG_LEVEL_DEBUG, "connect failed", LOG_STR("listener", s->conf->name),
-		    LOG_STR("error", s->error));
-		upstream_failed(s);
-	}
+	set_error(s, err);
+	log_kv(LOG_LEVEL_DEBUG, "connect failed", LOG_STR("listener", s->conf->name),
+	    LOG_STR("error", s->error));
+	upstream_failed(s);
 }
 
 /*
@@ -388,6 +408,7 @@ connect_next(struct session *s)
 {
 	struct timeval now;
 	int64_t left, share;
+	int fd;
 
 	event_base_gettimeofday_cached(s->gk->base, &now);
 	left = clock_ms_between(&now, &s->deadline);
@@ -401,19 +422,16 @@ connect_next(struct session *s)
 		s->tried++;
 		memcpy(&s->upstream, sa, sizeof(s->upstream));
 		s->upstream_set = 1;
-		s->upstream_bev = bufferevent_socket_new(s->gk->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-		if (s->upstream_bev == NULL) {
+		if ((fd = net_connect(sa, net_sockaddr_len(sa))) == -1) {
+			set_error(s, errno);
+			/* Out of fds: take no more clients for a moment either. */
+			listener_out_of_resources(s->listener, errno);
+			continue;
+		}
+		/* Its first write edge says how the connect ended (upstream_io). */
+		if (relay_attach(&s->relay, RELAY_UPSTREAM, fd, 1) == -1) {
 			session_close(s, "out_of_memory");
 			return;
-		}
-		bufferevent_setcb(s->upstream_bev, NULL, NULL, on_connect_event, s);
-		if (bufferevent_socket_connect(s->upstream_bev, sa, (int)net_sockaddr_len(sa)) ==
-		    -1) {
-			set_error(s, errno);
-			bufferevent_free(s->upstream_bev);
-			s->upstream_bev = NULL;
-			continue;
 		}
 		share = left / (int64_t)remaining;
 		arm_timer(s, share < 1 ? 1 : share);
@@ -546,9 +564,7 @@ upstream_chosen(struct session *s)
 	budget = clock_tv(s->conf->connect_timeout);
 	event_base_gettimeofday_cached(s->gk->base, &s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
-	/* Sniffed bytes wait in the input buffer; the rest waits in the kernel. */
-	bufferevent_disable(s->client_bev, EV_READ);
-	bufferevent_setcb(s->client_bev, NULL, NULL, NULL, NULL);
+	/* Sniffed bytes wait in s->in; the rest waits in the kernel. */
 	if (!s->target->sniffed_host) {
 		s->upstream_name = listener_upstream(s->listener, s->route);
 		start_connect(s);
@@ -696,17 +712,16 @@ route(struct session *s)
  * for more bytes, -1 after failing the session.
  */
 static int
-read_proxy_header(struct session *s, struct evbuffer *in)
+read_proxy_header(struct session *s)
 {
 	const struct config_proxy_protocol *pp = &s->conf->proxy;
 	struct proxyproto_header h;
 	enum parse_result r;
-	size_t len = evbuffer_get_length(in);
 	int trusted = pp->n_trusted == 0;
 
 	for (size_t i = 0; i < pp->n_trusted && !trusted; i++)
 		trusted = config_cidr_contains(&pp->trusted[i], (struct sockaddr *)&s->peer);
-	r = proxyproto_parse(evbuffer_pullup(in, (ssize_t)len), len, &h);
+	r = proxyproto_parse(s->in + s->in_off, s->in_len - s->in_off, &h);
 	if (r == PARSE_NEED_MORE)
 		return 0;
 	if (!trusted) {
@@ -726,7 +741,7 @@ read_proxy_header(struct session *s, struct evbuffer *in)
 		memcpy(&s->local, &h.dst, sizeof(s->local));
 		s->proxied = 1;
 	}
-	evbuffer_drain(in, h.len);
+	s->in_off += h.len;
 	s->proxy_done = 1;
 	return 1;
 }
@@ -749,31 +764,23 @@ creds_match(const struct config_strlist *creds, const char *v, size_t vlen)
 }
 
 /*
- * strip_header removes the header line holding buf[off..] from the head in
- * in (the Proxy-Authorization a client meant for us, not for the origin).
+ * strip_header removes the header line holding head[off..] from the
+ * sniffed bytes (the Proxy-Authorization a client meant for us, not for
+ * the origin). head is s->in + s->in_off.
  */
-static int
-strip_header(struct evbuffer *in, const uint8_t *buf, size_t head_len, size_t off)
+static void
+strip_header(struct session *s, uint8_t *head, size_t head_len, size_t off)
 {
 	size_t start = off, end = off;
-	struct evbuffer *rest;
+	uint8_t *tail = s->in + s->in_len;
 
-	while (start > 0 && buf[start - 1] != '\n')
+	while (start > 0 && head[start - 1] != '\n')
 		start--;
-	while (end + 1 < head_len && !(buf[end] == '\r' && buf[end + 1] == '\n'))
+	while (end + 1 < head_len && !(head[end] == '\r' && head[end + 1] == '\n'))
 		end++;
 	end += 2;
-	/* A bufferevent's input may not grow at its end, but its start is ours. */
-	if ((rest = evbuffer_new()) == NULL)
-		return -1;
-	evbuffer_remove_buffer(in, rest, start);
-	evbuffer_drain(in, end - start);
-	if (evbuffer_prepend_buffer(in, rest) == -1) {
-		evbuffer_free(rest);
-		return -1;
-	}
-	evbuffer_free(rest);
-	return 0;
+	memmove(head + start, head + end, (size_t)(tail - (head + end)));
+	s->in_len -= end - start;
 }
 
 /*
@@ -783,8 +790,7 @@ strip_header(struct evbuffer *in, const uint8_t *buf, size_t head_len, size_t of
  * failing the session.
  */
 static int
-proxy_request(struct session *s, struct evbuffer *in, const uint8_t *buf,
-    const struct sniff_http_request *req)
+proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *req)
 {
 	const struct config_strlist *creds = &s->conf->proxy_auth_b64;
 
@@ -822,10 +828,8 @@ proxy_request(struct session *s, struct evbuffer *in, const uint8_t *buf,
 	}
 	s->want_port = req->port ? req->port : req->https ? 443 : 80;
 	/* An absolute-form request goes on: without our credentials in it. */
-	if (req->proxy_auth_len > 0 && strip_header(in, buf, req->head_len, req->proxy_auth_off) == -1) {
-		session_close(s, "out_of_memory");
-		return -1;
-	}
+	if (req->proxy_auth_len > 0)
+		strip_header(s, buf, req->head_len, req->proxy_auth_off);
 	return 0;
 }
 
@@ -835,10 +839,10 @@ proxy_request(struct session *s, struct evbuffer *in, const uint8_t *buf,
  * failing the session.
  */
 static int
-sniff_name(struct session *s, struct evbuffer *in)
+sniff_name(struct session *s)
 {
-	size_t len = evbuffer_get_length(in), cap, plen;
-	const uint8_t *buf;
+	size_t len = s->in_len - s->in_off, cap, plen;
+	uint8_t *buf = s->in + s->in_off;
 	const char *raw;
 	size_t raw_len;
 	enum parse_result r;
@@ -847,7 +851,6 @@ sniff_name(struct session *s, struct evbuffer *in)
 
 	if (len == 0)
 		return 0;
-	buf = evbuffer_pullup(in, (ssize_t)len);
 	/*
 	 * Parse at most cap - 1 bytes: a head still incomplete there is too
 	 * large (not malformed), whatever follows.
@@ -878,7 +881,7 @@ sniff_name(struct session *s, struct evbuffer *in)
 	case PARSE_OK:
 		break;
 	}
-	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, in, buf, &req) == -1)
+	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, buf, &req) == -1)
 		return -1;
 	if (r == PARSE_NOT_FOUND) {
 		s->name[0] = '\0';
@@ -891,30 +894,80 @@ sniff_name(struct session *s, struct evbuffer *in)
 	return 1;
 }
 
-static void
-on_sniff_read(struct bufferevent *bev, void *arg)
+/*
+ * sniff_parse looks at what has been read so far. Returns 0 to read more,
+ * or 1 when the session went on (routed) or failed: s may be gone then.
+ */
+static int
+sniff_parse(struct session *s)
 {
-	struct session *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
 	int rc;
 
-	if (s->state != SESSION_SNIFFING)
-		return;
-	if (!s->proxy_done && (rc = read_proxy_header(s, in)) <= 0)
-		return;
-	if (s->conf->mode != CONFIG_MODE_TCP && (rc = sniff_name(s, in)) <= 0)
-		return;
+	if (!s->proxy_done && (rc = read_proxy_header(s)) <= 0)
+		return rc < 0;
+	if (s->conf->mode != CONFIG_MODE_TCP && (rc = sniff_name(s)) <= 0)
+		return rc < 0;
 	evtimer_del(s->timer);
 	route(s);
+	return 1;
 }
 
+/*
+ * sniff reads the client's first bytes until the PROXY header and the
+ * hello or head are complete. It reads no further than that: the rest is
+ * the relay's, and an EOF right after a complete head is the relay's to
+ * forward.
+ */
 static void
-on_sniff_event(struct bufferevent *bev, short what, void *arg)
+sniff(struct session *s)
+{
+	ssize_t n;
+
+	while (s->relay.end[RELAY_CLIENT].readable) {
+		if (s->in_len == SNIFF_MAX) {
+			session_fail(s, "too_large");
+			return;
+		}
+		n = relay_read(&s->relay, RELAY_CLIENT, s->in + s->in_len, SNIFF_MAX - s->in_len);
+		if (n == 0) {
+			session_close(s, "client_closed");
+			return;
+		}
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				session_close(s, "client_error");
+			return;
+		}
+		s->in_len += (size_t)n;
+		if (sniff_parse(s))
+			return;
+	}
+}
+
+/* session_io: a socket had an event before the relay started. */
+static void
+session_io(void *arg, int side, short what)
 {
 	struct session *s = arg;
 
-	(void)bev;
-	session_close(s, (what & BEV_EVENT_EOF) ? "client_closed" : "client_error");
+	switch (s->state) {
+	case SESSION_SNIFFING:
+		if (side == RELAY_CLIENT)
+			sniff(s);
+		break;
+	case SESSION_CONNECTING:
+		if (side == RELAY_UPSTREAM)
+			upstream_io(s, what);
+		break;
+	case SESSION_REFUSING:
+		if (side == RELAY_CLIENT && (what & EV_WRITE))
+			refusal_write(s);
+		break;
+	case SESSION_RESOLVING:
+	case SESSION_RELAYING:
+		/* The client's bytes and EOF wait in the kernel for the relay. */
+		break;
+	}
 }
 
 static void
@@ -940,8 +993,14 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_REFUSING:
 		session_close(s, s->refusal_reason);
 		break;
-	case SESSION_RELAYING:
+	case SESSION_RELAYING: {
+		int64_t idle = relay_idle_ms(&s->relay);
+		if (idle >= s->conf->idle_timeout)
+			session_close(s, "idle_timeout");
+		else
+			arm_timer(s, s->conf->idle_timeout - idle);
 		break;
+	}
 	}
 }
 
@@ -973,28 +1032,28 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	gk->n_sessions++;
 	listener_session_begin(l);
 
-	s->client_bev = bufferevent_socket_new(gk->base, fd,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	relay_init(&s->relay, gk->base, session_io, on_relay_done, s);
+	s->proxy_done = !s->conf->proxy.accept;
 	s->timer = evtimer_new(gk->base, on_timer, s);
-	if (s->client_bev == NULL || s->timer == NULL) {
-		if (s->client_bev == NULL)
-			evutil_closesocket(fd);
+	/*
+	 * In tcp mode with nothing to read first, the client's socket is
+	 * registered only when the relay starts: bytes sent meanwhile wait in
+	 * the kernel.
+	 */
+	if (relay_attach(&s->relay, RELAY_CLIENT, fd,
+		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1 ||
+	    s->timer == NULL) {
 		session_close(s, "out_of_memory");
 		return;
 	}
 	net_set_nodelay(fd);
-	s->proxy_done = !s->conf->proxy.accept;
 	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
-		/* Nothing to read first: bytes sent meanwhile wait in the kernel. */
-		bufferevent_disable(s->client_bev, EV_READ);
 		route(s);
 		return;
 	}
-	/* Read no more than a hello or a request head (plus a PROXY header). */
-	bufferevent_setwatermark(s->client_bev, EV_READ, 0,
-	    (SNIFF_TLS_MAX_HELLO > SNIFF_HTTP_MAX_HEAD ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD) +
-		PROXYPROTO_PARSE_MAX);
-	bufferevent_setcb(s->client_bev, on_sniff_read, NULL, on_sniff_event, s);
-	bufferevent_enable(s->client_bev, EV_READ);
+	if ((s->in = malloc(SNIFF_MAX)) == NULL) {
+		session_close(s, "out_of_memory");
+		return;
+	}
 	arm_timer(s, s->conf->sniff_timeout);
 }
