@@ -64,7 +64,8 @@ int net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
  * with SO_REUSEADDR (and IPV6_V6ONLY for IPv6, as nginx does, so 0.0.0.0:P
  * and [::]:P can both be listed). reuseport sets SO_REUSEPORT, so each
  * worker thread can own a socket on the same address and the kernel
- * spreads connections over them. Returns the fd, or -1 with err set.
+ * spreads connections over them. TCP_NODELAY is set on it, and Linux
+ * passes it on to every accepted socket. Returns the fd, or -1 with err set.
  */
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport, char *err,
     size_t errlen);

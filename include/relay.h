@@ -34,7 +34,7 @@ struct event;
 struct event_base;
 
 /* The most bytes one read takes, and so the most queued per direction. */
-#define RELAY_CHUNK (64 * 1024)
+#define RELAY_CHUNK (256 * 1024)
 
 enum relay_side {
 	RELAY_CLIENT = 0,

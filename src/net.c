@@ -251,6 +251,8 @@ net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
 	if (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
 		goto fail;
+	/* Accepted sockets inherit it (Linux), so accepting costs no setsockopt. */
+	net_set_nodelay(fd);
 	if (bind(fd, sa, len) == -1)
 		goto fail;
 	if (listen(fd, backlog) == -1)

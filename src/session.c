@@ -1046,7 +1046,6 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 		session_close(s, "out_of_memory");
 		return;
 	}
-	net_set_nodelay(fd);
 	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
 		route(s);
 		return;

@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cmocka.h>
@@ -567,6 +569,84 @@ test_listen_bad_address(void **state)
 	assert_non_null(strstr(err, "listen on 192.0.2.1:0: "));
 }
 
+/* ---- net_connect, and Nagle off on both sides of a relay ---- */
+
+static int
+nodelay(int fd)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+
+	assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len), 0);
+	return v;
+}
+
+static void
+test_connect_and_accept_nodelay(void **state)
+{
+	struct sockaddr_storage ss, bound;
+	socklen_t len, blen = sizeof(bound);
+	char err[128];
+	struct pollfd p;
+	int lfd, cfd, afd;
+
+	(void)state;
+	assert_int_equal(net_parse_ip("127.0.0.1", 0, &ss, &len), 0);
+	lfd = net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err));
+	assert_true(lfd >= 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&bound, &blen), 0);
+
+	cfd = net_connect((struct sockaddr *)&bound, blen);
+	assert_true(cfd >= 0);
+	assert_true(fcntl(cfd, F_GETFL) & O_NONBLOCK);
+	assert_true(fcntl(cfd, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(nodelay(cfd), 1);
+	p.fd = cfd;
+	p.events = POLLOUT;
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(net_connect_result(cfd), 0);
+
+	/* The accepted socket has Nagle off without a setsockopt of its own. */
+	p.fd = lfd;
+	p.events = POLLIN;
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	afd = accept(lfd, NULL, NULL);
+	assert_true(afd >= 0);
+	assert_int_equal(nodelay(afd), 1);
+	close(afd);
+	close(cfd);
+	close(lfd);
+}
+
+static void
+test_connect_refused(void **state)
+{
+	struct sockaddr_storage ss, bound;
+	socklen_t len, blen = sizeof(bound);
+	char err[128];
+	struct pollfd p;
+	int lfd, cfd;
+
+	(void)state;
+	/* A port that was just free: bind, note it, close. */
+	assert_int_equal(net_parse_ip("127.0.0.1", 0, &ss, &len), 0);
+	lfd = net_listen((struct sockaddr *)&ss, len, 16, 0, err, sizeof(err));
+	assert_true(lfd >= 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&bound, &blen), 0);
+	close(lfd);
+
+	cfd = net_connect((struct sockaddr *)&bound, blen);
+	if (cfd == -1) {
+		assert_int_equal(errno, ECONNREFUSED);
+		return;
+	}
+	p.fd = cfd;
+	p.events = POLLOUT;
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(net_connect_result(cfd), ECONNREFUSED);
+	close(cfd);
+}
+
 int
 main(void)
 {
@@ -587,6 +667,8 @@ main(void)
 		cmocka_unit_test(test_listen_ephemeral_and_in_use),
 		cmocka_unit_test(test_listen_v6_loopback),
 		cmocka_unit_test(test_listen_bad_address),
+		cmocka_unit_test(test_connect_and_accept_nodelay),
+		cmocka_unit_test(test_connect_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
