@@ -80,6 +80,17 @@ struct config_allow {
 	uint16_t port;           /* 0: the mode's default */
 };
 
+/* mode: http, the reverse-proxy settings of one listener. */
+struct config_http {
+	struct config_cidr *trusted; /* peers whose forwarding headers are kept */
+	size_t n_trusted;
+	int x_forwarded_for, x_forwarded_proto, x_forwarded_host, x_real_ip, forwarded;
+	int64_t max_header_size;   /* bytes: a bigger request head gets 431 */
+	int64_t header_timeout;    /* ms: a request head must be complete within it */
+	int64_t keepalive_timeout; /* ms: idle between a response and the next request */
+	int64_t max_requests;      /* per connection; 0 = no limit */
+};
+
 struct config_listener {
 	char *name;
 	struct config_addr listen;
@@ -104,6 +115,7 @@ struct config_listener {
 	int64_t connect_timeout; /* ms */
 	int64_t idle_timeout;    /* ms; 0 = none */
 	int64_t max_connections; /* 0 = unlimited */
+	struct config_http http;
 	int line, col;           /* where it was defined, for messages */
 	unsigned seen;           /* keys present in the file, one bit per key */
 };
@@ -172,6 +184,9 @@ void config_free(struct config *cfg);
  * milliseconds. Returns 0, or -1 for anything else.
  */
 int config_parse_duration(const char *text, int64_t *ms);
+
+/* config_parse_size parses "512", "16k" or "1m" (1024-based) into bytes. Returns 0 or -1. */
+int config_parse_size(const char *text, int64_t *bytes);
 
 /* config_format_duration writes ms in the largest exact unit ("90s", "5m"). */
 const char *config_format_duration(int64_t ms, char *buf, size_t len);

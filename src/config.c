@@ -30,6 +30,7 @@ enum key_type {
 	K_STRING,
 	K_DURATION,
 	K_COUNT,
+	K_SIZE,     /* bytes: a whole number, optionally with k or m (1024-based) */
 	K_ENUM,
 	K_LISTEN,
 	K_UPSTREAM,
@@ -102,6 +103,23 @@ static const struct key proxy_keys[] = {
 	END,
 };
 
+#define HTTP_KEY(name, type, field, min, max) \
+	{name, type, offsetof(struct config_listener, http.field), NULL, NULL, min, max}
+static const struct key http_keys[] = {
+	{"trusted", K_CIDRLIST, offsetof(struct config_listener, http.trusted), NULL, NULL,
+	    offsetof(struct config_listener, http.n_trusted), 0},
+	HTTP_KEY("x_forwarded_for", K_BOOL, x_forwarded_for, 0, 0),
+	HTTP_KEY("x_forwarded_proto", K_BOOL, x_forwarded_proto, 0, 0),
+	HTTP_KEY("x_forwarded_host", K_BOOL, x_forwarded_host, 0, 0),
+	HTTP_KEY("x_real_ip", K_BOOL, x_real_ip, 0, 0),
+	HTTP_KEY("forwarded", K_BOOL, forwarded, 0, 0),
+	HTTP_KEY("max_header_size", K_SIZE, max_header_size, 1024, 65536),
+	HTTP_KEY("header_timeout", K_DURATION, header_timeout, 1, DURATION_MAX),
+	HTTP_KEY("keepalive_timeout", K_DURATION, keepalive_timeout, 1, DURATION_MAX),
+	HTTP_KEY("max_requests_per_connection", K_COUNT, max_requests, 0, 1000000000),
+	END,
+};
+
 static const struct key route_proxy_keys[] = {
 	{"send", K_ENUM, offsetof(struct config_route, send), NULL, send_names, 0, 0},
 	END,
@@ -140,6 +158,7 @@ static const struct key listener_keys[] = {
 	    DURATION_MAX},
 	{"max_connections", K_COUNT, offsetof(struct config_listener, max_connections), NULL, NULL,
 	    0, 10000000},
+	{"http", K_SECTION, 0, http_keys, NULL, 0, 0},
 	END,
 };
 
@@ -250,6 +269,27 @@ parse_count(const char *text, int64_t *out)
 		v = v * 10 + (*p - '0');
 	}
 	*out = v;
+	return 0;
+}
+
+int
+config_parse_size(const char *text, int64_t *out)
+{
+	char digits[16];
+	size_t n = strlen(text);
+	int64_t v, unit = 1;
+
+	if (n > 0 && (text[n - 1] == 'k' || text[n - 1] == 'K'))
+		unit = 1024, n--;
+	else if (n > 0 && (text[n - 1] == 'm' || text[n - 1] == 'M'))
+		unit = 1024 * 1024, n--;
+	if (n == 0 || n >= sizeof(digits))
+		return -1;
+	memcpy(digits, text, n);
+	digits[n] = '\0';
+	if (parse_count(digits, &v) == -1)
+		return -1;
+	*out = v * unit;
 	return 0;
 }
 
@@ -469,6 +509,15 @@ parse_scalar(const struct key *k, const char *text, void *dst, char *err, size_t
 			snprintf(err, errlen,
 			    "invalid number '%s' for '%s' (use a whole number from %" PRId64
 			    " to %" PRId64 ")", text, k->name, k->min, k->max);
+			return -1;
+		}
+		*(int64_t *)dst = v;
+		return 0;
+	case K_SIZE:
+		if (config_parse_size(text, &v) == -1 || v < k->min || v > k->max) {
+			snprintf(err, errlen,
+			    "invalid size '%s' for '%s' (use bytes, or k or m, from %" PRId64
+			    " to %" PRId64 " bytes, like 16k)", text, k->name, k->min, k->max);
 			return -1;
 		}
 		*(int64_t *)dst = v;
@@ -696,6 +745,21 @@ scalar(const yaml_node_t *n)
 static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
     void *base, const char *where);
 
+/* listener_init: what a listener has before its keys are read. */
+static void
+listener_init(struct config_listener *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
+	l->splice = UNSET;
+	l->http.x_forwarded_for = l->http.x_forwarded_proto = l->http.x_forwarded_host = 1;
+	l->http.x_real_ip = 1;
+	l->http.max_header_size = 16 * 1024;
+	l->http.header_timeout = 10 * 1000;
+	l->http.keepalive_timeout = 75 * 1000;
+	l->http.max_requests = 1000;
+}
+
 static struct config_listener *
 add_listener(struct config *cfg)
 {
@@ -706,9 +770,7 @@ add_listener(struct config *cfg)
 		return NULL;
 	cfg->listeners = grown;
 	l = &grown[cfg->n_listeners++];
-	memset(l, 0, sizeof(*l));
-	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
-	l->splice = UNSET;
+	listener_init(l);
 	return l;
 }
 
@@ -1035,6 +1097,9 @@ validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min
 			continue;
 		}
 		validate_routing(l, i, &pos, r);
+		if ((l->seen & KEY_BIT("http")) && l->mode != CONFIG_MODE_HTTP)
+			report_error(r, &pos, "listeners[%zu]: 'http' settings need mode http (mode "
+					      "is %s)", i, mode_names[l->mode]);
 		for (size_t j = 0; j < l->proxy_auth.n; j++) {
 			char *b = base64(l->proxy_auth.v[j]);
 			if (b == NULL || strlist_add(&l->proxy_auth_b64, b) == -1)
@@ -1202,8 +1267,7 @@ config_quick_new(void)
 		return NULL;
 	}
 	cfg->n_listeners = 1;
-	l->sniff_timeout = l->connect_timeout = l->idle_timeout = l->max_connections = UNSET;
-	l->splice = UNSET;
+	listener_init(l);
 	return cfg;
 }
 
@@ -1311,6 +1375,29 @@ dump_duration(FILE *out, const char *indent, const char *key, int64_t ms)
 	fprintf(out, "%s%s: %s\n", indent, key, config_format_duration(ms, d, sizeof(d)));
 }
 
+static void
+dump_http(FILE *out, const struct config_http *h)
+{
+	fprintf(out, "    http:\n      trusted: [");
+	for (size_t k = 0; k < h->n_trusted; k++) {
+		fprintf(out, "%s", k ? ", " : "");
+		dump_cidr(out, &h->trusted[k]);
+	}
+	fprintf(out, "]\n");
+	fprintf(out, "      x_forwarded_for: %s\n", h->x_forwarded_for ? "true" : "false");
+	fprintf(out, "      x_forwarded_proto: %s\n", h->x_forwarded_proto ? "true" : "false");
+	fprintf(out, "      x_forwarded_host: %s\n", h->x_forwarded_host ? "true" : "false");
+	fprintf(out, "      x_real_ip: %s\n", h->x_real_ip ? "true" : "false");
+	fprintf(out, "      forwarded: %s\n", h->forwarded ? "true" : "false");
+	if (h->max_header_size % 1024 == 0)
+		fprintf(out, "      max_header_size: %" PRId64 "k\n", h->max_header_size / 1024);
+	else
+		fprintf(out, "      max_header_size: %" PRId64 "\n", h->max_header_size);
+	dump_duration(out, "      ", "header_timeout", h->header_timeout);
+	dump_duration(out, "      ", "keepalive_timeout", h->keepalive_timeout);
+	fprintf(out, "      max_requests_per_connection: %" PRId64 "\n", h->max_requests);
+}
+
 void
 config_dump(const struct config *cfg, FILE *out)
 {
@@ -1407,6 +1494,8 @@ config_dump(const struct config *cfg, FILE *out)
 		dump_duration(out, "    ", "connect_timeout", l->connect_timeout);
 		dump_duration(out, "    ", "idle_timeout", l->idle_timeout);
 		fprintf(out, "    max_connections: %" PRId64 "\n", l->max_connections);
+		if (l->mode == CONFIG_MODE_HTTP)
+			dump_http(out, &l->http);
 	}
 }
 
@@ -1428,6 +1517,7 @@ config_free(struct config *cfg)
 		free(l->allow);
 		free(l->allow_ranges);
 		free(l->deny_ranges);
+		free(l->http.trusted);
 		strlist_clear(&l->proxy_auth);
 		strlist_clear(&l->proxy_auth_b64);
 		free(l->name);
