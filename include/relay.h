@@ -87,6 +87,19 @@ typedef void relay_io_fn(void *arg, int side, short what);
  */
 typedef void relay_done_fn(void *arg, const char *reason);
 
+/*
+ * A filter sees every byte the relay reads and decides what goes on
+ * (mode http). bytes() gets what was read from side "from" and passes on
+ * what it wants with relay_queue; it must not end the relay itself
+ * (relay_end does that once the client has its bytes). may_read() holds
+ * a side's bytes in the kernel while it returns 0.
+ */
+struct relay_filter {
+	void (*bytes)(void *arg, int from, const uint8_t *data, size_t len);
+	int (*may_read)(void *arg, int from);
+	void *arg;
+};
+
 struct relay {
 	struct event_base *base;
 	struct relay_end end[2];
@@ -98,6 +111,9 @@ struct relay {
 	enum relay_splice splice;
 	int full_read[2];        /* side i's last read filled a chunk */
 	struct timeval last_active;
+	const struct relay_filter *filter; /* NULL: bytes go on unchanged */
+	const char *ending;      /* relay_end: finish with this once the client has its bytes */
+	const char *write_error; /* a write from relay_queue failed: finish with this */
 	relay_io_fn *io;
 	relay_done_fn *done;
 	void *arg;
@@ -135,12 +151,24 @@ ssize_t relay_read(struct relay *r, int side, void *buf, size_t len);
 ssize_t relay_write(struct relay *r, int side, const void *buf, size_t len);
 
 /*
- * relay_queue puts bytes before anything else relayed towards side "to":
- * from the client (sniffed bytes, counted in bytes[]) or from gatekeeper
- * itself (a PROXY header, "200 Connection established": not counted).
- * Before relay_start only. Returns 0, or -1 when out of memory.
+ * relay_queue sends bytes towards side "to" after everything queued
+ * there: written at once when nothing waits and the socket takes them,
+ * kept otherwise. Before relay_start they are the client's sniffed bytes
+ * (counted in bytes[]) or gatekeeper's own (a PROXY header, "200
+ * Connection established": not counted); a filter calls it with what it
+ * passes on. Returns 0, or -1 when out of memory. A failed write is
+ * noted, and the relay finishes with it at its next step.
  */
 int relay_queue(struct relay *r, int to, const void *data, size_t len, int counted);
+
+/* relay_set_filter puts a filter between the sides (NULL: back to plain relaying). */
+void relay_set_filter(struct relay *r, const struct relay_filter *f);
+
+/*
+ * relay_end stops reading both sides and finishes the relay with reason
+ * once everything queued for the client is written.
+ */
+void relay_end(struct relay *r, const char *reason);
 
 /*
  * relay_start begins relaying both ways with the given splice mode; queued

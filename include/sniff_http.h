@@ -18,7 +18,7 @@
  * within this many bytes is MALFORMED, so a caller holding
  * SNIFF_HTTP_MAX_HEAD bytes never sees NEED_MORE.
  */
-#define SNIFF_HTTP_MAX_HEAD 16384
+#define SNIFF_HTTP_MAX_HEAD 65536
 
 #define SNIFF_HTTP_METHOD_MAX 23 /* longest method accepted */
 

@@ -157,8 +157,30 @@ int
 relay_queue(struct relay *r, int to, const void *data, size_t len, int counted)
 {
 	struct relay_queue *q = &r->q[!to];
+	struct relay_end *dst = &r->end[to];
 	char *buf;
+	ssize_t n;
 
+	if (counted)
+		r->bytes[!to] += len;
+	if (q->len == 0 && q->piped == 0 && dst->writable && r->write_error == NULL && len > 0) {
+		/* Nothing waits: straight out, as copy() does. */
+		do
+			n = write(dst->fd, data, len);
+		while (n == -1 && errno == EINTR);
+		if (n == -1 && !retryable(errno)) {
+			r->write_error = side_error(to);
+			return 0;
+		}
+		if (n < 0)
+			n = 0;
+		if ((size_t)n < len)
+			dst->writable = 0;
+		if (n > 0)
+			touch(r);
+		data = (const char *)data + n;
+		len -= (size_t)n;
+	}
 	if (len == 0)
 		return 0;
 	if ((buf = realloc(q->buf, q->off + q->len + len)) == NULL)
@@ -166,9 +188,23 @@ relay_queue(struct relay *r, int to, const void *data, size_t len, int counted)
 	memcpy(buf + q->off + q->len, data, len);
 	q->buf = buf;
 	q->len += len;
-	if (counted)
-		r->bytes[!to] += len;
 	return 0;
+}
+
+void
+relay_set_filter(struct relay *r, const struct relay_filter *f)
+{
+	r->filter = f;
+}
+
+void
+relay_end(struct relay *r, const char *reason)
+{
+	if (r->ending == NULL)
+		r->ending = reason;
+	/* Outside a callback (a timer) nothing would pump: come back through on_io. */
+	if (r->running && r->end[RELAY_CLIENT].ev != NULL)
+		event_active(r->end[RELAY_CLIENT].ev, 0, 0);
 }
 
 /* ---- one direction ---- */
@@ -255,6 +291,11 @@ copy(struct relay *r, int from)
 	touch(r);
 	if (!r->full_read[from] && !src->peer_closed)
 		src->readable = 0;
+	if (r->filter != NULL) {
+		/* The filter passes on what it wants through relay_queue. */
+		r->filter->bytes(r->filter->arg, from, (const uint8_t *)scratch, (size_t)n);
+		return 0;
+	}
 	if (dst->writable) {
 		do
 			w = write(dst->fd, scratch, (size_t)n);
@@ -317,7 +358,7 @@ maybe_splice(struct relay *r, int from)
 {
 	struct relay_queue *q = &r->q[from];
 
-	if (q->pipe[0] >= 0 || r->splice == RELAY_SPLICE_OFF)
+	if (q->pipe[0] >= 0 || r->splice == RELAY_SPLICE_OFF || r->filter != NULL)
 		return;
 	if (r->splice == RELAY_SPLICE_AUTO &&
 	    (r->bytes[from] < RELAY_SPLICE_AUTO_AFTER || !r->full_read[from]))
@@ -358,9 +399,11 @@ pump(struct relay *r, int from)
 	struct relay_queue *q = &r->q[from];
 	int rounds = 0, rc;
 
-	if (r->shut[!from])
-		return 0;
 	for (;;) {
+		if (r->write_error != NULL)
+			return finish(r, r->write_error);
+		if (r->shut[!from] && r->ending == NULL)
+			return 0;
 		if (q->len > 0 || q->piped > 0) {
 			if (!dst->writable)
 				return 0;
@@ -369,9 +412,16 @@ pump(struct relay *r, int from)
 			if (rc == 0)
 				return 0;
 		}
+		if (r->ending != NULL) {
+			/* Done once the client has every byte meant for it. */
+			const struct relay_queue *toc = &r->q[RELAY_UPSTREAM];
+			return toc->len == 0 && toc->piped == 0 ? finish(r, r->ending) : 0;
+		}
 		if (r->eof[from])
 			return half_close(r, !from);
 		if (!src->readable)
+			return 0;
+		if (r->filter != NULL && !r->filter->may_read(r->filter->arg, from))
 			return 0;
 		if (++rounds > RELAY_ROUNDS) {
 			/* Come back after the other connections had their turn. */

@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "config.h"
 #include "gk.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
@@ -41,10 +42,8 @@
 
 /* How long a refusal (TLS alert, HTTP error) may take to reach the client. */
 #define REFUSAL_FLUSH_MS 2000
-/* Most bytes read before the route is known: a PROXY header, then a hello or a head. */
-#define SNIFF_MAX \
-	((SNIFF_TLS_MAX_HELLO > SNIFF_HTTP_MAX_HEAD ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD) + \
-	    PROXYPROTO_PARSE_MAX)
+/* The longest request head a connect listener reads. */
+#define CONNECT_MAX_HEAD 16384
 
 enum session_state {
 	SESSION_SNIFFING,   /* reading the PROXY header and/or the first bytes */
@@ -78,7 +77,8 @@ struct session {
 	struct resolver_name *upstream_name;
 	struct resolver_name *dynamic; /* our own watch of a $host name */
 	struct resolver_waiter waiter;
-	uint8_t *in;         /* bytes read while sniffing (SNIFF_MAX), until the relay starts */
+	uint8_t *in;         /* bytes read while sniffing (in_cap), until the relay starts */
+	size_t in_cap;       /* a PROXY header, then a hello or a request head */
 	size_t in_off, in_len; /* in[in_off .. in_len) is not consumed yet */
 	char out[512];       /* a refusal on its way to the client */
 	size_t out_off, out_len;
@@ -92,10 +92,15 @@ struct session {
 	struct timeval started, deadline;
 	struct event *timer;
 	struct relay relay;
+	struct http_stream *http; /* mode http, once relaying */
+	struct relay_filter filter;
+	int allow_index;     /* the allow entry that matched, -1 none */
 };
 
 static void connect_next(struct session *s);
 static void session_fail(struct session *s, const char *reason);
+static int choose(struct session *s, const char *name, int *route, int *allow, char *rule,
+    size_t rulelen);
 
 static void
 arm_timer(struct session *s, int64_t ms)
@@ -149,6 +154,8 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_NUM("bytes_in", s->relay.bytes[RELAY_CLIENT]);
 	f[n++] = LOG_NUM("bytes_out", s->relay.bytes[RELAY_UPSTREAM]);
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
+	if (s->http != NULL)
+		f[n++] = LOG_NUM("requests", http_stream_requests(s->http));
 	f[n++] = LOG_STR("reason", reason);
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);
@@ -162,6 +169,7 @@ session_close(struct session *s, const char *reason)
 
 	log_access(s, reason);
 	relay_free(&s->relay);
+	http_stream_free(s->http);
 	free(s->in);
 	resolver_wait_cancel(&s->waiter);
 	if (s->timer)
@@ -218,30 +226,6 @@ refuse(struct session *s, const void *bytes, size_t len, const char *reason)
 	refusal_write(s);
 }
 
-static const struct http_refusal {
-	const char *reason;
-	const char *status;
-	const char *body;
-	const char *header; /* one extra header line, or "" */
-} http_refusals[] = {
-    {"malformed", "400 Bad Request", "malformed request", ""},
-    {"not_proxy_request", "400 Bad Request", "this is a proxy: use CONNECT or an absolute URL", ""},
-    {"bad_method", "405 Method Not Allowed", "use CONNECT or an absolute URL", "Allow: CONNECT\r\n"},
-    {"not_allowed", "403 Forbidden", "destination not allowed", ""},
-    {"address_denied", "403 Forbidden", "destination address not allowed", ""},
-    {"auth_required", "407 Proxy Authentication Required", "proxy authentication required",
-	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
-    {"auth_failed", "407 Proxy Authentication Required", "proxy authentication failed",
-	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
-    {"no_name", "400 Bad Request", "the request names no host", ""},
-    {"too_large", "431 Request Header Fields Too Large", "request head too large", ""},
-    {"sniff_timeout", "408 Request Timeout", "request not received in time", ""},
-    {"no_route", "421 Misdirected Request", "no route for this host", ""},
-    {"no_address", "503 Service Unavailable", "upstream not resolvable yet", ""},
-    {"connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
-    {"connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
-};
-
 /*
  * session_fail ends a session that has not started relaying. Before the
  * connection closes, an HTTP client gets a short error response and a TLS
@@ -253,17 +237,10 @@ session_fail(struct session *s, const char *reason)
 {
 	if ((s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT) &&
 	    s->proxy_done) {
-		for (size_t i = 0; i < sizeof(http_refusals) / sizeof(http_refusals[0]); i++) {
-			const struct http_refusal *r = &http_refusals[i];
-			char buf[512];
-			int n;
-			if (strcmp(r->reason, reason) != 0)
-				continue;
-			n = snprintf(buf, sizeof(buf),
-			    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-			    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
-			    r->status, strlen(r->body) + 13, r->reason, r->header, r->body);
-			refuse(s, buf, (size_t)n, reason);
+		char buf[512];
+		size_t n = http_refusal(reason, s->conf->mode == CONFIG_MODE_CONNECT, buf, sizeof(buf));
+		if (n > 0) {
+			refuse(s, buf, n, reason);
 			return;
 		}
 	}
@@ -345,6 +322,138 @@ send_proxy_header(struct session *s)
 	return relay_queue(&s->relay, RELAY_UPSTREAM, buf, n, 0);
 }
 
+/* ---- mode http ---- */
+
+static void
+arm_relay_timer(struct session *s)
+{
+	struct timeval now;
+	int64_t next = -1, ms;
+
+	event_base_gettimeofday_cached(s->gk->base, &now);
+	if (s->conf->idle_timeout > 0)
+		next = s->conf->idle_timeout - relay_idle_ms(&s->relay);
+	if (s->http != NULL && http_stream_deadline(s->http, &now, &ms) && (next < 0 || ms < next))
+		next = ms;
+	if (next >= 0)
+		arm_timer(s, next < 1 ? 1 : next);
+	else
+		evtimer_del(s->timer);
+}
+
+static int
+http_send(void *arg, int to, const void *data, size_t len)
+{
+	struct session *s = arg;
+
+	return relay_queue(&s->relay, to, data, len, 0);
+}
+
+/*
+ * http_admit decides whether a later request on a kept-alive connection
+ * may go where the connection goes: its Host must pick the same route (or
+ * the same allow entry and name). Anything else would reach the wrong
+ * upstream, so it is refused instead.
+ */
+static const char *
+http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
+{
+	struct session *s = arg;
+	char name[ROUTE_NAME_MAX + 1] = "";
+	int route, allow, matched;
+
+	(void)buf;
+	if (req->host_len == 0 && req->version_minor == 1)
+		return "no_name";
+	if (req->host_len > 0 &&
+	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
+		return "malformed";
+	matched = choose(s, name[0] ? name : NULL, &route, &allow, NULL, 0);
+	if (!matched && s->conf->upstream.host == NULL)
+		return name[0] ? "no_route" : "no_name";
+	if (route != s->route || allow != s->allow_index ||
+	    (s->target->sniffed_host && strcmp(name, s->name) != 0))
+		return "misdirected";
+	return NULL;
+}
+
+static void
+http_end(void *arg, const char *reason)
+{
+	struct session *s = arg;
+
+	relay_end(&s->relay, reason);
+}
+
+static void
+http_raw(void *arg)
+{
+	struct session *s = arg;
+
+	relay_set_filter(&s->relay, NULL);
+}
+
+static void
+http_rearm(void *arg)
+{
+	arm_relay_timer(arg);
+}
+
+static const struct http_ops http_ops = {
+    .send = http_send,
+    .admit = http_admit,
+    .end = http_end,
+    .raw = http_raw,
+    .rearm = http_rearm,
+};
+
+static void
+http_filter_bytes(void *arg, int from, const uint8_t *data, size_t len)
+{
+	struct session *s = arg;
+	struct timeval now;
+
+	event_base_gettimeofday_cached(s->gk->base, &now);
+	http_stream_bytes(s->http, from, data, len, &now);
+}
+
+static int
+http_filter_may_read(void *arg, int from)
+{
+	struct session *s = arg;
+
+	return http_stream_may_read(s->http, from);
+}
+
+/* http_trusted: may this TCP peer set forwarding headers? */
+static int
+http_trusted(const struct session *s)
+{
+	const struct config_http *h = &s->conf->http;
+
+	for (size_t i = 0; i < h->n_trusted; i++)
+		if (config_cidr_contains(&h->trusted[i], (const struct sockaddr *)&s->peer))
+			return 1;
+	return 0;
+}
+
+/* http_start puts an http_stream between the sides. Returns 0 or -1. */
+static int
+http_start(struct session *s)
+{
+	struct http_peer peer = {(const struct sockaddr *)&s->client, http_trusted(s)};
+	struct timeval now;
+
+	event_base_gettimeofday_cached(s->gk->base, &now);
+	if ((s->http = http_stream_new(&s->conf->http, &peer, &http_ops, s, &now)) == NULL)
+		return -1;
+	s->filter.bytes = http_filter_bytes;
+	s->filter.may_read = http_filter_may_read;
+	s->filter.arg = s;
+	relay_set_filter(&s->relay, &s->filter);
+	return 0;
+}
+
 /*
  * connected starts the relay: first what gatekeeper itself says (the
  * CONNECT answer to the client, a PROXY header to the upstream), then the
@@ -364,14 +473,22 @@ connected(struct session *s)
 		if (relay_queue(&s->relay, RELAY_CLIENT, ok, sizeof(ok) - 1, 0) == -1)
 			goto oom;
 	}
-	if (send_proxy_header(s) == -1 ||
-	    relay_queue(&s->relay, RELAY_UPSTREAM, s->in + s->in_off, s->in_len - s->in_off, 1) == -1)
+	if (send_proxy_header(s) == -1)
 		goto oom;
+	if (s->conf->mode == CONFIG_MODE_HTTP) {
+		/* The first request goes through the stream like every later one. */
+		if (http_start(s) == -1)
+			goto oom;
+		s->relay.bytes[RELAY_CLIENT] += s->in_len - s->in_off;
+		http_filter_bytes(s, RELAY_CLIENT, s->in + s->in_off, s->in_len - s->in_off);
+	} else if (relay_queue(&s->relay, RELAY_UPSTREAM, s->in + s->in_off, s->in_len - s->in_off,
+		       1) == -1) {
+		goto oom;
+	}
 	free(s->in);
 	s->in = NULL;
 	s->in_off = s->in_len = 0;
-	if (s->conf->idle_timeout > 0)
-		arm_timer(s, s->conf->idle_timeout);
+	arm_relay_timer(s);
 	/* From here the relay may finish, and free s, at any time. */
 	if (relay_start(&s->relay, (enum relay_splice)s->conf->splice) == -1)
 		goto oom;
@@ -643,40 +760,56 @@ format_allow(const struct config_allow *a, char *buf, size_t len)
 }
 
 /*
- * route picks the upstream for the sniffed name (s->name, "" for none):
- * the best-scoring route pattern or allow entry wins, ties go to the one
- * listed first (routes before allow); the listener's own upstream serves
- * names nothing matches. An allow entry means "$host" at the port asked
- * for (connect mode), the listener's 'port', or its own listening port.
+ * choose finds the best match for name (NULL for none): the best-scoring
+ * route pattern or allow entry wins, ties go to the one listed first
+ * (routes before allow). Returns 1 with *route (index or -1) and *allow
+ * (index or -1) set, 0 when nothing matched (the listener's own upstream,
+ * if any, then serves). rule, when not NULL, gets the pattern that won.
  */
-static void
-route(struct session *s)
+static int
+choose(struct session *s, const char *name, int *route, int *allow, char *rule, size_t rulelen)
 {
 	const struct config_listener *c = s->conf;
-	const char *name = s->name[0] ? s->name : NULL;
 	unsigned best = 0, score;
-	int best_allow = -1;
 
-	s->route = -1;
+	*route = *allow = -1;
 	for (size_t i = 0; i < c->n_routes; i++) {
 		const struct config_route *rt = &c->routes[i];
 		for (size_t j = 0; j < rt->match.n; j++) {
 			if ((score = pattern_score(s, rt->match.v[j], name)) > best) {
 				best = score;
-				s->route = (int)i;
-				snprintf(s->rule, sizeof(s->rule), "%s", rt->match.v[j]);
+				*route = (int)i;
+				if (rule != NULL)
+					snprintf(rule, rulelen, "%s", rt->match.v[j]);
 			}
 		}
 	}
 	for (size_t i = 0; i < c->n_allow; i++) {
 		if ((score = allow_score(s, &c->allow[i], name)) > best) {
 			best = score;
-			s->route = -1;
-			best_allow = (int)i;
+			*route = -1;
+			*allow = (int)i;
 		}
 	}
-	if (best_allow >= 0) {
-		format_allow(&c->allow[best_allow], s->rule, sizeof(s->rule));
+	if (*allow >= 0 && rule != NULL)
+		format_allow(&c->allow[*allow], rule, rulelen);
+	return best > 0;
+}
+
+/*
+ * route picks the upstream for the sniffed name (s->name, "" for none);
+ * the listener's own upstream serves names nothing matches. An allow entry
+ * means "$host" at the port asked for (connect mode), the listener's
+ * 'port', or its own listening port.
+ */
+static void
+route(struct session *s)
+{
+	const struct config_listener *c = s->conf;
+	const char *name = s->name[0] ? s->name : NULL;
+
+	choose(s, name, &s->route, &s->allow_index, s->rule, sizeof(s->rule));
+	if (s->allow_index >= 0) {
 		s->error[0] = '\0';
 		s->allow_target.host = "$host";
 		s->allow_target.sniffed_host = 1;
@@ -833,6 +966,49 @@ proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *
 	return 0;
 }
 
+/* sniff_cap: the most bytes the mode's first message may take. */
+static size_t
+sniff_cap(const struct session *s)
+{
+	switch (s->conf->mode) {
+	case CONFIG_MODE_TLS:
+		return SNIFF_TLS_MAX_HELLO;
+	case CONFIG_MODE_HTTP:
+		return (size_t)s->conf->http.max_header_size;
+	case CONFIG_MODE_CONNECT:
+		return CONNECT_MAX_HEAD;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * http_request_refused checks the first request on an http listener before
+ * any upstream is dialed: CONNECT, a missing Host, and ambiguous framing
+ * are refused here. Returns 1 after failing the session, else 0.
+ */
+static int
+http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
+    const struct sniff_http_request *req)
+{
+	struct http_peer peer = {(const struct sockaddr *)&s->client, 0};
+	struct http_head info;
+	const char *why;
+
+	if (r == PARSE_NOT_FOUND && req->version_minor == 1) {
+		/* RFC 9112 3.2: an HTTP/1.1 request without Host gets 400. */
+		s->decision = "deny";
+		session_fail(s, "no_name");
+		return 1;
+	}
+	why = http_rewrite_head(buf, req, &s->conf->http, &peer, 0, &info, NULL, NULL);
+	if (why != NULL) {
+		session_fail(s, why);
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * sniff_name runs the mode's parser over the buffered bytes. Returns 1 with
  * s->name set ("" when the client named nothing), 0 to wait, -1 after
@@ -855,7 +1031,7 @@ sniff_name(struct session *s)
 	 * Parse at most cap - 1 bytes: a head still incomplete there is too
 	 * large (not malformed), whatever follows.
 	 */
-	cap = s->conf->mode == CONFIG_MODE_TLS ? SNIFF_TLS_MAX_HELLO : SNIFF_HTTP_MAX_HEAD;
+	cap = sniff_cap(s);
 	plen = len < cap ? len : cap - 1;
 	if (s->conf->mode == CONFIG_MODE_TLS) {
 		r = sniff_tls_client_hello(buf, plen, &hello);
@@ -882,6 +1058,8 @@ sniff_name(struct session *s)
 		break;
 	}
 	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, buf, &req) == -1)
+		return -1;
+	if (s->conf->mode == CONFIG_MODE_HTTP && http_request_refused(s, buf, r, &req))
 		return -1;
 	if (r == PARSE_NOT_FOUND) {
 		s->name[0] = '\0';
@@ -924,11 +1102,11 @@ sniff(struct session *s)
 	ssize_t n;
 
 	while (s->relay.end[RELAY_CLIENT].readable) {
-		if (s->in_len == SNIFF_MAX) {
+		if (s->in_len == s->in_cap) {
 			session_fail(s, "too_large");
 			return;
 		}
-		n = relay_read(&s->relay, RELAY_CLIENT, s->in + s->in_len, SNIFF_MAX - s->in_len);
+		n = relay_read(&s->relay, RELAY_CLIENT, s->in + s->in_len, s->in_cap - s->in_len);
 		if (n == 0) {
 			session_close(s, "client_closed");
 			return;
@@ -979,7 +1157,10 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	switch (s->state) {
 	case SESSION_SNIFFING:
-		session_fail(s, "sniff_timeout");
+		session_fail(s, s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done &&
+				    s->conf->http.header_timeout < s->conf->sniff_timeout ?
+				"header_timeout" :
+				"sniff_timeout");
 		break;
 	case SESSION_RESOLVING:
 		resolver_wait_cancel(&s->waiter);
@@ -994,14 +1175,32 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		session_close(s, s->refusal_reason);
 		break;
 	case SESSION_RELAYING: {
-		int64_t idle = relay_idle_ms(&s->relay);
-		if (idle >= s->conf->idle_timeout)
+		struct timeval now;
+		if (s->conf->idle_timeout > 0 && relay_idle_ms(&s->relay) >= s->conf->idle_timeout) {
 			session_close(s, "idle_timeout");
-		else
-			arm_timer(s, s->conf->idle_timeout - idle);
+			break;
+		}
+		event_base_gettimeofday_cached(s->gk->base, &now);
+		if (s->http != NULL)
+			http_stream_expire(s->http, &now); /* 408, or an idle keep-alive ends */
+		arm_relay_timer(s);
 		break;
 	}
 	}
+}
+
+/*
+ * first_bytes_timeout: how long the first bytes may take. In mode http the
+ * first request head is bound by header_timeout too, whichever is shorter.
+ */
+static int64_t
+first_bytes_timeout(const struct session *s)
+{
+	int64_t t = s->conf->sniff_timeout;
+
+	if (s->conf->mode == CONFIG_MODE_HTTP && s->conf->http.header_timeout < t)
+		t = s->conf->http.header_timeout;
+	return t;
 }
 
 void
@@ -1050,9 +1249,10 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 		route(s);
 		return;
 	}
-	if ((s->in = malloc(SNIFF_MAX)) == NULL) {
+	s->in_cap = sniff_cap(s) + (s->proxy_done ? 0 : PROXYPROTO_PARSE_MAX);
+	if ((s->in = malloc(s->in_cap)) == NULL) {
 		session_close(s, "out_of_memory");
 		return;
 	}
-	arm_timer(s, s->conf->sniff_timeout);
+	arm_timer(s, first_bytes_timeout(s));
 }

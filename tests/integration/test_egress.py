@@ -672,7 +672,9 @@ def test_http_gateway_allowlist(gk, dns, whoami):
         req = t.http_request(host, path="/hello")
         resp, _, local = exchange(addr, req)
         assert resp.status == 200 and resp.field("Name") == "API", (host, resp)
-        assert req in resp.body  # forwarded as received
+        # forwarded with its request line and Host as received, plus the client's address
+        assert b"GET /hello HTTP/1.1\r\nHost: %s\r\n" % host.encode() in resp.body
+        assert b"X-Forwarded-For: 127.0.0.1\r\n" in resp.body
         acc = access(g, local)
         assert acc["name"] == API and acc["decision"] == "allow", acc
         assert acc["upstream"] == w.addr and acc["rule"] == API, acc

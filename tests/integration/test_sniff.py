@@ -404,18 +404,19 @@ def test_http_routes_on_host(http_pair):
         resp, how, local = t.http_exchange(addr, req)
         assert resp.status == 200, resp
         assert resp.field("Name") == who, (host, resp)
-        # relayed as is: the backend got the head byte for byte
-        assert req in resp.body, resp.body
+        # the request line and Host went on as sent, the client's address added
+        assert b"GET / HTTP/1.1\r\nHost: %s\r\n" % host.encode() in resp.body, resp.body
+        assert b"X-Forwarded-For: 127.0.0.1\r\n" in resp.body, resp.body
         acc = g.wait_access_for(local)
         assert acc["name"] == norm and acc["decision"] == "allow", acc
         assert acc["upstream"] == up and acc["reason"] == "closed", acc
         assert int(acc["bytes_in"]) == len(req), acc
 
 
-def test_http_keep_alive_the_first_request_picks_the_route(http_pair):
-    """The connection is routed once, on the first request's Host, then
-    relayed as is: a second request naming another host still goes to the
-    first backend."""
+def test_http_keep_alive_a_host_routed_elsewhere_gets_421(http_pair):
+    """Every request is routed: on a kept-alive connection to A, a request
+    naming B is never sent to A (nor to B); it gets 421 and the connection
+    closes, after A's answer to the request before it."""
     g, addr, wa, wb = http_pair
     s = h.connect(addr)
     local = s.getsockname()[:2]
@@ -423,16 +424,17 @@ def test_http_keep_alive_the_first_request_picks_the_route(http_pair):
     s.sendall(t.http_request(A, close=False))
     first = r.response()
     assert first.status == 200 and first.field("Name") == "A"
-    s.sendall(t.http_request(B, path="/again", close=False))
-    second = r.response()
-    assert second.status == 200 and second.field("Name") == "A", second
-    assert b"Host: b.gk.test" in second.body
-    s.sendall(t.http_request(B, path="/last"))
-    third = r.response()
-    assert third.field("Name") == "A"
+    s.sendall(t.http_request(A, path="/again", close=False))
+    assert r.response().field("Name") == "A"
+    s.sendall(t.http_request(B, path="/elsewhere", close=False))
+    refused = r.response()
+    assert refused.status == 421, refused
+    assert refused.header("X-Gatekeeper-Reason") == "misdirected", refused
+    assert h.wait_closed(s, timeout=10) in ("eof", "reset")
     s.close()
     acc = g.wait_access_for(local)
-    assert acc["name"] == A and acc["upstream"] == wa.addr
+    assert acc["name"] == A and acc["upstream"] == wa.addr, acc
+    assert acc["reason"] == "misdirected" and acc["requests"] == "2", acc
 
 
 def test_http_bytes_after_the_head_and_half_close_are_relayed(http_pair):

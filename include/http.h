@@ -1,0 +1,116 @@
+/*
+ * http.h: mode http, a careful HTTP/1.1 reverse proxy on top of the relay.
+ *
+ * Two parts. http_rewrite_head is pure: it checks one request head for
+ * smuggling (Content-Length with Transfer-Encoding, differing lengths, a
+ * coding other than plain "chunked") and writes the head the upstream
+ * gets: hop-by-hop headers gone, X-Forwarded-For / -Proto / -Host,
+ * X-Real-IP and Forwarded set as configured. An http_stream follows one
+ * connection request by request: it rewrites each head, streams bodies
+ * (Content-Length and chunked, framed by http-parser) without holding them,
+ * watches the responses (so a refusal never cuts into an earlier response,
+ * and a 101 turns the connection into a raw relay), and applies the limits.
+ */
+#ifndef GK_HTTP_H
+#define GK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "sniff_http.h"
+
+struct config_http;
+
+/* What the rewrite needs to know about the connection. */
+struct http_peer {
+	const struct sockaddr *client; /* the client: TCP peer, or what PROXY said */
+	int trusted;                   /* the TCP peer may set forwarding headers */
+};
+
+/* What http_rewrite_head learned about the request. */
+struct http_head {
+	int head_method;   /* HEAD: its response has no body */
+	int upgrade;       /* Connection: upgrade with an Upgrade header */
+	int wants_close;   /* the client ends the connection after this request */
+	int has_body;      /* Content-Length > 0 or chunked */
+};
+
+/* Room http_rewrite_head may need beyond the head itself. */
+#define HTTP_REWRITE_EXTRA 1024
+
+/*
+ * http_rewrite_head checks the complete request head buf[0..req->head_len)
+ * (already accepted by sniff_http_request, which filled req) and, when out
+ * is not NULL, writes the head to send upstream into out, which must hold
+ * 2 * req->head_len + HTTP_REWRITE_EXTRA bytes; *out_len gets its length.
+ * last adds "Connection: close" (the connection's last request). Returns
+ * NULL, or the refusal reason: "smuggling" or "bad_method" (CONNECT).
+ */
+const char *http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
+    const struct config_http *conf, const struct http_peer *peer, int last, struct http_head *info,
+    uint8_t *out, size_t *out_len);
+
+/*
+ * http_refusal writes the short response for a refusal reason ("malformed",
+ * "too_large", "no_route", ...) into buf; proxy picks the wording of a
+ * forward proxy (mode connect) over a reverse proxy's. Returns its length,
+ * or 0 when the reason has no HTTP response (the connection just closes).
+ */
+size_t http_refusal(const char *reason, int proxy, char *buf, size_t len);
+
+/* What an http_stream asks of the session around it. */
+struct http_ops {
+	/* Send bytes towards side "to" (0 client, 1 upstream). Returns 0 or -1. */
+	int (*send)(void *arg, int to, const void *data, size_t len);
+	/*
+	 * May this request (a later one on the connection) go to the
+	 * connection's upstream? NULL, or the refusal reason: "misdirected",
+	 * "no_route", "no_name".
+	 */
+	const char *(*admit)(void *arg, const struct sniff_http_request *req, const uint8_t *buf);
+	/* End the connection once what was sent to the client is out. */
+	void (*end)(void *arg, const char *reason);
+	/* A 101 switched protocols: relay raw from now on. */
+	void (*raw)(void *arg);
+	/* A new deadline started (http_stream_deadline changed). */
+	void (*rearm)(void *arg);
+};
+
+struct http_stream;
+
+/*
+ * http_stream_new starts following a connection whose first request head
+ * has been read (nothing of it sent yet). The stream copies peer. Returns
+ * NULL when out of memory.
+ */
+struct http_stream *http_stream_new(const struct config_http *conf, const struct http_peer *peer,
+    const struct http_ops *ops, void *arg, const struct timeval *now);
+
+void http_stream_free(struct http_stream *h);
+
+/*
+ * http_stream_bytes takes bytes read from side "from" (0 client, 1
+ * upstream), sends what should go on through ops->send, and may call
+ * ops->end or ops->raw. Returns 0 (it never ends the connection by itself).
+ */
+int http_stream_bytes(struct http_stream *h, int from, const uint8_t *data, size_t len,
+    const struct timeval *now);
+
+/* http_stream_may_read: 0 while bytes from side must wait in the kernel. */
+int http_stream_may_read(const struct http_stream *h, int from);
+
+/*
+ * http_stream_deadline: 1 with *ms the milliseconds until the header or
+ * keep-alive timeout expires (<= 0: expired), 0 when none runs.
+ */
+int http_stream_deadline(const struct http_stream *h, const struct timeval *now, int64_t *ms);
+
+/* http_stream_expire acts on an expired deadline: 408, or closing an idle keep-alive. */
+void http_stream_expire(struct http_stream *h, const struct timeval *now);
+
+/* Requests forwarded so far. */
+uint64_t http_stream_requests(const struct http_stream *h);
+
+#endif

@@ -1,0 +1,933 @@
+/*
+ * http.c: mode http. Each request head is checked and rewritten (pure
+ * functions at the top), and an http_stream follows the connection:
+ *
+ *   client bytes:   HEAD (collecting a head, at most max_header_size)
+ *                   -> checked, routed, rewritten, sent
+ *                   -> BODY (http-parser frames Content-Length and chunked
+ *                      bodies; the bytes go on as they come)
+ *                   -> HEAD again, or WAIT_101 after an upgrade request,
+ *                      or DONE after the connection's last request
+ *   upstream bytes: sent on unchanged, and fed to a response parser that
+ *                   counts complete responses (HEAD and 1xx understood), so
+ *                   a refusal of request N waits until responses 1..N-1 are
+ *                   out, and a 101 turns the connection raw both ways.
+ *
+ * Refusals are never mixed into a response: a refused request is not
+ * forwarded, nothing after it is read, and the refusal follows the last
+ * response owed.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "config.h"
+#include "http.h"
+#include "net.h"
+
+/* Requests forwarded and not yet answered, at most (then reading waits). */
+#define HTTP_MAX_OUTSTANDING 64
+/* Headers a Connection header may name for removal. */
+#define HTTP_MAX_CONNECTION_TOKENS 32
+
+enum header_kind {
+	HDR_OTHER,
+	HDR_HOST,
+	HDR_CONTENT_LENGTH,
+	HDR_TRANSFER_ENCODING,
+	HDR_CONNECTION,
+	HDR_KEEP_ALIVE,
+	HDR_PROXY_CONNECTION,
+	HDR_TE,
+	HDR_UPGRADE,
+	HDR_XFF,
+	HDR_XFP,
+	HDR_XFH,
+	HDR_XRIP,
+	HDR_FORWARDED,
+};
+
+static const struct {
+	const char *name;
+	enum header_kind kind;
+} header_names[] = {
+    {"host", HDR_HOST},
+    {"content-length", HDR_CONTENT_LENGTH},
+    {"transfer-encoding", HDR_TRANSFER_ENCODING},
+    {"connection", HDR_CONNECTION},
+    {"keep-alive", HDR_KEEP_ALIVE},
+    {"proxy-connection", HDR_PROXY_CONNECTION},
+    {"te", HDR_TE},
+    {"upgrade", HDR_UPGRADE},
+    {"x-forwarded-for", HDR_XFF},
+    {"x-forwarded-proto", HDR_XFP},
+    {"x-forwarded-host", HDR_XFH},
+    {"x-real-ip", HDR_XRIP},
+    {"forwarded", HDR_FORWARDED},
+};
+
+/* One header line of a head sniff_http accepted: "name:OWS value OWS". */
+struct header {
+	const uint8_t *line; /* the whole line, without its CRLF */
+	size_t line_len;
+	const uint8_t *name, *value;
+	size_t name_len, value_len; /* value trimmed of OWS */
+	enum header_kind kind;
+};
+
+static int
+ieq(const uint8_t *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	if (alen != blen)
+		return 0;
+	for (size_t i = 0; i < alen; i++)
+		if (tolower(a[i]) != tolower((unsigned char)b[i]))
+			return 0;
+	return 1;
+}
+
+static int
+is_ows(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/*
+ * next_header reads the header line at *pos (buf's head ends at end).
+ * Returns 1 with h filled, 0 at the blank line that ends the head.
+ */
+static int
+next_header(const uint8_t *buf, size_t end, size_t *pos, struct header *h)
+{
+	size_t p = *pos, eol = p, colon;
+
+	while (eol + 1 < end && !(buf[eol] == '\r' && buf[eol + 1] == '\n'))
+		eol++;
+	if (eol == p)
+		return 0;
+	h->line = buf + p;
+	h->line_len = eol - p;
+	for (colon = p; colon < eol && buf[colon] != ':'; colon++)
+		;
+	h->name = buf + p;
+	h->name_len = colon - p;
+	p = colon + 1;
+	while (p < eol && is_ows(buf[p]))
+		p++;
+	h->value = buf + p;
+	h->value_len = eol - p;
+	while (h->value_len > 0 && is_ows(h->value[h->value_len - 1]))
+		h->value_len--;
+	h->kind = HDR_OTHER;
+	for (size_t i = 0; i < sizeof(header_names) / sizeof(header_names[0]); i++)
+		if (ieq(h->name, h->name_len, header_names[i].name)) {
+			h->kind = header_names[i].kind;
+			break;
+		}
+	*pos = eol + 2;
+	return 1;
+}
+
+/* A token of a comma-separated list, trimmed. */
+struct token {
+	const uint8_t *p;
+	size_t len;
+};
+
+/* next_token reads the next element of a comma list; returns 0 when none is left. */
+static int
+next_token(const uint8_t *v, size_t len, size_t *pos, struct token *t)
+{
+	size_t p = *pos, e;
+
+	while (p < len && (is_ows(v[p]) || v[p] == ','))
+		p++;
+	if (p >= len)
+		return 0;
+	for (e = p; e < len && v[e] != ','; e++)
+		;
+	t->p = v + p;
+	t->len = e - p;
+	while (t->len > 0 && is_ows(t->p[t->len - 1]))
+		t->len--;
+	*pos = e;
+	return 1;
+}
+
+/* parse_length reads a Content-Length element: digits only, no overflow. */
+static int
+parse_length(const struct token *t, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (t->len == 0 || t->len > 18)
+		return -1;
+	for (size_t i = 0; i < t->len; i++) {
+		if (t->p[i] < '0' || t->p[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(t->p[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- writing the new head ---- */
+
+struct out {
+	uint8_t *p;
+	size_t len, cap;
+	int overflow;
+};
+
+static void
+put(struct out *o, const void *data, size_t len)
+{
+	if (o->p == NULL)
+		return;
+	if (len > o->cap - o->len) {
+		o->overflow = 1;
+		return;
+	}
+	memcpy(o->p + o->len, data, len);
+	o->len += len;
+}
+
+static void
+puts_(struct out *o, const char *s)
+{
+	put(o, s, strlen(s));
+}
+
+/* Everything learned from the header lines, first pass. */
+struct scan {
+	int n_cl, n_te, chunked, conn_close, conn_keepalive, conn_upgrade, has_upgrade;
+	uint64_t length;
+	struct token listed[HTTP_MAX_CONNECTION_TOKENS]; /* headers Connection names */
+	size_t n_listed;
+	int has_xff, has_xfp, has_xfh, has_xrip, has_forwarded;
+	const uint8_t *host; /* the Host header's value */
+	size_t host_len;
+};
+
+/* scan_headers fills sc. Returns NULL, or "smuggling" / "malformed". */
+static const char *
+scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
+{
+	struct header h;
+	struct token t;
+	size_t pos = first, tp;
+	uint64_t v;
+
+	memset(sc, 0, sizeof(*sc));
+	while (next_header(buf, head_len, &pos, &h)) {
+		switch (h.kind) {
+		case HDR_CONTENT_LENGTH:
+			tp = 0;
+			if (!next_token(h.value, h.value_len, &tp, &t))
+				return "smuggling";
+			do {
+				if (parse_length(&t, &v) == -1 || (sc->n_cl > 0 && v != sc->length))
+					return "smuggling";
+				sc->length = v;
+				sc->n_cl++;
+			} while (next_token(h.value, h.value_len, &tp, &t));
+			break;
+		case HDR_TRANSFER_ENCODING:
+			/* Only a lone "chunked": anything else could frame differently downstream. */
+			if (++sc->n_te > 1 || !ieq(h.value, h.value_len, "chunked"))
+				return "smuggling";
+			sc->chunked = 1;
+			break;
+		case HDR_CONNECTION:
+			tp = 0;
+			while (next_token(h.value, h.value_len, &tp, &t)) {
+				if (ieq(t.p, t.len, "close"))
+					sc->conn_close = 1;
+				else if (ieq(t.p, t.len, "keep-alive"))
+					sc->conn_keepalive = 1;
+				else if (ieq(t.p, t.len, "upgrade"))
+					sc->conn_upgrade = 1;
+				else if (sc->n_listed == HTTP_MAX_CONNECTION_TOKENS)
+					return "malformed";
+				else
+					sc->listed[sc->n_listed++] = t;
+			}
+			break;
+		case HDR_UPGRADE:
+			sc->has_upgrade = 1;
+			break;
+		case HDR_HOST:
+			sc->host = h.value;
+			sc->host_len = h.value_len;
+			break;
+		case HDR_XFF:
+			sc->has_xff = 1;
+			break;
+		case HDR_XFP:
+			sc->has_xfp = 1;
+			break;
+		case HDR_XFH:
+			sc->has_xfh = 1;
+			break;
+		case HDR_XRIP:
+			sc->has_xrip = 1;
+			break;
+		case HDR_FORWARDED:
+			sc->has_forwarded = 1;
+			break;
+		default:
+			break;
+		}
+	}
+	if (sc->n_cl > 0 && sc->n_te > 0)
+		return "smuggling";
+	return NULL;
+}
+
+static int
+listed(const struct scan *sc, const struct header *h)
+{
+	for (size_t i = 0; i < sc->n_listed; i++)
+		if (sc->listed[i].len == h->name_len &&
+		    strncasecmp((const char *)sc->listed[i].p, (const char *)h->name, h->name_len) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * keep_line says whether a header line goes upstream as it is. Hop-by-hop
+ * headers never do; forwarding headers gatekeeper sets are rebuilt at the
+ * end (a trusted peer's values kept inside them, or kept as they are).
+ */
+static int
+keep_line(const struct header *h, const struct scan *sc, const struct config_http *c,
+    const struct http_peer *peer, const struct http_head *info)
+{
+	if (listed(sc, h))
+		return 0;
+	switch (h->kind) {
+	case HDR_CONNECTION:
+	case HDR_KEEP_ALIVE:
+	case HDR_PROXY_CONNECTION:
+	case HDR_TE:
+		return 0;
+	case HDR_UPGRADE:
+		return info->upgrade;
+	case HDR_XFF:
+		return !c->x_forwarded_for;
+	case HDR_FORWARDED:
+		return !c->forwarded;
+	case HDR_XFP:
+		return !c->x_forwarded_proto || peer->trusted;
+	case HDR_XFH:
+		return !c->x_forwarded_host || peer->trusted;
+	case HDR_XRIP:
+		return !c->x_real_ip || peer->trusted;
+	default:
+		return 1;
+	}
+}
+
+/* put_joined writes the values of every kind line, joined with ", ". Returns how many. */
+static int
+put_joined(struct out *o, const uint8_t *buf, size_t head_len, size_t first, enum header_kind kind)
+{
+	struct header h;
+	size_t pos = first;
+	int n = 0;
+
+	while (next_header(buf, head_len, &pos, &h)) {
+		if (h.kind != kind || h.value_len == 0)
+			continue;
+		if (n++ > 0)
+			puts_(o, ", ");
+		put(o, h.value, h.value_len);
+	}
+	return n;
+}
+
+const char *
+http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
+    const struct config_http *c, const struct http_peer *peer, int last, struct http_head *info,
+    uint8_t *out, size_t *out_len)
+{
+	struct out o = {out, 0, out ? 2 * req->head_len + HTTP_REWRITE_EXTRA : 0, 0};
+	char addr[NET_ADDRSTRLEN];
+	const char *why;
+	const uint8_t *host;
+	size_t first = 0, pos, host_len;
+	struct scan sc;
+	struct header h;
+
+	memset(info, 0, sizeof(*info));
+	if (strcmp(req->method, "CONNECT") == 0)
+		return "bad_method";
+	while (first + 1 < req->head_len && !(buf[first] == '\r' && buf[first + 1] == '\n'))
+		first++;
+	first += 2;
+	if ((why = scan_headers(buf, req->head_len, first, &sc)) != NULL)
+		return why;
+	if (sc.n_te > 0 && req->version_minor == 0)
+		return "smuggling"; /* HTTP/1.0 has no chunked coding */
+	info->head_method = strcmp(req->method, "HEAD") == 0;
+	info->upgrade = sc.conn_upgrade && sc.has_upgrade;
+	info->wants_close = sc.conn_close || (req->version_minor == 0 && !sc.conn_keepalive);
+	info->has_body = sc.chunked || sc.length > 0;
+	if (out == NULL)
+		return NULL;
+
+	net_addr_format(peer->client, addr, sizeof(addr));
+	host = sc.host ? sc.host : (const uint8_t *)req->host;
+	host_len = sc.host ? sc.host_len : req->host_len;
+	put(&o, buf, first); /* the request line */
+	for (pos = first; next_header(buf, req->head_len, &pos, &h);) {
+		if (!keep_line(&h, &sc, c, peer, info))
+			continue;
+		put(&o, h.line, h.line_len);
+		puts_(&o, "\r\n");
+	}
+	if (c->x_forwarded_for) {
+		puts_(&o, "X-Forwarded-For: ");
+		if (peer->trusted && put_joined(&o, buf, req->head_len, first, HDR_XFF) > 0)
+			puts_(&o, ", ");
+		puts_(&o, addr);
+		puts_(&o, "\r\n");
+	}
+	if (c->x_forwarded_proto && !(peer->trusted && sc.has_xfp))
+		puts_(&o, "X-Forwarded-Proto: http\r\n");
+	if (c->x_forwarded_host && !(peer->trusted && sc.has_xfh) && host_len > 0) {
+		puts_(&o, "X-Forwarded-Host: ");
+		put(&o, host, host_len);
+		puts_(&o, "\r\n");
+	}
+	if (c->x_real_ip && !(peer->trusted && sc.has_xrip)) {
+		puts_(&o, "X-Real-IP: ");
+		puts_(&o, addr);
+		puts_(&o, "\r\n");
+	}
+	if (c->forwarded) {
+		int v6 = peer->client->sa_family == AF_INET6;
+		puts_(&o, "Forwarded: ");
+		if (peer->trusted && put_joined(&o, buf, req->head_len, first, HDR_FORWARDED) > 0)
+			puts_(&o, ", ");
+		puts_(&o, v6 ? "for=\"[" : "for=");
+		puts_(&o, addr);
+		puts_(&o, v6 ? "]\"" : "");
+		if (host_len > 0) {
+			/* A host:port is not a token: always the quoted form. */
+			puts_(&o, ";host=\"");
+			put(&o, host, host_len);
+			puts_(&o, "\"");
+		}
+		puts_(&o, ";proto=http\r\n");
+	}
+	if (info->upgrade)
+		puts_(&o, "Connection: upgrade\r\n");
+	else if (last || info->wants_close)
+		puts_(&o, "Connection: close\r\n");
+	else if (req->version_minor == 0)
+		puts_(&o, "Connection: keep-alive\r\n");
+	puts_(&o, "\r\n");
+	if (o.overflow)
+		return "too_large";
+	*out_len = o.len;
+	return NULL;
+}
+
+/* ---- refusals ---- */
+
+static const struct http_refusal_text {
+	int mode;           /* 0: any listener, 1: connect (a forward proxy), 2: http */
+	const char *reason;
+	const char *status;
+	const char *body;
+	const char *header; /* one extra header line, or "" */
+} refusals[] = {
+    {0, "malformed", "400 Bad Request", "malformed request", ""},
+    {0, "smuggling", "400 Bad Request", "ambiguous request framing", ""},
+    {0, "not_proxy_request", "400 Bad Request", "this is a proxy: use CONNECT or an absolute URL", ""},
+    {1, "bad_method", "405 Method Not Allowed", "use CONNECT or an absolute URL", "Allow: CONNECT\r\n"},
+    {2, "bad_method", "405 Method Not Allowed", "CONNECT is not served here", ""},
+    {0, "not_allowed", "403 Forbidden", "destination not allowed", ""},
+    {0, "address_denied", "403 Forbidden", "destination address not allowed", ""},
+    {0, "auth_required", "407 Proxy Authentication Required", "proxy authentication required",
+	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
+    {0, "auth_failed", "407 Proxy Authentication Required", "proxy authentication failed",
+	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
+    {0, "no_name", "400 Bad Request", "the request names no host", ""},
+    {0, "too_large", "431 Request Header Fields Too Large", "request head too large", ""},
+    {0, "sniff_timeout", "408 Request Timeout", "request not received in time", ""},
+    {0, "header_timeout", "408 Request Timeout", "request not received in time", ""},
+    {0, "no_route", "421 Misdirected Request", "no route for this host", ""},
+    {0, "misdirected", "421 Misdirected Request", "this connection serves another host", ""},
+    {0, "no_address", "503 Service Unavailable", "upstream not resolvable yet", ""},
+    {0, "connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
+    {0, "connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
+};
+
+size_t
+http_refusal(const char *reason, int proxy, char *buf, size_t len)
+{
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		const struct http_refusal_text *r = &refusals[i];
+		int n;
+		if (strcmp(r->reason, reason) != 0 || (r->mode != 0 && r->mode != (proxy ? 1 : 2)))
+			continue;
+		n = snprintf(buf, len,
+		    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+		    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
+		    r->status, strlen(r->body) + 13, r->reason, r->header, r->body);
+		return n > 0 && (size_t)n < len ? (size_t)n : 0;
+	}
+	return 0;
+}
+
+/* ---- the stream ---- */
+
+enum stream_state {
+	ST_HEAD,     /* collecting a request head */
+	ST_BODY,     /* streaming a request body */
+	ST_WAIT_101, /* an upgrade request went up: its answer decides */
+	ST_REFUSING, /* a refusal waits for the responses owed */
+	ST_DONE,     /* the last request went up: later bytes are dropped */
+	ST_RAW,      /* switched protocols: bytes go on untouched */
+};
+
+struct http_stream {
+	const struct config_http *conf;
+	struct sockaddr_storage client;
+	struct http_peer peer;
+	const struct http_ops *ops;
+	void *arg;
+	enum stream_state state;
+	uint8_t *head;       /* the head being collected (max_header_size), or NULL */
+	size_t head_len;
+	struct timeval head_started, idle_since;
+	http_parser req, resp;
+	int req_done;        /* the request parser reached the message's end */
+	uint64_t requests, responses;
+	uint8_t owed_head[HTTP_MAX_OUTSTANDING]; /* per unanswered request: was it HEAD? */
+	int resp_done, resp_status;
+	int resp_unparsed;   /* the upstream's bytes stopped parsing as responses */
+	const char *refusal; /* ST_REFUSING: the reason */
+};
+
+static int
+on_req_complete(http_parser *p)
+{
+	struct http_stream *h = p->data;
+
+	h->req_done = 1;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings req_settings = {
+    .on_message_complete = on_req_complete,
+};
+
+static int
+on_resp_headers(http_parser *p)
+{
+	struct http_stream *h = p->data;
+
+	h->resp_status = p->status_code;
+	if (p->status_code == 101)
+		return 2; /* no body, and nothing HTTP after it */
+	/* A HEAD response announces a body it does not have. */
+	if (p->status_code >= 200 && h->responses < h->requests &&
+	    h->owed_head[h->responses % HTTP_MAX_OUTSTANDING])
+		return 1;
+	return 0;
+}
+
+static int
+on_resp_complete(http_parser *p)
+{
+	struct http_stream *h = p->data;
+
+	h->resp_done = 1;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings resp_settings = {
+    .on_headers_complete = on_resp_headers,
+    .on_message_complete = on_resp_complete,
+};
+
+struct http_stream *
+http_stream_new(const struct config_http *conf, const struct http_peer *peer,
+    const struct http_ops *ops, void *arg, const struct timeval *now)
+{
+	struct http_stream *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	h->conf = conf;
+	memcpy(&h->client, peer->client, net_sockaddr_len(peer->client));
+	h->peer.client = (struct sockaddr *)&h->client;
+	h->peer.trusted = peer->trusted;
+	h->ops = ops;
+	h->arg = arg;
+	h->state = ST_HEAD;
+	h->head_started = h->idle_since = *now;
+	http_parser_init(&h->resp, HTTP_RESPONSE);
+	h->resp.data = h;
+	return h;
+}
+
+void
+http_stream_free(struct http_stream *h)
+{
+	if (h == NULL)
+		return;
+	free(h->head);
+	free(h);
+}
+
+uint64_t
+http_stream_requests(const struct http_stream *h)
+{
+	return h->requests;
+}
+
+static void
+idle_if_caught_up(struct http_stream *h, const struct timeval *now)
+{
+	if (h->state == ST_HEAD && h->head_len == 0 && h->responses == h->requests) {
+		h->idle_since = *now;
+		h->ops->rearm(h->arg);
+	}
+}
+
+/* refuse answers the current request with reason once earlier responses are out. */
+static void
+refuse(struct http_stream *h, const char *reason)
+{
+	char buf[512];
+	size_t n;
+
+	h->state = ST_REFUSING;
+	h->refusal = reason;
+	free(h->head);
+	h->head = NULL;
+	h->head_len = 0;
+	if (h->responses < h->requests)
+		return; /* on_resp_complete's caller comes back here */
+	if ((n = http_refusal(reason, 0, buf, sizeof(buf))) > 0)
+		h->ops->send(h->arg, 0, buf, n);
+	h->ops->end(h->arg, reason);
+}
+
+/*
+ * take_head handles a complete head h->head[0..len). Returns 0 when the
+ * request went up, -1 when it was refused.
+ */
+static int
+take_head(struct http_stream *h, size_t len)
+{
+	static _Thread_local uint8_t out[2 * SNIFF_HTTP_MAX_HEAD + HTTP_REWRITE_EXTRA];
+	struct sniff_http_request req;
+	struct http_head info;
+	enum parse_result r;
+	const char *why;
+	size_t out_len = 0, n;
+	int last;
+
+	r = sniff_http_request(h->head, len, &req);
+	if (r == PARSE_MALFORMED || r == PARSE_NEED_MORE) {
+		refuse(h, "malformed");
+		return -1;
+	}
+	if (strcmp(req.method, "CONNECT") == 0) {
+		refuse(h, "bad_method");
+		return -1;
+	}
+	if (h->requests > 0 && (why = h->ops->admit(h->arg, &req, h->head)) != NULL) {
+		refuse(h, why);
+		return -1;
+	}
+	last = h->conf->max_requests > 0 && h->requests + 1 >= (uint64_t)h->conf->max_requests;
+	why = http_rewrite_head(h->head, &req, h->conf, &h->peer, last, &info, out, &out_len);
+	if (why != NULL) {
+		refuse(h, why);
+		return -1;
+	}
+	/* http-parser learns the framing from the original head. */
+	http_parser_init(&h->req, HTTP_REQUEST);
+	h->req.data = h;
+	h->req_done = 0;
+	n = http_parser_execute(&h->req, &req_settings, (const char *)h->head, len);
+	if ((HTTP_PARSER_ERRNO(&h->req) != HPE_OK && HTTP_PARSER_ERRNO(&h->req) != HPE_PAUSED) ||
+	    (n != len && !h->req.upgrade)) {
+		refuse(h, "malformed");
+		return -1;
+	}
+	h->owed_head[h->requests % HTTP_MAX_OUTSTANDING] = (uint8_t)info.head_method;
+	h->requests++;
+	h->ops->send(h->arg, 1, out, out_len);
+	if (!info.has_body)
+		h->req_done = 1;
+	if (info.upgrade && h->req_done)
+		h->state = ST_WAIT_101;
+	else if (!h->req_done)
+		h->state = ST_BODY;
+	else
+		h->state = last || info.wants_close ? ST_DONE : ST_HEAD;
+	if (h->state == ST_BODY && (last || info.wants_close))
+		h->req_done = -1; /* after the body: DONE */
+	else if (h->state == ST_BODY && info.upgrade)
+		h->req_done = -2; /* after the body: WAIT_101 */
+	return 0;
+}
+
+/*
+ * client_head collects head bytes. Returns how many of data it used, or
+ * -1 when the stream stopped taking client bytes (refused).
+ */
+static ssize_t
+client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
+{
+	size_t cap = (size_t)h->conf->max_header_size, old = h->head_len, take, from, end;
+	const uint8_t *blank;
+
+	if (h->head == NULL && (h->head = malloc(cap)) == NULL) {
+		h->ops->end(h->arg, "out_of_memory");
+		return -1;
+	}
+	if (old == 0) {
+		h->head_started = *now;
+		h->ops->rearm(h->arg);
+	}
+	take = len < cap - old ? len : cap - old;
+	memcpy(h->head + old, data, take);
+	h->head_len += take;
+	from = old > 3 ? old - 3 : 0;
+	blank = memmem(h->head + from, h->head_len - from, "\r\n\r\n", 4);
+	if (blank == NULL) {
+		if (h->head_len == cap) {
+			refuse(h, "too_large");
+			return -1;
+		}
+		return (ssize_t)take;
+	}
+	end = (size_t)(blank - h->head) + 4;
+	if (take_head(h, end) == -1)
+		return -1;
+	h->head_len = 0;
+	if (h->state == ST_HEAD) {
+		free(h->head);
+		h->head = NULL;
+	}
+	return (ssize_t)(end - old);
+}
+
+/* client_body streams body bytes; returns how many were body. */
+static ssize_t
+client_body(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
+{
+	size_t n = http_parser_execute(&h->req, &req_settings, (const char *)data, len);
+	enum http_errno e = HTTP_PARSER_ERRNO(&h->req);
+
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		/* The upstream has part of this body: no response can be trusted now. */
+		h->state = ST_REFUSING;
+		h->ops->end(h->arg, "malformed_body");
+		return -1;
+	}
+	if (n > 0)
+		h->ops->send(h->arg, 1, data, n);
+	if (e == HPE_PAUSED) {
+		int after = h->req_done;
+		h->req_done = 1;
+		h->state = after == -1 ? ST_DONE : after == -2 ? ST_WAIT_101 : ST_HEAD;
+		idle_if_caught_up(h, now);
+	}
+	return (ssize_t)n;
+}
+
+static void
+client_bytes(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
+{
+	ssize_t used = 0;
+
+	while (len > 0) {
+		switch (h->state) {
+		case ST_HEAD:
+			used = client_head(h, data, len, now);
+			break;
+		case ST_BODY:
+			used = client_body(h, data, len, now);
+			break;
+		case ST_WAIT_101:
+			/*
+			 * Bytes after an upgrade request wait for its answer: the
+			 * new protocol's first bytes, or the next request.
+			 */
+			if (h->head == NULL &&
+			    (h->head = malloc((size_t)h->conf->max_header_size)) == NULL) {
+				h->ops->end(h->arg, "out_of_memory");
+				return;
+			}
+			if (len > (size_t)h->conf->max_header_size - h->head_len) {
+				refuse(h, "too_large");
+				return;
+			}
+			memcpy(h->head + h->head_len, data, len);
+			h->head_len += len;
+			return;
+		case ST_RAW:
+			h->ops->send(h->arg, 1, data, len);
+			return;
+		case ST_DONE:
+		case ST_REFUSING:
+			return; /* nothing after the last request goes up */
+		}
+		if (used <= 0)
+			return;
+		data += used;
+		len -= (size_t)used;
+	}
+}
+
+/* response_done: one final response went to the client. */
+static void
+response_done(struct http_stream *h, const struct timeval *now)
+{
+	uint8_t *held;
+	size_t held_len;
+
+	h->responses++;
+	if (h->state == ST_REFUSING && h->responses == h->requests && h->refusal != NULL) {
+		refuse(h, h->refusal);
+		return;
+	}
+	if (h->state == ST_WAIT_101 && h->responses == h->requests) {
+		/* Not switched: what the client sent meanwhile is its next request. */
+		h->state = ST_HEAD;
+		held = h->head;
+		held_len = h->head_len;
+		h->head = NULL;
+		h->head_len = 0;
+		if (held_len > 0)
+			client_bytes(h, held, held_len, now);
+		free(held);
+	}
+	idle_if_caught_up(h, now);
+}
+
+static void
+upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
+{
+	size_t n;
+	enum http_errno e;
+
+	while (len > 0 && h->state != ST_RAW && !h->resp_unparsed) {
+		h->resp_done = 0;
+		n = http_parser_execute(&h->resp, &resp_settings, (const char *)data, len);
+		e = HTTP_PARSER_ERRNO(&h->resp);
+		if ((e != HPE_OK && e != HPE_PAUSED) ||
+		    (h->responses >= h->requests && n > 0 && !h->resp_done)) {
+			/*
+			 * Not responses to what was asked (not HTTP, or bytes
+			 * nobody asked for): the client gets them as they are, but
+			 * no further request goes up, since their answers could
+			 * no longer be told apart.
+			 */
+			h->resp_unparsed = 1;
+			if (h->state != ST_REFUSING)
+				h->state = ST_DONE;
+			break;
+		}
+		h->ops->send(h->arg, 0, data, n);
+		data += n;
+		len -= n;
+		if (h->resp.upgrade && h->resp_status == 101) {
+			/* Switched: both ways raw, starting with what each side sent early. */
+			h->responses++;
+			h->state = ST_RAW;
+			h->ops->raw(h->arg);
+			if (len > 0)
+				h->ops->send(h->arg, 0, data, len);
+			if (h->head_len > 0)
+				h->ops->send(h->arg, 1, h->head, h->head_len);
+			free(h->head);
+			h->head = NULL;
+			h->head_len = 0;
+			return;
+		}
+		if (e == HPE_PAUSED) {
+			http_parser_pause(&h->resp, 0);
+			if (h->resp_status < 100 || h->resp_status >= 200)
+				response_done(h, now);
+			if (h->state == ST_REFUSING)
+				return;
+		}
+	}
+	if (len > 0 && (h->state == ST_RAW || h->resp_unparsed))
+		h->ops->send(h->arg, 0, data, len);
+}
+
+int
+http_stream_bytes(struct http_stream *h, int from, const uint8_t *data, size_t len,
+    const struct timeval *now)
+{
+	if (from == 0)
+		client_bytes(h, data, len, now);
+	else
+		upstream_bytes(h, data, len, now);
+	return 0;
+}
+
+int
+http_stream_may_read(const struct http_stream *h, int from)
+{
+	if (from == 1)
+		return 1; /* responses owed before a refusal must be read */
+	switch (h->state) {
+	case ST_HEAD:
+	case ST_BODY:
+		return h->requests - h->responses < HTTP_MAX_OUTSTANDING;
+	case ST_RAW:
+	case ST_DONE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+http_stream_deadline(const struct http_stream *h, const struct timeval *now, int64_t *ms)
+{
+	if (h->state != ST_HEAD)
+		return 0;
+	if (h->head_len > 0)
+		*ms = h->conf->header_timeout - clock_ms_between(&h->head_started, now);
+	else if (h->responses == h->requests)
+		*ms = h->conf->keepalive_timeout - clock_ms_between(&h->idle_since, now);
+	else
+		return 0;
+	return 1;
+}
+
+void
+http_stream_expire(struct http_stream *h, const struct timeval *now)
+{
+	int64_t left;
+
+	if (!http_stream_deadline(h, now, &left) || left > 0)
+		return;
+	if (h->head_len > 0)
+		refuse(h, "header_timeout");
+	else {
+		h->state = ST_REFUSING;
+		h->ops->end(h->arg, "keepalive_timeout");
+	}
+}
