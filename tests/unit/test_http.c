@@ -1,0 +1,527 @@
+/*
+ * test_http.c: unit tests for mode http's head rewriting and its stream.
+ * Heads are written one line per string. The rewrite must keep every
+ * header it does not own byte for byte and in order, drop hop-by-hop
+ * headers, set the forwarding headers as configured, and refuse framing
+ * that two parsers could read two ways. The stream tests drive an
+ * http_stream with recorded callbacks: pipelined requests, bodies,
+ * refusals after the responses owed, and the switch to raw on 101.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "http.h"
+#include "net.h"
+
+static struct config_http
+defaults(void)
+{
+	struct config_http c;
+
+	memset(&c, 0, sizeof(c));
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 1;
+	c.max_header_size = 16 * 1024;
+	c.header_timeout = 10000;
+	c.keepalive_timeout = 75000;
+	c.max_requests = 1000;
+	return c;
+}
+
+static struct sockaddr_storage client_ss;
+
+static struct http_peer
+peer(const char *ip, int trusted)
+{
+	struct http_peer p;
+	socklen_t len;
+
+	assert_int_equal(net_parse_ip(ip, 5555, &client_ss, &len), 0);
+	p.client = (struct sockaddr *)&client_ss;
+	p.trusted = trusted;
+	return p;
+}
+
+static uint8_t out[2 * 4096 + HTTP_REWRITE_EXTRA];
+
+/*
+ * rewrite runs the head through sniff_http and http_rewrite_head. Returns
+ * the refusal reason, or NULL with the new head NUL-terminated in out.
+ */
+static const char *
+rewrite(const char *head, const struct config_http *c, const struct http_peer *p, int last,
+    struct http_head *info)
+{
+	struct sniff_http_request req;
+	enum parse_result r = sniff_http_request((const uint8_t *)head, strlen(head), &req);
+	size_t len = 0;
+	const char *why;
+
+	assert_true(r == PARSE_OK || r == PARSE_NOT_FOUND);
+	assert_true(req.head_len == strlen(head));
+	why = http_rewrite_head((const uint8_t *)head, &req, c, p, last, info, out, &len);
+	if (why == NULL) {
+		assert_true(len < sizeof(out));
+		out[len] = '\0';
+	}
+	return why;
+}
+
+static void
+test_untrusted_client_gets_its_own_address(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	assert_null(rewrite("GET /a?b=1 HTTP/1.1\r\n"
+			    "Host: app.example:8080\r\n"
+			    "User-Agent: t/1\r\n"
+			    "X-Forwarded-For: 10.9.9.9\r\n"       /* forged: replaced */
+			    "x-forwarded-for: 10.8.8.8\r\n"       /* any case */
+			    "X-Real-IP: 10.9.9.9\r\n"             /* forged: replaced */
+			    "X-Forwarded-Proto: https\r\n"        /* forged: replaced */
+			    "Accept: */*\r\n"
+			    "\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET /a?b=1 HTTP/1.1\r\n"
+					 "Host: app.example:8080\r\n"
+					 "User-Agent: t/1\r\n"
+					 "Accept: */*\r\n"
+					 "X-Forwarded-For: 192.0.2.7\r\n"
+					 "X-Forwarded-Proto: http\r\n"
+					 "X-Forwarded-Host: app.example:8080\r\n"
+					 "X-Real-IP: 192.0.2.7\r\n"
+					 "\r\n");
+	assert_false(info.wants_close);
+	assert_false(info.upgrade);
+	assert_false(info.has_body);
+}
+
+static void
+test_trusted_peer_values_are_kept_and_extended(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("2001:db8::1", 1);
+	struct http_head info;
+
+	(void)state;
+	c.forwarded = 1;
+	assert_null(rewrite("POST /x HTTP/1.1\r\n"
+			    "Host: a.test\r\n"
+			    "X-Forwarded-For: 198.51.100.1, 10.0.0.1\r\n"
+			    "X-Forwarded-For: 10.0.0.2\r\n"
+			    "X-Forwarded-Proto: https\r\n"
+			    "Forwarded: for=198.51.100.1\r\n"
+			    "Content-Length: 3\r\n"
+			    "\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out,
+	    "POST /x HTTP/1.1\r\n"
+	    "Host: a.test\r\n"
+	    "X-Forwarded-Proto: https\r\n"
+	    "Content-Length: 3\r\n"
+	    "X-Forwarded-For: 198.51.100.1, 10.0.0.1, 10.0.0.2, 2001:db8::1\r\n"
+	    "X-Forwarded-Host: a.test\r\n"
+	    "X-Real-IP: 2001:db8::1\r\n"
+	    "Forwarded: for=198.51.100.1, for=\"[2001:db8::1]\";host=\"a.test\";proto=http\r\n"
+	    "\r\n");
+	assert_true(info.has_body);
+}
+
+static void
+test_switches_off_leave_headers_alone(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+	const char *head = "GET / HTTP/1.1\r\n"
+			   "Host: a.test\r\n"
+			   "X-Forwarded-For: 10.9.9.9\r\n"
+			   "X-Real-IP: 10.9.9.9\r\n"
+			   "X-Forwarded-Proto: https\r\n"
+			   "X-Forwarded-Host: b.test\r\n"
+			   "\r\n";
+
+	(void)state;
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	assert_null(rewrite(head, &c, &p, 0, &info));
+	assert_string_equal((char *)out, head);
+}
+
+static void
+test_hop_by_hop_headers_are_dropped(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	assert_null(rewrite("GET / HTTP/1.1\r\n"
+			    "Host: a.test\r\n"
+			    "Connection: keep-alive, X-Secret, foo\r\n"
+			    "X-Secret: s\r\n"      /* named by Connection */
+			    "Foo: bar\r\n"         /* named by Connection, any case */
+			    "Keep-Alive: timeout=5\r\n"
+			    "Proxy-Connection: keep-alive\r\n"
+			    "TE: trailers\r\n"
+			    "Upgrade: h2c\r\n"     /* not an upgrade request: dropped */
+			    "X-Kept: 1\r\n"
+			    "\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Kept: 1\r\n\r\n");
+	assert_false(info.upgrade);
+}
+
+static void
+test_connection_header_says_what_is_needed(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	/* the client closes */
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &c, &p, 0,
+	    &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+	assert_true(info.wants_close);
+	/* HTTP/1.0 closes unless it asks for keep-alive */
+	assert_null(rewrite("GET / HTTP/1.0\r\nHost: a\r\n\r\n", &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.0\r\nHost: a\r\nConnection: close\r\n\r\n");
+	assert_true(info.wants_close);
+	assert_null(rewrite("GET / HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n", &c, &p, 0,
+	    &info));
+	assert_string_equal((char *)out,
+	    "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
+	assert_false(info.wants_close);
+	/* the connection's last request */
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &c, &p, 1, &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+	/* an upgrade keeps Upgrade and says so */
+	assert_null(rewrite("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+			    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out,
+	    "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+	    "Connection: upgrade\r\n\r\n");
+	assert_true(info.upgrade);
+	/* HEAD is noted: its response has no body */
+	assert_null(rewrite("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", &c, &p, 0, &info));
+	assert_true(info.head_method);
+}
+
+static void
+test_framing_that_reads_two_ways_is_refused(void **state)
+{
+	static const char *const smuggling[] = {
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	    "Transfer-Encoding: chunked\r\n\r\n",
+	    "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+	};
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(smuggling) / sizeof(smuggling[0]); i++) {
+		const char *why = rewrite(smuggling[i], &c, &p, 0, &info);
+		if (why == NULL || strcmp(why, "smuggling") != 0)
+			fail_msg("case %zu accepted: %s", i, smuggling[i]);
+	}
+	/* the same length twice is one length */
+	assert_null(rewrite("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", &c, &p, 0,
+	    &info));
+	assert_true(info.has_body);
+	assert_null(rewrite("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", &c, &p,
+	    0, &info));
+	assert_true(info.has_body);
+	/* CONNECT is not for a reverse proxy */
+	assert_string_equal(rewrite("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", &c, &p, 0, &info),
+	    "bad_method");
+}
+
+static void
+test_refusal_texts(void **state)
+{
+	char buf[512];
+	size_t n;
+
+	(void)state;
+	n = http_refusal("misdirected", 0, buf, sizeof(buf));
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "HTTP/1.1 421 Misdirected Request\r\n"));
+	assert_non_null(strstr(buf, "X-Gatekeeper-Reason: misdirected\r\n"));
+	assert_non_null(strstr(buf, "Connection: close\r\n"));
+	/* Content-Length matches the body */
+	assert_int_equal(strlen(strstr(buf, "\r\n\r\n") + 4),
+	    (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
+	/* CONNECT's 405 differs between a forward and a reverse proxy */
+	n = http_refusal("bad_method", 1, buf, sizeof(buf));
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "Allow: CONNECT\r\n"));
+	n = http_refusal("bad_method", 0, buf, sizeof(buf));
+	buf[n] = '\0';
+	assert_null(strstr(buf, "Allow:"));
+	assert_int_equal(http_refusal("keepalive_timeout", 0, buf, sizeof(buf)), 0);
+}
+
+/* ---- the stream, with recorded callbacks ---- */
+
+struct rec {
+	char sent[2][8192]; /* [0] to the client, [1] to the upstream */
+	size_t sent_len[2];
+	const char *ended;
+	int raw, misdirect;
+};
+
+static int
+rec_send(void *arg, int to, const void *data, size_t len)
+{
+	struct rec *r = arg;
+
+	assert_true(r->sent_len[to] + len < sizeof(r->sent[to]));
+	memcpy(r->sent[to] + r->sent_len[to], data, len);
+	r->sent_len[to] += len;
+	r->sent[to][r->sent_len[to]] = '\0';
+	return 0;
+}
+
+static const char *
+rec_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
+{
+	struct rec *r = arg;
+
+	(void)buf;
+	return r->misdirect && strcmp(req->host, "b.test") == 0 ? "misdirected" : NULL;
+}
+
+static void
+rec_end(void *arg, const char *reason)
+{
+	((struct rec *)arg)->ended = reason;
+}
+
+static void
+rec_raw(void *arg)
+{
+	((struct rec *)arg)->raw = 1;
+}
+
+static void
+rec_rearm(void *arg)
+{
+	(void)arg;
+}
+
+static const struct http_ops rec_ops = {rec_send, rec_admit, rec_end, rec_raw, rec_rearm};
+
+static struct http_stream *
+stream(struct rec *r, struct config_http *c)
+{
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct timeval now = {1000, 0};
+
+	memset(r, 0, sizeof(*r));
+	c->x_forwarded_proto = c->x_forwarded_host = c->x_real_ip = 0;
+	return http_stream_new(c, &p, &rec_ops, r, &now);
+}
+
+static void
+feed(struct http_stream *h, int from, const char *s)
+{
+	struct timeval now = {1000, 0};
+
+	http_stream_bytes(h, from, (const uint8_t *)s, strlen(s), &now);
+}
+
+static void
+test_stream_pipelined_requests_each_rewritten(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h = stream(&r, &c);
+
+	(void)state;
+	/* three requests in one read, the second with a chunked body, cut oddly */
+	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
+		   "Transfer-Encoding: chunked\r\n\r\n5\r\nhel");
+	feed(h, 0, "lo\r\n0\r\n\r\nGET /3 HTTP/1.1\r\nHo");
+	feed(h, 0, "st: a\r\n\r\n");
+	assert_string_equal(r.sent[1],
+	    "GET /1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n"
+	    "POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+	    "X-Forwarded-For: 192.0.2.7\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+	    "GET /3 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 3);
+	assert_null(r.ended);
+	http_stream_free(h);
+}
+
+static void
+test_stream_refusal_waits_for_the_responses_owed(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h = stream(&r, &c);
+
+	(void)state;
+	r.misdirect = 1;
+	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: b.test\r\n\r\n"
+		   "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 1); /* /2 and /3 never went up */
+	assert_null(r.ended);
+	assert_int_equal(r.sent_len[0], 0);
+	assert_false(http_stream_may_read(h, 0));
+	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	assert_string_equal(r.ended, "misdirected");
+	assert_true(strncmp(r.sent[0], "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
+			48) == 0);
+	http_stream_free(h);
+}
+
+static void
+test_stream_head_response_and_interim_responses(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h = stream(&r, &c);
+
+	(void)state;
+	r.misdirect = 1;
+	feed(h, 0, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: b.test\r\n\r\n");
+	/* a HEAD answer announces a body it does not carry; a 100 is not the answer */
+	feed(h, 1, "HTTP/1.1 100 Continue\r\n\r\n");
+	assert_null(r.ended);
+	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n");
+	assert_string_equal(r.ended, "misdirected");
+	http_stream_free(h);
+}
+
+static void
+test_stream_upgrade_goes_raw_on_101_only(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h = stream(&r, &c);
+	const char *up = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+
+	(void)state;
+	/* refused by the upstream: the bytes sent meanwhile are the next request */
+	feed(h, 0, up);
+	feed(h, 0, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 1);
+	assert_false(http_stream_may_read(h, 0));
+	feed(h, 1, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 2);
+	assert_false(r.raw);
+	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+	/* accepted: raw both ways, early bytes included */
+	feed(h, 0, up);
+	feed(h, 0, "\x81\x05" "early");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+		   "\x81\x02hi");
+	assert_true(r.raw);
+	assert_non_null(strstr(r.sent[1], "\x81\x05" "early"));
+	assert_non_null(strstr(r.sent[0], "\r\n\r\n\x81\x02hi"));
+	feed(h, 0, "anything at all");
+	assert_non_null(strstr(r.sent[1], "anything at all"));
+	assert_null(r.ended);
+	http_stream_free(h);
+}
+
+static void
+test_stream_limits(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h;
+	char big[2048];
+	struct timeval later = {1000 + 11, 0};
+
+	(void)state;
+	/* max_requests: the last request says close; later bytes never go up */
+	c.max_requests = 2;
+	h = stream(&r, &c);
+	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+		   "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 2);
+	assert_non_null(strstr(r.sent[1], "GET /2 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+					  "Connection: close\r\n\r\n"));
+	assert_null(strstr(r.sent[1], "/3"));
+	http_stream_free(h);
+
+	/* a head over max_header_size: 431 */
+	c = defaults();
+	c.max_header_size = 1024;
+	h = stream(&r, &c);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	feed(h, 0, "GET / HTTP/1.1\r\nX-Big: ");
+	feed(h, 0, big);
+	assert_string_equal(r.ended, "too_large");
+	assert_non_null(strstr(r.sent[0], " 431 "));
+	http_stream_free(h);
+
+	/* a head dribbled past header_timeout: 408 */
+	c = defaults();
+	h = stream(&r, &c);
+	feed(h, 0, "GET / HTTP/1.1\r\nHo");
+	http_stream_expire(h, &later);
+	assert_string_equal(r.ended, "header_timeout");
+	assert_non_null(strstr(r.sent[0], " 408 "));
+	http_stream_free(h);
+
+	/* a bad chunk size: closed, nothing sent to the client */
+	c = defaults();
+	h = stream(&r, &c);
+	feed(h, 0, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+	assert_string_equal(r.ended, "malformed_body");
+	assert_int_equal(r.sent_len[0], 0);
+	http_stream_free(h);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_untrusted_client_gets_its_own_address),
+		cmocka_unit_test(test_trusted_peer_values_are_kept_and_extended),
+		cmocka_unit_test(test_switches_off_leave_headers_alone),
+		cmocka_unit_test(test_hop_by_hop_headers_are_dropped),
+		cmocka_unit_test(test_connection_header_says_what_is_needed),
+		cmocka_unit_test(test_framing_that_reads_two_ways_is_refused),
+		cmocka_unit_test(test_refusal_texts),
+		cmocka_unit_test(test_stream_pipelined_requests_each_rewritten),
+		cmocka_unit_test(test_stream_refusal_waits_for_the_responses_owed),
+		cmocka_unit_test(test_stream_head_response_and_interim_responses),
+		cmocka_unit_test(test_stream_upgrade_goes_raw_on_101_only),
+		cmocka_unit_test(test_stream_limits),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
