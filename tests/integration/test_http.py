@@ -327,13 +327,6 @@ HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "te", "upgrade")
 # --------------------------------------------------------------------------
 # Backends written here
 
-def _recv_some(conn, raw, n=1 << 16):
-    b = conn.recv(n)
-    if b:
-        raw += b
-    return b
-
-
 class Origin:
     """A small HTTP/1.1 origin on a gkharness.HandlerServer.
 
@@ -441,7 +434,10 @@ class Origin:
                     while True:
                         sl = line()
                         rawparts.append(sl)
-                        size = int(sl[:-2].split(b";")[0].strip(), 16)
+                        tok = sl[:-2].split(b";")[0].rstrip(b" \t")
+                        if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", tok):
+                            raise ValueError("bad chunk size %r" % tok)
+                        size = int(tok, 16)
                         if size == 0:
                             while True:
                                 tl = line()
