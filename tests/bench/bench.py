@@ -581,7 +581,7 @@ backend be
 """
 
 
-def gk_conf(port, backend_port, level, workers):
+def gk_conf(port, backend_port, level, workers, mode="tcp"):
     w = f"workers: {workers}\n" if workers else ""
     return f"""log:
   level: {level}
@@ -591,7 +591,7 @@ def gk_conf(port, backend_port, level, workers):
 listeners:
   - name: bench
     listen: {HOST}:{port}
-    mode: tcp
+    mode: {mode}
     upstream: {HOST}:{backend_port}
 """
 
@@ -643,7 +643,7 @@ class Bench:
             raise BenchError(f"backend answered {resp[:200]!r}")
         self.response_bytes = len(resp) - len("Connection: close\r\n") + len("Connection: keep-alive\r\n")
 
-    def start_proxy(self, kind, workers, level="warn", tag=None):
+    def start_proxy(self, kind, workers, level="warn", tag=None, mode="tcp"):
         """Start one proxy; returns (Popen, port)."""
         port = free_port()
         tag = tag or f"{kind}{workers}"
@@ -651,7 +651,7 @@ class Bench:
         logpath = os.path.join(self.d, f"{tag}.log")
         if kind == "gatekeeper":
             w = workers if self.gk_workers else 0
-            conf = self.write(f"{tag}.yaml", gk_conf(port, self.backend_port, level, w))
+            conf = self.write(f"{tag}.yaml", gk_conf(port, self.backend_port, level, w, mode))
             p = self.procs.start([GK, "-c", conf], logpath, cpus=cpus, nofile=NOFILE)
         elif kind == "nginx":
             conf = self.write(f"{tag}.conf", nginx_stream_conf(self.d, tag, port, self.backend_port,
@@ -700,15 +700,15 @@ class Bench:
         finally:
             self.procs.stop(p)
 
-    def run_config(self, label, kind, workers=1, level="warn", full=True):
-        tag = f"{kind}{workers}-{level}" if kind else "direct"
+    def run_config(self, label, kind, workers=1, level="warn", full=True, mode="tcp"):
+        tag = f"{kind}{workers}-{level}-{mode}" if kind else "direct"
         log(f"== {label}")
         t0 = time.time()
         row = {"label": label, "kind": kind, "workers": workers, "level": level}
         try:
             if kind and full:
                 row.update(self.memory(kind, workers, level, tag))
-            p, port = (self.start_proxy(kind, workers, level, tag) if kind
+            p, port = (self.start_proxy(kind, workers, level, tag, mode) if kind
                        else (None, self.backend_port))
             try:
                 pid = p.pid if p else None
@@ -961,6 +961,9 @@ def main():
         bench.run_config("direct (no proxy)", None)
         bench.run_config("gatekeeper, 1 worker", "gatekeeper", 1, "warn")
         bench.run_config("gatekeeper, 1 worker, log info", "gatekeeper", 1, "info", full=False)
+        # The price of mode http (every request parsed and rewritten) against tcp.
+        bench.run_config("gatekeeper, 1 worker, mode http", "gatekeeper", 1, "warn", full=False,
+                         mode="http")
         bench.run_config("nginx stream, 1 worker", "nginx", 1)
         bench.run_config("HAProxy tcp, 1 thread", "haproxy", 1)
         if WORKERS > 1:
