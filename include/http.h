@@ -35,6 +35,8 @@ struct http_head {
 	int upgrade;       /* Connection: upgrade with an Upgrade header */
 	int wants_close;   /* the client ends the connection after this request */
 	int has_body;      /* Content-Length > 0 or chunked */
+	int chunked;       /* Transfer-Encoding: chunked */
+	uint64_t content_length;
 };
 
 /* Room http_rewrite_head may need beyond the head itself. */

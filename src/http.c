@@ -379,6 +379,8 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 	info->upgrade = sc.conn_upgrade && sc.has_upgrade;
 	info->wants_close = sc.conn_close || (req->version_minor == 0 && !sc.conn_keepalive);
 	info->has_body = sc.chunked || sc.length > 0;
+	info->chunked = sc.chunked;
+	info->content_length = sc.length;
 	if (out == NULL)
 		return NULL;
 
@@ -420,10 +422,11 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 		puts_(&o, addr);
 		puts_(&o, v6 ? "]\"" : "");
 		if (host_len > 0) {
-			/* A host:port is not a token: always the quoted form. */
-			puts_(&o, ";host=\"");
+			/* A token as it is; host:port or [v6] needs the quoted form. */
+			int quote = memchr(host, ':', host_len) != NULL;
+			puts_(&o, quote ? ";host=\"" : ";host=");
 			put(&o, host, host_len);
-			puts_(&o, "\"");
+			puts_(&o, quote ? "\"" : "");
 		}
 		puts_(&o, ";proto=http\r\n");
 	}
@@ -488,6 +491,144 @@ http_refusal(const char *reason, int proxy, char *buf, size_t len)
 	return 0;
 }
 
+/* ---- request bodies ---- */
+
+/*
+ * A strict reader of a request body's framing (RFC 9112 6 and 7.1). It
+ * is stricter than http-parser, which lets a chunk's data run on without
+ * its CRLF: whatever this accepts, any server frames the same way.
+ */
+enum body_state {
+	B_LENGTH,      /* Content-Length bytes left */
+	B_SIZE,        /* chunk-size hex digits */
+	B_EXT,         /* a chunk extension, up to CR */
+	B_SIZE_LF,
+	B_DATA,
+	B_DATA_CR,
+	B_DATA_LF,
+	B_TRAILER_START,
+	B_TRAILER,     /* a trailer field line, up to CR */
+	B_TRAILER_LF,
+	B_END_LF,
+	B_DONE,
+};
+
+struct body {
+	enum body_state state;
+	uint64_t left;   /* B_LENGTH, B_DATA: bytes to go; B_SIZE: the size so far */
+	unsigned digits; /* hex digits of the chunk size */
+	size_t extra;    /* extension and trailer bytes so far (bounded) */
+};
+
+static void
+body_start(struct body *b, const struct http_head *info)
+{
+	memset(b, 0, sizeof(*b));
+	b->state = info->chunked ? B_SIZE : B_LENGTH;
+	b->left = info->chunked ? 0 : info->content_length;
+}
+
+static int
+hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (uint8_t)tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * body_read frames data. Returns how many bytes belong to the body (the
+ * body ended when b->state is B_DONE), or -1 when the framing is invalid.
+ * limit bounds extensions and trailers together.
+ */
+static ssize_t
+body_read(struct body *b, const uint8_t *data, size_t len, size_t limit)
+{
+	size_t i = 0, take;
+	int v;
+
+	while (i < len && b->state != B_DONE) {
+		uint8_t c = data[i];
+		switch (b->state) {
+		case B_LENGTH:
+		case B_DATA:
+			take = len - i < b->left ? len - i : (size_t)b->left;
+			b->left -= take;
+			i += take;
+			if (b->left == 0)
+				b->state = b->state == B_LENGTH ? B_DONE : B_DATA_CR;
+			continue;
+		case B_SIZE:
+			if ((v = hexval(c)) >= 0) {
+				if (++b->digits > 15)
+					return -1; /* no chunk is that large */
+				b->left = b->left * 16 + (uint64_t)v;
+			} else if (b->digits > 0 && c == ';') {
+				b->state = B_EXT;
+			} else if (b->digits > 0 && c == '\r') {
+				b->state = B_SIZE_LF;
+			} else {
+				return -1;
+			}
+			break;
+		case B_EXT:
+			if (c == '\r')
+				b->state = B_SIZE_LF;
+			else if ((c < 0x20 && c != '\t') || c == 0x7f || ++b->extra > limit)
+				return -1;
+			break;
+		case B_SIZE_LF:
+			if (c != '\n')
+				return -1;
+			b->state = b->left == 0 ? B_TRAILER_START : B_DATA;
+			b->digits = 0;
+			break;
+		case B_DATA_CR:
+			if (c != '\r')
+				return -1;
+			b->state = B_DATA_LF;
+			break;
+		case B_DATA_LF:
+			if (c != '\n')
+				return -1;
+			b->state = B_SIZE;
+			b->left = 0;
+			break;
+		case B_TRAILER_START:
+			if (c == '\r')
+				b->state = B_END_LF;
+			else if (c == ' ' || c == '\t' || c == ':' || c < 0x21 || c == 0x7f)
+				return -1; /* obs-fold, or an empty name */
+			else
+				b->state = B_TRAILER;
+			if (++b->extra > limit)
+				return -1;
+			break;
+		case B_TRAILER:
+			if (c == '\r')
+				b->state = B_TRAILER_LF;
+			else if ((c < 0x20 && c != '\t') || c == 0x7f || ++b->extra > limit)
+				return -1;
+			break;
+		case B_TRAILER_LF:
+			if (c != '\n')
+				return -1;
+			b->state = B_TRAILER_START;
+			break;
+		case B_END_LF:
+			if (c != '\n')
+				return -1;
+			b->state = B_DONE;
+			break;
+		case B_DONE:
+			break;
+		}
+		i++;
+	}
+	return (ssize_t)i;
+}
+
 /* ---- the stream ---- */
 
 enum stream_state {
@@ -510,26 +651,32 @@ struct http_stream {
 	size_t head_len;
 	struct timeval head_started, idle_since;
 	http_parser req, resp;
-	int req_done;        /* the request parser reached the message's end */
+	struct body body;    /* ST_BODY: the request body's framing */
+	enum stream_state after_body;
 	uint64_t requests, responses;
 	uint8_t owed_head[HTTP_MAX_OUTSTANDING]; /* per unanswered request: was it HEAD? */
 	int resp_done, resp_status;
 	int resp_unparsed;   /* the upstream's bytes stopped parsing as responses */
 	const char *refusal; /* ST_REFUSING: the reason */
+	int ended;           /* ops->end was called: nothing more happens */
 };
 
-static int
-on_req_complete(http_parser *p)
+static void
+finish(struct http_stream *h, const char *reason)
 {
-	struct http_stream *h = p->data;
+	h->ended = 1;
+	h->ops->end(h->arg, reason);
+}
 
-	h->req_done = 1;
-	http_parser_pause(p, 1);
-	return 0;
+static int
+on_req_headers(http_parser *p)
+{
+	(void)p;
+	return 1; /* the head is all it checks: bodies are body_read's */
 }
 
 static const http_parser_settings req_settings = {
-    .on_message_complete = on_req_complete,
+    .on_headers_complete = on_req_headers,
 };
 
 static int
@@ -623,7 +770,7 @@ refuse(struct http_stream *h, const char *reason)
 		return; /* on_resp_complete's caller comes back here */
 	if ((n = http_refusal(reason, 0, buf, sizeof(buf))) > 0)
 		h->ops->send(h->arg, 0, buf, n);
-	h->ops->end(h->arg, reason);
+	finish(h, reason);
 }
 
 /*
@@ -660,31 +807,23 @@ take_head(struct http_stream *h, size_t len)
 		refuse(h, why);
 		return -1;
 	}
-	/* http-parser learns the framing from the original head. */
+	/* A second opinion on the head: http-parser must read it the same way. */
 	http_parser_init(&h->req, HTTP_REQUEST);
-	h->req.data = h;
-	h->req_done = 0;
 	n = http_parser_execute(&h->req, &req_settings, (const char *)h->head, len);
-	if ((HTTP_PARSER_ERRNO(&h->req) != HPE_OK && HTTP_PARSER_ERRNO(&h->req) != HPE_PAUSED) ||
-	    (n != len && !h->req.upgrade)) {
+	if (HTTP_PARSER_ERRNO(&h->req) != HPE_OK || (n != len && !h->req.upgrade)) {
 		refuse(h, "malformed");
 		return -1;
 	}
 	h->owed_head[h->requests % HTTP_MAX_OUTSTANDING] = (uint8_t)info.head_method;
 	h->requests++;
 	h->ops->send(h->arg, 1, out, out_len);
-	if (!info.has_body)
-		h->req_done = 1;
-	if (info.upgrade && h->req_done)
-		h->state = ST_WAIT_101;
-	else if (!h->req_done)
+	h->after_body = info.upgrade ? ST_WAIT_101 : last || info.wants_close ? ST_DONE : ST_HEAD;
+	if (info.has_body) {
+		body_start(&h->body, &info);
 		h->state = ST_BODY;
-	else
-		h->state = last || info.wants_close ? ST_DONE : ST_HEAD;
-	if (h->state == ST_BODY && (last || info.wants_close))
-		h->req_done = -1; /* after the body: DONE */
-	else if (h->state == ST_BODY && info.upgrade)
-		h->req_done = -2; /* after the body: WAIT_101 */
+	} else {
+		h->state = h->after_body;
+	}
 	return 0;
 }
 
@@ -699,7 +838,7 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	const uint8_t *blank;
 
 	if (h->head == NULL && (h->head = malloc(cap)) == NULL) {
-		h->ops->end(h->arg, "out_of_memory");
+		finish(h, "out_of_memory");
 		return -1;
 	}
 	if (old == 0) {
@@ -709,6 +848,14 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	take = len < cap - old ? len : cap - old;
 	memcpy(h->head + old, data, take);
 	h->head_len += take;
+	/* A bare LF or CR is refused at once, not after a blank line that never comes. */
+	for (size_t i = old; i < h->head_len; i++) {
+		if ((h->head[i] == '\n' && (i == 0 || h->head[i - 1] != '\r')) ||
+		    (i > 0 && h->head[i - 1] == '\r' && h->head[i] != '\n')) {
+			refuse(h, "malformed");
+			return -1;
+		}
+	}
 	from = old > 3 ? old - 3 : 0;
 	blank = memmem(h->head + from, h->head_len - from, "\r\n\r\n", 4);
 	if (blank == NULL) {
@@ -729,28 +876,25 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	return (ssize_t)(end - old);
 }
 
-/* client_body streams body bytes; returns how many were body. */
+/* client_body streams body bytes; returns how many were body, or -1. */
 static ssize_t
 client_body(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
 {
-	size_t n = http_parser_execute(&h->req, &req_settings, (const char *)data, len);
-	enum http_errno e = HTTP_PARSER_ERRNO(&h->req);
+	ssize_t n = body_read(&h->body, data, len, (size_t)h->conf->max_header_size);
 
-	if (e != HPE_OK && e != HPE_PAUSED) {
+	if (n < 0) {
 		/* The upstream has part of this body: no response can be trusted now. */
 		h->state = ST_REFUSING;
-		h->ops->end(h->arg, "malformed_body");
+		finish(h, "malformed_body");
 		return -1;
 	}
 	if (n > 0)
-		h->ops->send(h->arg, 1, data, n);
-	if (e == HPE_PAUSED) {
-		int after = h->req_done;
-		h->req_done = 1;
-		h->state = after == -1 ? ST_DONE : after == -2 ? ST_WAIT_101 : ST_HEAD;
+		h->ops->send(h->arg, 1, data, (size_t)n);
+	if (h->body.state == B_DONE) {
+		h->state = h->after_body;
 		idle_if_caught_up(h, now);
 	}
-	return (ssize_t)n;
+	return n;
 }
 
 static void
@@ -773,7 +917,7 @@ client_bytes(struct http_stream *h, const uint8_t *data, size_t len, const struc
 			 */
 			if (h->head == NULL &&
 			    (h->head = malloc((size_t)h->conf->max_header_size)) == NULL) {
-				h->ops->end(h->arg, "out_of_memory");
+				finish(h, "out_of_memory");
 				return;
 			}
 			if (len > (size_t)h->conf->max_header_size - h->head_len) {
@@ -867,8 +1011,8 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 			http_parser_pause(&h->resp, 0);
 			if (h->resp_status < 100 || h->resp_status >= 200)
 				response_done(h, now);
-			if (h->state == ST_REFUSING)
-				return;
+			if (h->ended)
+				return; /* the refusal this response was holding back went out */
 		}
 	}
 	if (len > 0 && (h->state == ST_RAW || h->resp_unparsed))
@@ -928,6 +1072,6 @@ http_stream_expire(struct http_stream *h, const struct timeval *now)
 		refuse(h, "header_timeout");
 	else {
 		h->state = ST_REFUSING;
-		h->ops->end(h->arg, "keepalive_timeout");
+		finish(h, "keepalive_timeout");
 	}
 }

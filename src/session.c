@@ -154,8 +154,8 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_NUM("bytes_in", s->relay.bytes[RELAY_CLIENT]);
 	f[n++] = LOG_NUM("bytes_out", s->relay.bytes[RELAY_UPSTREAM]);
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
-	if (s->http != NULL)
-		f[n++] = LOG_NUM("requests", http_stream_requests(s->http));
+	if (s->conf->mode == CONFIG_MODE_HTTP)
+		f[n++] = LOG_NUM("requests", s->http ? http_stream_requests(s->http) : 0);
 	f[n++] = LOG_STR("reason", reason);
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);

@@ -1125,7 +1125,7 @@ def test_upgrade_refused_by_the_backend_connection_goes_on_as_http(gk, origin, s
 # --------------------------------------------------------------------------
 # 6. Refusals: malformed heads, smuggling, limits
 
-def _bad(line, *headers, body=b"", version="1.1", host=A):
+def _bad(line, *headers, body=b"", host=A):
     hl = [line.encode("latin-1") if isinstance(line, str) else line]
     if host is not None:
         hl.append(b"Host: " + host.encode())

@@ -134,7 +134,7 @@ test_trusted_peer_values_are_kept_and_extended(void **state)
 	    "X-Forwarded-For: 198.51.100.1, 10.0.0.1, 10.0.0.2, 2001:db8::1\r\n"
 	    "X-Forwarded-Host: a.test\r\n"
 	    "X-Real-IP: 2001:db8::1\r\n"
-	    "Forwarded: for=198.51.100.1, for=\"[2001:db8::1]\";host=\"a.test\";proto=http\r\n"
+	    "Forwarded: for=198.51.100.1, for=\"[2001:db8::1]\";host=a.test;proto=http\r\n"
 	    "\r\n");
 	assert_true(info.has_body);
 }
@@ -402,6 +402,20 @@ test_stream_refusal_waits_for_the_responses_owed(void **state)
 	assert_true(strncmp(r.sent[0], "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
 			48) == 0);
 	http_stream_free(h);
+
+	/* two answers owed, arriving in one read */
+	h = stream(&r, &c);
+	r.misdirect = 1;
+	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+		   "GET /3 HTTP/1.1\r\nHost: b.test\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 2);
+	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+		   "Content-Length: 2\r\n\r\nok");
+	assert_string_equal(r.ended, "misdirected");
+	assert_true(strncmp(r.sent[0], "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+				       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
+			90) == 0);
+	http_stream_free(h);
 }
 
 static void
@@ -505,6 +519,62 @@ test_stream_limits(void **state)
 	http_stream_free(h);
 }
 
+static void
+test_stream_chunk_framing_is_strict(void **state)
+{
+	static const char *const bad[] = {
+	    "5\r\nhelloXX0\r\n\r\n",       /* data runs on without its CRLF */
+	    "5\nhello\r\n0\r\n\r\n",        /* bare LF after the size */
+	    "-5\r\nhello\r\n0\r\n\r\n",      /* not hex */
+	    " 5\r\nhello\r\n0\r\n\r\n",      /* space before the size */
+	    "5 \r\nhello\r\n0\r\n\r\n",      /* space after it */
+	    "\r\nhello\r\n0\r\n\r\n",        /* no size */
+	    "1000000000000000\r\n",           /* 16 hex digits */
+	    "0\r\nX: 1\n\r\n",               /* bare LF in a trailer */
+	    "0\r\n folded\r\n\r\n",          /* obs-fold in the trailers */
+	    "0\r\n\r\r",                      /* the end is CRLF */
+	};
+	static const char *const good[] = {
+	    "5;name=val\r\nhello\r\n0\r\n\r\n",
+	    "A\r\n0123456789\r\n00\r\nTrailer-A: 1\r\nB: x y\r\n\r\n",
+	};
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h;
+	char buf[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h = stream(&r, &c);
+		feed(h, 0, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+		feed(h, 0, bad[i]);
+		if (r.ended == NULL || strcmp(r.ended, "malformed_body") != 0)
+			fail_msg("bad body %zu accepted", i);
+		assert_int_equal(r.sent_len[0], 0);
+		http_stream_free(h);
+	}
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		h = stream(&r, &c);
+		/* byte by byte: the framing holds across any cut */
+		feed(h, 0, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+		for (const char *p = good[i]; *p; p++) {
+			buf[0] = *p;
+			buf[1] = '\0';
+			feed(h, 0, buf);
+		}
+		feed(h, 0, "GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+		assert_null(r.ended);
+		assert_int_equal(http_stream_requests(h), 2);
+		assert_non_null(strstr(r.sent[1], good[i]));
+		http_stream_free(h);
+	}
+	/* a bare LF in a head is refused before the head ends */
+	h = stream(&r, &c);
+	feed(h, 0, "GET / HTTP/1.1\nHost");
+	assert_string_equal(r.ended, "malformed");
+	http_stream_free(h);
+}
+
 int
 main(void)
 {
@@ -521,6 +591,7 @@ main(void)
 		cmocka_unit_test(test_stream_head_response_and_interim_responses),
 		cmocka_unit_test(test_stream_upgrade_goes_raw_on_101_only),
 		cmocka_unit_test(test_stream_limits),
+		cmocka_unit_test(test_stream_chunk_framing_is_strict),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
