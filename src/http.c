@@ -834,7 +834,7 @@ take_head(struct http_stream *h, size_t len)
 static ssize_t
 client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct timeval *now)
 {
-	size_t cap = (size_t)h->conf->max_header_size, old = h->head_len, take, from, end;
+	size_t cap = (size_t)h->conf->max_header_size, old = h->head_len, take, from, end, scan_end;
 	const uint8_t *blank;
 
 	if (h->head == NULL && (h->head = malloc(cap)) == NULL) {
@@ -848,16 +848,20 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	take = len < cap - old ? len : cap - old;
 	memcpy(h->head + old, data, take);
 	h->head_len += take;
-	/* A bare LF or CR is refused at once, not after a blank line that never comes. */
-	for (size_t i = old; i < h->head_len; i++) {
+	from = old > 3 ? old - 3 : 0;
+	blank = memmem(h->head + from, h->head_len - from, "\r\n\r\n", 4);
+	/*
+	 * A bare LF or CR in the head is refused at once, not after a blank
+	 * line that never comes (bytes after the head are not the head's).
+	 */
+	scan_end = blank ? (size_t)(blank - h->head) + 4 : h->head_len;
+	for (size_t i = old; i < scan_end; i++) {
 		if ((h->head[i] == '\n' && (i == 0 || h->head[i - 1] != '\r')) ||
 		    (i > 0 && h->head[i - 1] == '\r' && h->head[i] != '\n')) {
 			refuse(h, "malformed");
 			return -1;
 		}
 	}
-	from = old > 3 ? old - 3 : 0;
-	blank = memmem(h->head + from, h->head_len - from, "\r\n\r\n", 4);
 	if (blank == NULL) {
 		if (h->head_len == cap) {
 			refuse(h, "too_large");
