@@ -1097,7 +1097,8 @@ validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min
 			continue;
 		}
 		validate_routing(l, i, &pos, r);
-		if ((l->seen & KEY_BIT("http")) && l->mode != CONFIG_MODE_HTTP)
+		/* (seen is all ones for an item that was not a mapping: nothing to add then.) */
+		if ((l->seen & KEY_BIT("http")) && l->seen != ~0u && l->mode != CONFIG_MODE_HTTP)
 			report_error(r, &pos, "listeners[%zu]: 'http' settings need mode http (mode "
 					      "is %s)", i, mode_names[l->mode]);
 		for (size_t j = 0; j < l->proxy_auth.n; j++) {

@@ -466,6 +466,72 @@ test_bad_enums(void **state)
 	    NAME ":8:11: invalid mode 'http2' (use tcp");
 }
 
+/* ---- mode http ---- */
+
+static void
+test_http_section(void **state)
+{
+	struct config *cfg;
+	const struct config_http *h;
+	int64_t v;
+
+	(void)state;
+	/* defaults */
+	cfg = load_ok(ONE_LISTENER "    mode: http\n");
+	h = &cfg->listeners[0].http;
+	assert_true(h->x_forwarded_for && h->x_forwarded_proto && h->x_forwarded_host && h->x_real_ip);
+	assert_false(h->forwarded);
+	assert_int_equal(h->n_trusted, 0);
+	assert_int_equal(h->max_header_size, 16384);
+	assert_int_equal(h->header_timeout, 10000);
+	assert_int_equal(h->keepalive_timeout, 75000);
+	assert_int_equal(h->max_requests, 1000);
+	/* every key */
+	cfg = load_ok(ONE_LISTENER "    mode: http\n"
+				   "    http:\n"
+				   "      trusted: [10.0.0.0/8, \"::1\"]\n"
+				   "      x_forwarded_for: false\n"
+				   "      x_forwarded_proto: false\n"
+				   "      x_forwarded_host: false\n"
+				   "      x_real_ip: false\n"
+				   "      forwarded: true\n"
+				   "      max_header_size: 32k\n"
+				   "      header_timeout: 2s\n"
+				   "      keepalive_timeout: 500ms\n"
+				   "      max_requests_per_connection: 0\n");
+	h = &cfg->listeners[0].http;
+	assert_int_equal(h->n_trusted, 2);
+	assert_false(h->x_forwarded_for || h->x_forwarded_proto || h->x_forwarded_host ||
+	    h->x_real_ip);
+	assert_true(h->forwarded);
+	assert_int_equal(h->max_header_size, 32768);
+	assert_int_equal(h->header_timeout, 2000);
+	assert_int_equal(h->keepalive_timeout, 500);
+	assert_int_equal(h->max_requests, 0);
+	/* errors, each with its position and a way out */
+	expect_errors(ONE_LISTENER "    http:\n"
+				   "      max_header_size: 100\n"
+				   "      max_requets_per_connection: 5\n"
+				   "      header_timeout: soon\n",
+	    NAME ":6:24: invalid size '100' for 'max_header_size' (use bytes, or k or m, from 1024 "
+		 "to 65536 bytes, like 16k)$",
+	    NAME ":7:7: unknown key 'max_requets_per_connection' in listeners[0].http (did you mean "
+		 "'max_requests_per_connection'?)$",
+	    NAME ":8:23: invalid duration 'soon' for 'header_timeout'",
+	    NAME ":2:5: listeners[0]: 'http' settings need mode http (mode is tcp)$");
+	/* sizes */
+	assert_int_equal(config_parse_size("512", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(config_parse_size("16K", &v), 0);
+	assert_int_equal(v, 16384);
+	assert_int_equal(config_parse_size("1m", &v), 0);
+	assert_int_equal(v, 1048576);
+	assert_int_equal(config_parse_size("k", &v), -1);
+	assert_int_equal(config_parse_size("16kb", &v), -1);
+	assert_int_equal(config_parse_size("-1", &v), -1);
+	assert_int_equal(config_parse_size("", &v), -1);
+}
+
 /* ---- wrong node kinds ---- */
 
 static void
@@ -1319,6 +1385,7 @@ main(void)
 		cmocka_unit_test_teardown(test_bad_enums, free_owned),
 		cmocka_unit_test_teardown(test_listeners_as_mapping, free_owned),
 		cmocka_unit_test_teardown(test_listener_item_not_mapping, free_owned),
+		cmocka_unit_test_teardown(test_http_section, free_owned),
 		cmocka_unit_test_teardown(test_sections_wrong_kind, free_owned),
 		cmocka_unit_test_teardown(test_values_wrong_kind, free_owned),
 		cmocka_unit_test_teardown(test_top_level_not_mapping, free_owned),
