@@ -158,12 +158,15 @@ def connect(addr, timeout=10):
     host, port = addr
     s = socket.socket(_family(host), socket.SOCK_STREAM)
     s.settimeout(timeout)
+    # Taken before connecting: gatekeeper may log this connection's access
+    # line (a refused upstream) before connect() has even returned here.
+    started = time.monotonic()
     try:
         s.connect((host, port))
     except BaseException:
         s.close()
         raise
-    _CONNECTED_AT[join_hostport(*s.getsockname()[:2])] = time.monotonic()
+    _CONNECTED_AT[join_hostport(*s.getsockname()[:2])] = started
     return s
 
 
