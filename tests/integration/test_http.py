@@ -291,6 +291,21 @@ def values(lines, name):
     return [hval(l) for l in lines if hname(l) == name]
 
 
+_TOKEN_QUOTED = re.compile(r'="([!#$%&\'*+.^_`|~0-9A-Za-z-]+)"')
+
+
+def fwd_norm(value):
+    """A Forwarded value with quoted-strings that are plain tokens unquoted
+    (RFC 7239: `host="a.gk.test"` and `host=a.gk.test` are the same value);
+    `for="[::1]"` must stay quoted."""
+    return _TOKEN_QUOTED.sub(r"=\1", value)
+
+
+def fwd_pairs(lines):
+    """(name, value) of header lines, Forwarded values normalized."""
+    return [(hname(l), fwd_norm(hval(l)) if hname(l) == "forwarded" else hval(l)) for l in lines]
+
+
 def expected_added(c, host, forwarded=False, xff=None):
     """The forwarding headers appended for an untrusted peer (or a trusted
     one that sent none), in the spec's order."""
@@ -310,7 +325,7 @@ def check_replaced(head, host, c=C4, forwarded=False, sent=None):
     reqline, lines = head_lines(head)
     exp = expected_added(c, host, forwarded)
     body = [l for l in lines if hname(l) != "connection"]
-    tail = [(hname(l), hval(l)) for l in body[-len(exp):]]
+    tail = fwd_pairs(body[-len(exp):])
     assert tail == exp, "forwarding headers at the end:\n%s" % head.decode("latin-1")
     replaced = FWD_NAMES if forwarded else FWD_NAMES[:4]
     for n in replaced:
@@ -712,7 +727,7 @@ def test_forwarded_header_when_enabled(gk, whoami):
         c.send(sent)
         r = c.response()
     _, lines = head_lines(forwarded_head(r))
-    fwd = ", ".join(values(lines, "forwarded"))
+    fwd = fwd_norm(", ".join(values(lines, "forwarded")))
     assert fwd == "for=6.6.6.6;proto=https, for=%s;host=%s;proto=http" % (C4, A), fwd
 
     with Client(g.addr("plain")) as c:
@@ -1174,8 +1189,10 @@ REFUSALS = {
     "te_chunked_identity": (_bad("POST /bad HTTP/1.1", "Transfer-Encoding: chunked, identity",
                                  body=b"0\r\n\r\n"), 400, "smuggling"),
     "te_xchunked": (_bad("POST /bad HTTP/1.1", "Transfer-Encoding: xchunked", body=b"0\r\n\r\n"), 400, "smuggling"),
+    # A control character in a field value makes the head malformed before
+    # its Transfer-Encoding is even read: 400 either way.
     "te_chunked_vtab": (_bad("POST /bad HTTP/1.1", "Transfer-Encoding: chunked\x0b", body=b"0\r\n\r\n"),
-                        400, "smuggling"),
+                        400, {"smuggling", "malformed"}),
     "te_two_lines": (_bad("POST /bad HTTP/1.1", "Transfer-Encoding: chunked", "Transfer-Encoding: chunked",
                           body=b"0\r\n\r\n"), 400, "smuggling"),
     "te_identity": (_bad("POST /bad HTTP/1.1", "Transfer-Encoding: identity"), 400, "smuggling"),
@@ -1214,7 +1231,7 @@ def check_refusal(resp, status, reason):
 @pytest.mark.parametrize("case,where", REFUSAL_CASES)
 def test_refusals(gk, origin, case, where):
     data, status, reason = REFUSALS[case]
-    reasons = {reason}
+    reasons = {reason} if isinstance(reason, str) else set(reason)
     if case == "no_route" and where == "pipelined":
         # a later request whose Host matches no route: the table's no_route,
         # or the 421 for a Host that does not route to this connection's upstream
