@@ -58,6 +58,12 @@ void listener_warn_unresolved(struct listener *l, const char *upstream);
 int listener_out_of_resources(struct listener *l, int err);
 
 /*
+ * listener_over_limit: more sessions than max_connections are open (an
+ * http listener accepts a few beyond it, to answer them 503).
+ */
+int listener_over_limit(const struct listener *l);
+
+/*
  * A session holds a reference from listener_session_begin to
  * listener_session_end; the count drives max_connections. decision is the
  * session's routing decision ("allow", "deny" or NULL), counted.

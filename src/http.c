@@ -470,6 +470,7 @@ static const struct http_refusal_text {
     {0, "no_route", "421 Misdirected Request", "no route for this host", ""},
     {0, "misdirected", "421 Misdirected Request", "this connection serves another host", ""},
     {0, "no_address", "503 Service Unavailable", "upstream not resolvable yet", ""},
+    {0, "full", "503 Service Unavailable", "too many connections, try again", ""},
     {0, "connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
     {0, "connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
 };

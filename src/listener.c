@@ -6,6 +6,11 @@
  * the kernel backlog until a session ends), and fd exhaustion (EMFILE or
  * ENFILE: accepting pauses briefly, as relayd does, instead of spinning on
  * an accept that cannot succeed). Both resume by themselves.
+ *
+ * An http listener can say no instead: it accepts a little beyond
+ * max_connections (FULL_HEADROOM) so that those clients get a 503 rather
+ * than a wait, as nginx's limit_conn answers; past the headroom it pauses
+ * like the others.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -272,12 +277,27 @@ listener_warn_unresolved(struct listener *l, const char *upstream)
 	l->unresolved_suppressed = 0;
 }
 
+/* pause_at: how many sessions stop accepting (max_connections, plus an http listener's headroom). */
+static int64_t
+pause_at(const struct listener *l)
+{
+	if (l->conf->mode != CONFIG_MODE_HTTP)
+		return l->max_connections;
+	return l->max_connections + (l->max_connections / 8 > 16 ? l->max_connections / 8 : 16);
+}
+
+int
+listener_over_limit(const struct listener *l)
+{
+	return l->max_connections > 0 && l->active > l->max_connections;
+}
+
 void
 listener_session_begin(struct listener *l)
 {
 	l->refs++;
 	l->active++;
-	if (l->max_connections > 0 && l->active >= l->max_connections && !l->full) {
+	if (l->max_connections > 0 && l->active >= pause_at(l) && !l->full) {
 		l->full = 1;
 		log_kv(LOG_LEVEL_DEBUG, "max_connections reached, accept paused",
 		    LOG_STR("listener", l->conf->name), LOG_NUM("active", l->active));
@@ -294,7 +314,7 @@ listener_session_end(struct listener *l, const char *decision)
 	else if (decision != NULL && strcmp(decision, "deny") == 0)
 		l->stats.denied++;
 	l->active--;
-	if (l->full && l->active < l->max_connections) {
+	if (l->full && l->active < pause_at(l)) {
 		l->full = 0;
 		update_accepting(l);
 	}

@@ -808,6 +808,11 @@ route(struct session *s)
 	const struct config_listener *c = s->conf;
 	const char *name = s->name[0] ? s->name : NULL;
 
+	if (c->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
+		/* Over max_connections: an HTTP client is told so (503) after its head. */
+		session_fail(s, "full");
+		return;
+	}
 	choose(s, name, &s->route, &s->allow_index, s->rule, sizeof(s->rule));
 	if (s->allow_index >= 0) {
 		s->error[0] = '\0';

@@ -1343,6 +1343,36 @@ def test_upstream_failures(gk, origin, blackhole, dns, case):
     assert o.paths() == ["/good"]
 
 
+def test_full_listener_answers_503_and_recovers(gk, origin):
+    """max_connections reached: an HTTP client gets 503 (reason full) after
+    its head instead of waiting in the backlog; the connections already in
+    keep working, and once one closes a new client is served."""
+    o = origin("O")
+    g = gk(http_config(http_listener("web", routes=[([A], o.addr)], max_connections=2)))
+    addr = g.addr("web")
+    held = [Client(addr) for _ in range(2)]
+    for i, c in enumerate(held):
+        c.send(req(A, "/held%d" % i))
+        assert c.response().status == 200
+    extra = Client(addr, timeout=20)
+    extra.send(req(A, "/over"))
+    check_refusal(extra.response(), 503, "full")
+    rest, how = extra.until_closed()
+    assert rest == b""
+    extra.close()
+    acc = g.wait_access_for(extra.local, timeout=20)
+    assert acc["reason"] == "full" and acc["requests"] == "0", acc
+    assert b"/over" not in o.raw()
+    # the two inside still work
+    held[0].send(req(A, "/again"))
+    assert held[0].response().status == 200
+    # one leaves: the next client is served
+    held[1].close()
+    g.wait_access_for(held[1].local, timeout=20)
+    assert get_ok(addr).status == 200
+    held[0].close()
+
+
 # --------------------------------------------------------------------------
 # 7. A later request for another upstream
 
