@@ -219,38 +219,31 @@ flush(struct relay *r, struct relay_queue *q, struct relay_end *dst)
 {
 	ssize_t n;
 
-	while (q->piped > 0) {
-		n = splice(q->pipe[0], NULL, dst->fd, NULL, q->piped,
-		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n > 0) {
-			q->piped -= (size_t)n;
-			touch(r);
-		} else if (n == -1 && retryable(errno)) {
-			if (errno != EINTR) {
-				dst->writable = 0;
-				return 0;
-			}
-		} else {
-			return -1;
+	while (q->piped > 0 || q->len > 0) {
+		int piped = q->piped > 0; /* a pipe's bytes are older than any in buf */
+		if (piped)
+			n = splice(q->pipe[0], NULL, dst->fd, NULL, q->piped,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		else
+			n = write(dst->fd, q->buf + q->off, q->len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			dst->writable = 0;
+			return 0;
 		}
-	}
-	while (q->len > 0) {
-		n = write(dst->fd, q->buf + q->off, q->len);
-		if (n > 0) {
-			q->off += (size_t)n;
-			q->len -= (size_t)n;
-			touch(r);
-			if (q->len > 0) {
-				dst->writable = 0; /* a short write: the socket buffer is full */
-				return 0;
-			}
-		} else if (n == -1 && retryable(errno)) {
-			if (errno != EINTR) {
-				dst->writable = 0;
-				return 0;
-			}
-		} else {
+		if (n <= 0)
 			return -1;
+		touch(r);
+		if (piped) {
+			q->piped -= (size_t)n;
+			continue;
+		}
+		q->off += (size_t)n;
+		q->len -= (size_t)n;
+		if (q->len > 0) {
+			dst->writable = 0; /* a short write: the socket buffer is full */
+			return 0;
 		}
 	}
 	/* Drained: an idle connection keeps no buffer. */
