@@ -145,6 +145,7 @@ struct config {
 	} log;
 	struct config_resolver resolver;
 	struct config_defaults defaults;
+	struct config_addr admin_listen; /* the admin endpoint; len 0 = off */
 	struct config_listener *listeners;
 	size_t n_listeners;
 };

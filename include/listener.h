@@ -69,14 +69,44 @@ int listener_over_limit(const struct listener *l);
  * session's routing decision ("allow", "deny" or NULL), counted.
  */
 void listener_session_begin(struct listener *l);
-void listener_session_end(struct listener *l, const char *decision);
 
-/* Totals since the listener opened; logged when it closes. */
+/* How a session ended, for the listener's counters. */
+struct listener_outcome {
+	const char *decision; /* "allow", "deny" or NULL */
+	const char *reason;   /* the access line's reason (a string that lives forever) */
+	uint64_t bytes_in, bytes_out;
+};
+void listener_session_end(struct listener *l, const struct listener_outcome *o);
+
+/* listener_connect_failed counts one failed attempt to reach an upstream address. */
+void listener_connect_failed(struct listener *l);
+
+/* Sessions ended with one decision and reason. */
+struct listener_reason_count {
+	const char *decision, *reason;
+	uint64_t n;
+};
+#define LISTENER_REASONS 64
+
+/*
+ * Totals since the listener opened, per worker. The worker writes them;
+ * the admin endpoint reads them from another thread through
+ * listener_stats_read, which loads every field atomically.
+ */
 struct listener_stats {
+	uint64_t accepted;
 	uint64_t sessions; /* ended */
 	uint64_t allowed;  /* routed to an upstream */
 	uint64_t denied;   /* refused by routes, allowlist or address guard */
+	uint64_t bytes_in, bytes_out; /* from clients, from upstreams */
+	uint64_t connect_failures;
+	int64_t active;
+	struct listener_reason_count closed[LISTENER_REASONS];
+	unsigned n_closed;
 };
 const struct listener_stats *listener_stats(const struct listener *l);
+
+/* listener_stats_read copies l's counters into out; safe from any thread. */
+void listener_stats_read(const struct listener *l, struct listener_stats *out);
 
 #endif

@@ -88,4 +88,21 @@ const char *resolver_name_host(const struct resolver_name *name);
 /* resolver_all_resolved: 1 if every watched name has addresses. */
 int resolver_all_resolved(const struct resolver *res);
 
+/* Lookups finished since the resolver started, by result. */
+struct resolver_stats {
+	uint64_t lookups_ok;      /* at least one address */
+	uint64_t lookups_failed;  /* NXDOMAIN, SERVFAIL, no records, ... */
+	uint64_t lookups_timeout; /* no server answered */
+};
+
+/* resolver_stats copies the counters; safe from any thread. */
+void resolver_stats(const struct resolver *res, struct resolver_stats *out);
+
+/*
+ * resolver_foreach calls fn for every watched DNS name (IP literals left
+ * out) with the addresses it holds now. The resolver's own thread only.
+ */
+void resolver_foreach(const struct resolver *res,
+    void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs), void *arg);
+
 #endif

@@ -10,7 +10,7 @@
 set -eu
 
 build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
-test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy"
+test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus"
 bench="$test nginx-light libnginx-mod-stream wrk linux-perf"
 fuzz="$build clang libclang-rt-14-dev"
 

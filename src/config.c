@@ -70,6 +70,11 @@ static const struct key log_keys[] = {
 	END,
 };
 
+static const struct key admin_keys[] = {
+	{"listen", K_LISTEN, offsetof(struct config, admin_listen), NULL, NULL, 0, 0},
+	END,
+};
+
 static const struct key resolver_keys[] = {
 	{"nameservers", K_ADDRLIST, offsetof(struct config, resolver.nameservers), NULL, NULL, 0, 0},
 	{"refresh", K_DURATION, offsetof(struct config, resolver.refresh), NULL, NULL, 1000,
@@ -166,6 +171,7 @@ static const struct key top_keys[] = {
 	{"workers", K_WORKERS, offsetof(struct config, workers), NULL, NULL, 1, 256},
 	{"log", K_SECTION, 0, log_keys, NULL, 0, 0},
 	{"resolver", K_SECTION, 0, resolver_keys, NULL, 0, 0},
+	{"admin", K_SECTION, 0, admin_keys, NULL, 0, 0},
 	{"defaults", K_SECTION, 0, defaults_keys, NULL, 0, 0},
 	{"listeners", K_LISTENERS, 0, NULL, NULL, 0, 0},
 	END,
@@ -1247,11 +1253,13 @@ static const struct quick {
     {"sniff-timeout", listener_keys, "sniff_timeout"},
     {"splice", listener_keys, "splice"},
     {"workers", top_keys, "workers"},
+    {"admin", admin_keys, "listen"},
 };
 
 const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
     "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
-    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", "workers", NULL};
+    "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", "workers",
+    "admin", NULL};
 
 struct config *
 config_quick_new(void)
@@ -1425,6 +1433,9 @@ config_dump(const struct config *cfg, FILE *out)
 	dump_duration(out, "  ", "idle_timeout", cfg->defaults.idle_timeout);
 	fprintf(out, "  max_connections: %" PRId64 "\n", cfg->defaults.max_connections);
 	dump_duration(out, "  ", "drain_timeout", cfg->defaults.drain_timeout);
+	if (cfg->admin_listen.len > 0)
+		fprintf(out, "admin:\n  listen: \"%s\"\n",
+		    net_format((const struct sockaddr *)&cfg->admin_listen.ss, abuf, sizeof(abuf)));
 	fprintf(out, "listeners:\n");
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *l = &cfg->listeners[i];

@@ -29,6 +29,8 @@
 
 #define LISTEN_BACKLOG 511
 #define FD_PAUSE_MS 250
+/* Counters are read by the admin endpoint's thread: relaxed atomic adds. */
+#define COUNT(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define FD_WARN_EVERY_S 5
 
 struct listener {
@@ -297,6 +299,8 @@ listener_session_begin(struct listener *l)
 {
 	l->refs++;
 	l->active++;
+	COUNT(l->stats.accepted, 1);
+	__atomic_store_n(&l->stats.active, l->active, __ATOMIC_RELAXED);
 	if (l->max_connections > 0 && l->active >= pause_at(l) && !l->full) {
 		l->full = 1;
 		log_kv(LOG_LEVEL_DEBUG, "max_connections reached, accept paused",
@@ -305,18 +309,79 @@ listener_session_begin(struct listener *l)
 	}
 }
 
-void
-listener_session_end(struct listener *l, const char *decision)
+/* count_closed adds one to the (decision, reason) counter; past the table's size, to "other". */
+static void
+count_closed(struct listener_stats *st, const char *decision, const char *reason)
 {
-	l->stats.sessions++;
+	unsigned n = st->n_closed;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct listener_reason_count *c = &st->closed[i];
+		if (((c->decision == NULL && decision == NULL) ||
+			(c->decision && decision && strcmp(c->decision, decision) == 0)) &&
+		    strcmp(c->reason, reason) == 0) {
+			COUNT(c->n, 1);
+			return;
+		}
+	}
+	if (n == LISTENER_REASONS) {
+		COUNT(st->closed[n - 1].n, 1); /* the last slot was taken as "other" */
+		return;
+	}
+	st->closed[n].decision = decision;
+	st->closed[n].reason = n == LISTENER_REASONS - 1 ? "other" : reason;
+	st->closed[n].n = 1;
+	/* Published after the entry is whole: readers load n_closed first. */
+	__atomic_store_n(&st->n_closed, n + 1, __ATOMIC_RELEASE);
+}
+
+void
+listener_session_end(struct listener *l, const struct listener_outcome *o)
+{
+	const char *decision = o->decision;
+
+	COUNT(l->stats.sessions, 1);
 	if (decision != NULL && strcmp(decision, "allow") == 0)
-		l->stats.allowed++;
+		COUNT(l->stats.allowed, 1);
 	else if (decision != NULL && strcmp(decision, "deny") == 0)
-		l->stats.denied++;
+		COUNT(l->stats.denied, 1);
+	COUNT(l->stats.bytes_in, o->bytes_in);
+	COUNT(l->stats.bytes_out, o->bytes_out);
+	count_closed(&l->stats, decision, o->reason);
 	l->active--;
+	__atomic_store_n(&l->stats.active, l->active, __ATOMIC_RELAXED);
 	if (l->full && l->active < pause_at(l)) {
 		l->full = 0;
 		update_accepting(l);
 	}
 	listener_unref(l);
+}
+
+void
+listener_connect_failed(struct listener *l)
+{
+	COUNT(l->stats.connect_failures, 1);
+}
+
+void
+listener_stats_read(const struct listener *l, struct listener_stats *out)
+{
+	const struct listener_stats *st = &l->stats;
+	unsigned n = __atomic_load_n(&st->n_closed, __ATOMIC_ACQUIRE);
+
+	memset(out, 0, sizeof(*out));
+	out->accepted = __atomic_load_n(&st->accepted, __ATOMIC_RELAXED);
+	out->sessions = __atomic_load_n(&st->sessions, __ATOMIC_RELAXED);
+	out->allowed = __atomic_load_n(&st->allowed, __ATOMIC_RELAXED);
+	out->denied = __atomic_load_n(&st->denied, __ATOMIC_RELAXED);
+	out->bytes_in = __atomic_load_n(&st->bytes_in, __ATOMIC_RELAXED);
+	out->bytes_out = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
+	out->connect_failures = __atomic_load_n(&st->connect_failures, __ATOMIC_RELAXED);
+	out->active = __atomic_load_n(&st->active, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < n; i++) {
+		out->closed[i].decision = st->closed[i].decision;
+		out->closed[i].reason = st->closed[i].reason;
+		out->closed[i].n = __atomic_load_n(&st->closed[i].n, __ATOMIC_RELAXED);
+	}
+	out->n_closed = n;
 }

@@ -20,11 +20,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "clock.h"
 #include "config.h"
 #include "gk.h"
 #include "listener.h"
 #include "log.h"
+#include "net.h"
 #include "resolver.h"
 #include "session.h"
 
@@ -49,7 +51,10 @@ usage(FILE *out)
 	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
 	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
 	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n"
-	    "  --workers auto|N\n",
+	    "  --workers auto|N           --admin ADDR:PORT\n"
+	    "\n"
+	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
+	    "                                answers (default: admin.listen of the config)\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -196,6 +201,7 @@ struct process {
 	struct gk *workers;
 	size_t n;
 	pthread_t *threads;
+	struct admin *admin;
 };
 
 static void
@@ -209,6 +215,9 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		exit(1);
 	}
 	log_kv(LOG_LEVEL_DEBUG, "stop signal", LOG_NUM("signal", sig));
+	/* First, while every worker is whole: /metrics reads them all. */
+	admin_free(p->admin);
+	p->admin = NULL;
 	for (size_t i = 1; i < p->n; i++)
 		if (write(p->workers[i].notify[1], "d", 1) == -1)
 			log_warn("cannot ask worker %zu to drain", i);
@@ -317,6 +326,7 @@ run(struct config *cfg)
 	int rc = 0;
 
 	p.n = (size_t)worker_count(cfg);
+	p.admin = NULL;
 	p.workers = calloc(p.n, sizeof(*p.workers));
 	p.threads = calloc(p.n, sizeof(*p.threads));
 	if (p.workers == NULL || p.threads == NULL)
@@ -325,6 +335,19 @@ run(struct config *cfg)
 		if (worker_open(&p.workers[i], cfg, (int)i, (int)p.n, i ? &p.workers[0] : NULL) ==
 		    -1) {
 			for (size_t j = 0; j <= i; j++)
+				worker_close(&p.workers[j]);
+			free(p.workers);
+			free(p.threads);
+			return 1;
+		}
+	}
+	if (cfg->admin_listen.len > 0) {
+		char err[256];
+		p.admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss, cfg->admin_listen.len,
+		    p.workers, (int)p.n, err, sizeof(err));
+		if (p.admin == NULL) {
+			log_kv(LOG_LEVEL_ERROR, "admin endpoint", LOG_STR("error", err));
+			for (size_t j = 0; j < p.n; j++)
 				worker_close(&p.workers[j]);
 			free(p.workers);
 			free(p.threads);
@@ -363,6 +386,7 @@ run(struct config *cfg)
 	}
 	for (size_t i = 1; i < started; i++)
 		pthread_join(p.threads[i], NULL);
+	admin_free(p.admin);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
@@ -372,6 +396,56 @@ run(struct config *cfg)
 	free(p.workers);
 	free(p.threads);
 	return rc;
+}
+
+/*
+ * health is `gatekeeper health [ADDR]`: the HEALTHCHECK of an image with
+ * no shell. Without ADDR the admin address comes from the config that
+ * `gatekeeper` would run with ($GATEKEEPER_CONFIG, the default file, or
+ * GATEKEEPER_ADMIN). Exit 0 when /healthz answers 200, 1 otherwise.
+ */
+static int
+health(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	char host[NET_HOSTMAX + 1], err[256], why[320];
+	const char *addr = argc > 2 ? argv[2] : getenv("GATEKEEPER_ADMIN");
+	uint16_t port;
+
+	if (argc > 3) {
+		fprintf(stderr, "usage: gatekeeper health [ADDR:PORT]\n");
+		return 1;
+	}
+	if (addr != NULL && *addr != '\0') {
+		if (net_split_hostport(addr, host, sizeof(host), &port, err, sizeof(err)) == -1 ||
+		    net_parse_ip(host[0] ? host : "127.0.0.1", port, &ss, &len) == -1 || port == 0) {
+			fprintf(stderr, "gatekeeper health: '%s' is not IP:PORT\n", addr);
+			return 1;
+		}
+	} else {
+		const char *path = getenv("GATEKEEPER_CONFIG");
+		FILE *quiet = fopen("/dev/null", "w");
+		struct config *cfg = config_load(path && *path ? path : DEFAULT_CONFIG,
+		    quiet ? quiet : stderr);
+		if (quiet)
+			fclose(quiet);
+		if (cfg != NULL && cfg->admin_listen.len > 0) {
+			memcpy(&ss, &cfg->admin_listen.ss, sizeof(ss));
+			len = cfg->admin_listen.len;
+		}
+		config_free(cfg);
+		if (len == 0) {
+			fprintf(stderr, "gatekeeper health: no admin address (give ADDR:PORT, or set "
+					"admin.listen in the config)\n");
+			return 1;
+		}
+	}
+	if (admin_health((struct sockaddr *)&ss, len, 3000, why, sizeof(why)) == -1) {
+		fprintf(stderr, "gatekeeper health: %s\n", why);
+		return 1;
+	}
+	return 0;
 }
 
 int
@@ -394,6 +468,7 @@ main(int argc, char **argv)
 	    {"sniff-timeout", required_argument, NULL, 0},
 	    {"splice", required_argument, NULL, 0},
 	    {"workers", required_argument, NULL, 0},
+	    {"admin", required_argument, NULL, 0},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"config", required_argument, NULL, 'c'},
@@ -405,6 +480,8 @@ main(int argc, char **argv)
 	size_t nflags = 0;
 	struct config *cfg;
 
+	if (argc > 1 && strcmp(argv[1], "health") == 0)
+		return health(argc, argv);
 	while ((ch = getopt_long(argc, argv, "c:tThV", longopts, &idx)) != -1) {
 		switch (ch) {
 		case 0:

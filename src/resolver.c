@@ -60,6 +60,7 @@ struct resolver {
 	TAILQ_HEAD(, resolver_name) names;
 	int64_t refresh_ms, min_ttl_ms;
 	unsigned in_flight;
+	struct resolver_stats stats; /* written here, read by the admin thread */
 };
 
 static void lookup_start(struct resolver_name *n);
@@ -298,6 +299,25 @@ resolver_name_host(const struct resolver_name *n)
 	return n->host;
 }
 
+void
+resolver_stats(const struct resolver *res, struct resolver_stats *out)
+{
+	out->lookups_ok = __atomic_load_n(&res->stats.lookups_ok, __ATOMIC_RELAXED);
+	out->lookups_failed = __atomic_load_n(&res->stats.lookups_failed, __ATOMIC_RELAXED);
+	out->lookups_timeout = __atomic_load_n(&res->stats.lookups_timeout, __ATOMIC_RELAXED);
+}
+
+void
+resolver_foreach(const struct resolver *res,
+    void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs), void *arg)
+{
+	const struct resolver_name *n;
+
+	TAILQ_FOREACH(n, &res->names, entry)
+		if (n->refs > 0 && !n->literal)
+			fn(arg, n->host, n->port, n->addrs ? n->addrs->n : 0);
+}
+
 int
 resolver_all_resolved(const struct resolver *res)
 {
@@ -426,6 +446,9 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 		if (retry > n->res->refresh_ms)
 			retry = n->res->refresh_ms;
 		n->failures++;
+		__atomic_fetch_add(status == ARES_ETIMEOUT ? &n->res->stats.lookups_timeout :
+							     &n->res->stats.lookups_failed,
+		    1, __ATOMIC_RELAXED);
 		resolver_addrs_release(fresh);
 		log_kv(n->refs > 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "resolve failed",
 		    LOG_STR("upstream", n->host), LOG_NUM("port", n->port), LOG_STR("error", why),
@@ -446,6 +469,7 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	    "resolved", LOG_STR("upstream", n->host), LOG_NUM("port", n->port),
 	    LOG_STR("addrs", format_addrs(fresh, list, sizeof(list))), LOG_NUM("ttl", ttl),
 	    LOG_NUM("next_ms", next));
+	__atomic_fetch_add(&n->res->stats.lookups_ok, 1, __ATOMIC_RELAXED);
 	resolver_addrs_release(n->addrs);
 	n->addrs = fresh;
 	n->failures = 0;

@@ -166,6 +166,7 @@ void
 session_close(struct session *s, const char *reason)
 {
 	struct gk *gk = s->gk;
+	struct listener_outcome outcome;
 
 	log_access(s, reason);
 	relay_free(&s->relay);
@@ -178,7 +179,11 @@ session_close(struct session *s, const char *reason)
 	resolver_unwatch(s->dynamic);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
-	listener_session_end(s->listener, s->decision);
+	outcome.decision = s->decision;
+	outcome.reason = reason;
+	outcome.bytes_in = s->relay.bytes[RELAY_CLIENT];
+	outcome.bytes_out = s->relay.bytes[RELAY_UPSTREAM];
+	listener_session_end(s->listener, &outcome);
 	free(s);
 	gk_session_ended(gk);
 }
@@ -279,6 +284,7 @@ set_error(struct session *s, int err)
 static void
 upstream_failed(struct session *s)
 {
+	listener_connect_failed(s->listener);
 	relay_close_side(&s->relay, RELAY_UPSTREAM);
 	resolver_refresh(s->upstream_name);
 	connect_next(s);
@@ -541,6 +547,7 @@ connect_next(struct session *s)
 		s->upstream_set = 1;
 		if ((fd = net_connect(sa, net_sockaddr_len(sa))) == -1) {
 			set_error(s, errno);
+			listener_connect_failed(s->listener);
 			/* Out of fds: take no more clients for a moment either. */
 			listener_out_of_resources(s->listener, errno);
 			continue;

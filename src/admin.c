@@ -1,0 +1,239 @@
+/*
+ * admin.c: /healthz, /readyz and /metrics over evhttp, and the health
+ * check client behind `gatekeeper health`.
+ *
+ * The server is deliberately small: GET and HEAD on three paths, short
+ * plain-text answers, a bounded request size and timeout (evhttp's), and
+ * it lives on the first worker's loop so a hung loop shows as a failed
+ * /healthz. The client is blocking on purpose: it runs alone in a
+ * HEALTHCHECK, connects with a deadline and reads one status line.
+ */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "gk.h"
+#include "listener.h"
+#include "log.h"
+#include "metrics.h"
+#include "net.h"
+#include "resolver.h"
+
+struct admin {
+	struct evhttp *http;
+	struct gk *workers;
+	int n;
+};
+
+static void
+reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+    struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
+	evhttp_send_reply(req, code, reason, body);
+}
+
+/* not_ready writes why gatekeeper is not ready into body; returns 0 when it is. */
+static int
+not_ready(struct admin *a, struct evbuffer *body)
+{
+	struct gk *gk = &a->workers[0];
+
+	for (size_t i = 0; i < gk->n_listeners; i++) {
+		if (gk->listeners[i] == NULL) {
+			evbuffer_add_printf(body, "listener %zu is not bound\n", i);
+			return 1;
+		}
+	}
+	if (gk->resolver != NULL && !resolver_all_resolved(gk->resolver)) {
+		evbuffer_add_printf(body, "not ready: an upstream name has no address yet\n");
+		return 1;
+	}
+	return 0;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct evbuffer *body = evbuffer_new();
+
+	if (body == NULL) {
+		evhttp_send_error(req, 500, "out of memory");
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		evbuffer_add_printf(body, "use GET\n");
+		reply(req, 405, "Method Not Allowed", "text/plain", body);
+	} else if (path != NULL && strcmp(path, "/healthz") == 0) {
+		evbuffer_add_printf(body, "ok\n");
+		reply(req, 200, "OK", "text/plain", body);
+	} else if (path != NULL && strcmp(path, "/readyz") == 0) {
+		if (not_ready(a, body))
+			reply(req, 503, "Service Unavailable", "text/plain", body);
+		else {
+			evbuffer_add_printf(body, "ready\n");
+			reply(req, 200, "OK", "text/plain", body);
+		}
+	} else if (path != NULL && strcmp(path, "/metrics") == 0) {
+		if (metrics_render(body, a->workers, a->n) == -1) {
+			evhttp_send_error(req, 500, "out of memory");
+		} else {
+			reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
+		}
+	} else {
+		evbuffer_add_printf(body, "not found: try /healthz, /readyz or /metrics\n");
+		reply(req, 404, "Not Found", "text/plain", body);
+	}
+	evbuffer_free(body);
+}
+
+struct admin *
+admin_new(const struct sockaddr *addr, socklen_t len, struct gk *workers, int n, char *err,
+    size_t errlen)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	char abuf[NET_ADDRSTRLEN];
+	int fd;
+
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->workers = workers;
+	a->n = n;
+	if ((a->http = evhttp_new(workers[0].base)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(a);
+		return NULL;
+	}
+	evhttp_set_timeout(a->http, 10);
+	evhttp_set_max_headers_size(a->http, 8192);
+	evhttp_set_max_body_size(a->http, 0);
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(a->http, on_request, a);
+	if ((fd = net_listen(addr, len, 64, 0, err, errlen)) == -1 ||
+	    evhttp_accept_socket_with_handle(a->http, fd) == NULL) {
+		if (fd != -1) {
+			snprintf(err, errlen, "cannot serve on %s", net_format(addr, abuf, sizeof(abuf)));
+			close(fd);
+		}
+		admin_free(a);
+		return NULL;
+	}
+	log_kv(LOG_LEVEL_INFO, "admin listening", LOG_STR("addr", net_format(addr, abuf, sizeof(abuf))));
+	return a;
+}
+
+void
+admin_free(struct admin *a)
+{
+	if (a == NULL)
+		return;
+	if (a->http != NULL)
+		evhttp_free(a->http);
+	free(a);
+}
+
+/* ---- the client ---- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* wait_fd polls fd for events until deadline. Returns 1 when ready, 0 on timeout, -1 on error. */
+static int
+wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd p = {fd, events, 0};
+	int64_t left;
+	int rc;
+
+	while ((left = deadline - now_ms()) > 0) {
+		rc = poll(&p, 1, (int)left);
+		if (rc > 0)
+			return 1;
+		if (rc == -1 && errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+int
+admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *why, size_t whylen)
+{
+	static const char request[] = "GET /healthz HTTP/1.0\r\nHost: gatekeeper\r\n\r\n";
+	struct sockaddr_storage to;
+	int64_t deadline = now_ms() + timeout_ms;
+	char buf[256], abuf[NET_ADDRSTRLEN];
+	size_t got = 0;
+	ssize_t n;
+	int fd, err, rc = -1;
+
+	/* A wildcard listen address is reached through this host's loopback. */
+	memcpy(&to, addr, len);
+	if (to.ss_family == AF_INET && ((struct sockaddr_in *)&to)->sin_addr.s_addr == INADDR_ANY)
+		((struct sockaddr_in *)&to)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	else if (to.ss_family == AF_INET6 &&
+		 IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&to)->sin6_addr))
+		((struct sockaddr_in6 *)&to)->sin6_addr = in6addr_loopback;
+	net_format((struct sockaddr *)&to, abuf, sizeof(abuf));
+	if ((fd = net_connect((struct sockaddr *)&to, len)) == -1) {
+		snprintf(why, whylen, "%s: %s", abuf, strerror(errno));
+		return -1;
+	}
+	if (wait_fd(fd, POLLOUT, deadline) != 1) {
+		snprintf(why, whylen, "%s: no answer within %d ms", abuf, timeout_ms);
+		goto done;
+	}
+	if ((err = net_connect_result(fd)) != 0) {
+		snprintf(why, whylen, "%s: %s", abuf, strerror(err));
+		goto done;
+	}
+	if (write(fd, request, sizeof(request) - 1) != (ssize_t)sizeof(request) - 1) {
+		snprintf(why, whylen, "%s: %s", abuf, strerror(errno));
+		goto done;
+	}
+	while (got < sizeof(buf) - 1 && memchr(buf, '\n', got) == NULL) {
+		if (wait_fd(fd, POLLIN, deadline) != 1) {
+			snprintf(why, whylen, "%s: no answer within %d ms", abuf, timeout_ms);
+			goto done;
+		}
+		if ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) <= 0) {
+			if (n == -1 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			snprintf(why, whylen, "%s: connection closed without an answer", abuf);
+			goto done;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, " 200", 4) == 0)
+		rc = 0;
+	else
+		snprintf(why, whylen, "%s: /healthz answered \"%.60s\"", abuf, buf);
+done:
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,182 @@
+/*
+ * metrics.c: Prometheus text format for the admin endpoint's /metrics.
+ *
+ * Each family is written with its HELP and TYPE lines, then one sample per
+ * label set. Listener counters are summed over the workers (every worker
+ * has the same listeners, in config order); closed connections are merged
+ * by (decision, reason). Label values are escaped as the format requires.
+ */
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "gk.h"
+#include "listener.h"
+#include "metrics.h"
+#include "resolver.h"
+
+/* label writes a label value with \, " and newline escaped. */
+static void
+label(struct evbuffer *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(out, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(out, "\\n", 2);
+		else
+			evbuffer_add(out, v, 1);
+	}
+}
+
+static void
+family(struct evbuffer *out, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* listener_sample starts "name{listener="L"" for a sample; the caller closes it. */
+static void
+listener_sample(struct evbuffer *out, const char *name, const char *listener)
+{
+	evbuffer_add_printf(out, "%s{listener=\"", name);
+	label(out, listener);
+	evbuffer_add(out, "\"", 1);
+}
+
+/* The sum over the workers of one listener's counters. */
+static void
+sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
+{
+	struct listener_stats one;
+
+	memset(sum, 0, sizeof(*sum));
+	for (int w = 0; w < n; w++) {
+		if (i >= workers[w].n_listeners || workers[w].listeners[i] == NULL)
+			continue;
+		listener_stats_read(workers[w].listeners[i], &one);
+		sum->accepted += one.accepted;
+		sum->sessions += one.sessions;
+		sum->bytes_in += one.bytes_in;
+		sum->bytes_out += one.bytes_out;
+		sum->connect_failures += one.connect_failures;
+		sum->active += one.active;
+		for (unsigned k = 0; k < one.n_closed; k++) {
+			const struct listener_reason_count *c = &one.closed[k];
+			unsigned j;
+			for (j = 0; j < sum->n_closed; j++) {
+				const struct listener_reason_count *d = &sum->closed[j];
+				if (strcmp(d->reason, c->reason) == 0 &&
+				    ((d->decision == NULL && c->decision == NULL) ||
+					(d->decision && c->decision &&
+					    strcmp(d->decision, c->decision) == 0)))
+					break;
+			}
+			if (j == sum->n_closed) {
+				if (j == LISTENER_REASONS)
+					continue;
+				sum->closed[j] = *c;
+				sum->closed[j].n = 0;
+				sum->n_closed++;
+			}
+			sum->closed[j].n += c->n;
+		}
+	}
+}
+
+struct addr_ctx {
+	struct evbuffer *out;
+};
+
+static void
+upstream_addresses(void *arg, const char *host, uint16_t port, size_t n_addrs)
+{
+	struct addr_ctx *ctx = arg;
+
+	evbuffer_add(ctx->out, "gatekeeper_upstream_addresses{upstream=\"", 40);
+	label(ctx->out, host);
+	evbuffer_add_printf(ctx->out, ":%u\"} %zu\n", port, n_addrs);
+}
+
+int
+metrics_render(struct evbuffer *out, struct gk *workers, int n)
+{
+	size_t n_listeners = workers[0].n_listeners;
+	struct listener_stats *sums;
+	struct resolver_stats rs, one;
+	struct addr_ctx ctx = {out};
+
+	if ((sums = calloc(n_listeners ? n_listeners : 1, sizeof(*sums))) == NULL)
+		return -1;
+	for (size_t i = 0; i < n_listeners; i++)
+		sum_listener(workers, n, i, &sums[i]);
+
+	family(out, "gatekeeper_build_info", "gauge", "The running version.");
+	evbuffer_add_printf(out, "gatekeeper_build_info{version=\"%s\"} 1\n", GK_VERSION);
+
+#define LISTENER_FAMILY(fam, type, help, field)                                             \
+	do {                                                                                 \
+		family(out, fam, type, help);                                                \
+		for (size_t i = 0; i < n_listeners; i++) {                                   \
+			listener_sample(out, fam, listener_conf(workers[0].listeners[i])->name); \
+			evbuffer_add_printf(out, "} %" PRId64 "\n", (int64_t)sums[i].field);   \
+		}                                                                            \
+	} while (0)
+
+	LISTENER_FAMILY("gatekeeper_connections_accepted_total", "counter",
+	    "Connections accepted by a listener.", accepted);
+	LISTENER_FAMILY("gatekeeper_connections_active", "gauge",
+	    "Connections a listener holds now.", active);
+	LISTENER_FAMILY("gatekeeper_upstream_connect_failures_total", "counter",
+	    "Connection attempts to an upstream address that failed or timed out.",
+	    connect_failures);
+
+	family(out, "gatekeeper_connections_closed_total", "counter",
+	    "Connections ended, by routing decision (allow, deny, none) and the access line's reason.");
+	for (size_t i = 0; i < n_listeners; i++) {
+		const char *name = listener_conf(workers[0].listeners[i])->name;
+		for (unsigned k = 0; k < sums[i].n_closed; k++) {
+			const struct listener_reason_count *c = &sums[i].closed[k];
+			listener_sample(out, "gatekeeper_connections_closed_total", name);
+			evbuffer_add_printf(out, ",decision=\"%s\",reason=\"",
+			    c->decision ? c->decision : "none");
+			label(out, c->reason);
+			evbuffer_add_printf(out, "\"} %" PRIu64 "\n", c->n);
+		}
+	}
+
+	family(out, "gatekeeper_bytes_total", "counter",
+	    "Bytes relayed: in = read from clients, out = read from upstreams.");
+	for (size_t i = 0; i < n_listeners; i++) {
+		const char *name = listener_conf(workers[0].listeners[i])->name;
+		listener_sample(out, "gatekeeper_bytes_total", name);
+		evbuffer_add_printf(out, ",direction=\"in\"} %" PRIu64 "\n", sums[i].bytes_in);
+		listener_sample(out, "gatekeeper_bytes_total", name);
+		evbuffer_add_printf(out, ",direction=\"out\"} %" PRIu64 "\n", sums[i].bytes_out);
+	}
+
+	memset(&rs, 0, sizeof(rs));
+	for (int w = 0; w < n; w++) {
+		if (workers[w].resolver == NULL)
+			continue;
+		resolver_stats(workers[w].resolver, &one);
+		rs.lookups_ok += one.lookups_ok;
+		rs.lookups_failed += one.lookups_failed;
+		rs.lookups_timeout += one.lookups_timeout;
+	}
+	family(out, "gatekeeper_dns_lookups_total", "counter",
+	    "DNS lookups finished, by result (ok, failed, timeout).");
+	evbuffer_add_printf(out,
+	    "gatekeeper_dns_lookups_total{result=\"ok\"} %" PRIu64 "\n"
+	    "gatekeeper_dns_lookups_total{result=\"failed\"} %" PRIu64 "\n"
+	    "gatekeeper_dns_lookups_total{result=\"timeout\"} %" PRIu64 "\n",
+	    rs.lookups_ok, rs.lookups_failed, rs.lookups_timeout);
+	family(out, "gatekeeper_upstream_addresses", "gauge",
+	    "Addresses held now for each upstream name in use.");
+	if (workers[0].resolver != NULL)
+		resolver_foreach(workers[0].resolver, upstream_addresses, &ctx);
+	free(sums);
+	return 0;
+}
