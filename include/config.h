@@ -137,6 +137,7 @@ struct config_defaults {
 };
 
 struct config {
+	unsigned refs;   /* config_ref/config_unref; config_load returns one */
 	char *path;
 	int64_t workers; /* event loops, one thread each; 0 = one per CPU ("auto") */
 	struct {
@@ -179,6 +180,15 @@ extern const char *const config_quick_settings[];
 void config_dump(const struct config *cfg, FILE *out);
 
 void config_free(struct config *cfg);
+
+/*
+ * A config is shared by the workers and by every session that started
+ * under it (a reload must not pull it from under them): config_ref takes
+ * a reference, config_unref drops one and frees the config with the last.
+ * Both are atomic, so any thread may call them.
+ */
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config *cfg);
 
 /*
  * config_parse_duration parses "250ms", "5s", "10m", "1h" or "0" into

@@ -21,12 +21,25 @@ struct listener;
 /*
  * listener_new binds conf->listen (or addr, when not NULL: the address a
  * first worker actually bound, so port 0 means the same port for all) and
- * starts accepting into sessions. With several workers the socket is
+ * starts accepting into sessions. conf belongs to cfg, of which the
+ * listener holds a reference. With several workers the socket is
  * SO_REUSEPORT and max_connections is shared out between them. Returns
  * NULL after logging why (address in use, permission, ...).
  */
-struct listener *listener_new(struct gk *gk, const struct config_listener *conf,
-    const struct sockaddr *addr);
+struct listener *listener_new(struct gk *gk, struct config *cfg,
+    const struct config_listener *conf, const struct sockaddr *addr);
+
+/*
+ * listener_update gives a listener that a reload keeps (same address) its
+ * new settings, from cfg: its socket stays open, so no connection is
+ * refused; new sessions use conf, running ones keep the config they
+ * started with. The upstream names of conf are watched before the old ones
+ * are dropped. Returns 0, or -1 (out of memory: nothing changed).
+ */
+int listener_update(struct listener *l, struct config *cfg, const struct config_listener *conf);
+
+/* listener_config: the config the listener's settings come from (sessions take a reference). */
+struct config *listener_config(const struct listener *l);
 
 /* listener_close stops accepting and drops the process's reference. */
 void listener_close(struct listener *l);

@@ -49,6 +49,9 @@ void resolver_free(struct resolver *res);
 struct resolver_name *resolver_watch(struct resolver *res, const char *host, uint16_t port);
 void resolver_unwatch(struct resolver_name *name);
 
+/* resolver_ref takes one more watch of a watched name (NULL stays NULL); resolver_unwatch drops it. */
+struct resolver_name *resolver_ref(struct resolver_name *name);
+
 /*
  * resolver_addrs returns the current addresses with a reference the caller
  * drops with resolver_addrs_release, or NULL when the name has never

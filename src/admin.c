@@ -90,7 +90,12 @@ on_request(struct evhttp_request *req, void *arg)
 			reply(req, 200, "OK", "text/plain", body);
 		}
 	} else if (path != NULL && strcmp(path, "/metrics") == 0) {
-		if (metrics_render(body, a->workers, a->n) == -1) {
+		int rc;
+		/* A reloading worker swaps its listeners under this lock. */
+		pthread_mutex_lock(a->workers[0].listeners_lock);
+		rc = metrics_render(body, a->workers, a->n);
+		pthread_mutex_unlock(a->workers[0].listeners_lock);
+		if (rc == -1) {
 			evhttp_send_error(req, 500, "out of memory");
 		} else {
 			reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);

@@ -958,6 +958,7 @@ config_new_defaults(void)
 
 	if (cfg == NULL)
 		return NULL;
+	cfg->refs = 1;
 	cfg->workers = 1;
 	cfg->log.level = LOG_LEVEL_INFO;
 	cfg->log.format = LOG_FORMAT_LOGFMT;
@@ -1509,6 +1510,20 @@ config_dump(const struct config *cfg, FILE *out)
 		if (l->mode == CONFIG_MODE_HTTP)
 			dump_http(out, &l->http);
 	}
+}
+
+struct config *
+config_ref(struct config *cfg)
+{
+	__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void
+config_unref(struct config *cfg)
+{
+	if (cfg != NULL && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
 }
 
 void

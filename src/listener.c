@@ -35,6 +35,7 @@
 
 struct listener {
 	struct gk *gk;
+	struct config *cfg; /* a reference: conf points into it */
 	const struct config_listener *conf;
 	struct evconnlistener *evl;
 	struct resolver_name *upstream;  /* the listener's upstream, NULL if none or $host */
@@ -53,6 +54,8 @@ struct listener {
 };
 
 #define UNRESOLVED_WARN_EVERY_S 5
+
+static int64_t pause_at(const struct listener *l);
 
 static void
 update_accepting(struct listener *l)
@@ -120,54 +123,85 @@ on_accept_error(struct evconnlistener *evl, void *arg)
 	    LOG_STR("error", strerror(err)));
 }
 
-/* watch_upstreams starts resolving every fixed upstream the listener may use. */
-static int
-watch_upstreams(struct listener *l)
-{
-	const struct config_listener *conf = l->conf;
-	struct resolver *res = l->gk->resolver;
+/* The names a listener keeps resolved: its upstream, and one per route. */
+struct watches {
+	struct resolver_name *upstream;
+	struct resolver_name **routes; /* n_routes of them, NULL for $host routes */
+	size_t n_routes;
+};
 
+static void
+unwatch_all(struct watches *w)
+{
+	resolver_unwatch(w->upstream);
+	for (size_t i = 0; w->routes != NULL && i < w->n_routes; i++)
+		resolver_unwatch(w->routes[i]);
+	free(w->routes);
+	memset(w, 0, sizeof(*w));
+}
+
+/* watch_all starts resolving every fixed upstream conf may use. Returns 0, or -1 (none kept). */
+static int
+watch_all(struct resolver *res, const struct config_listener *conf, struct watches *w)
+{
+	memset(w, 0, sizeof(*w));
 	if (conf->upstream.host != NULL && !conf->upstream.sniffed_host &&
-	    (l->upstream = resolver_watch(res, conf->upstream.host, conf->upstream.port)) == NULL)
+	    (w->upstream = resolver_watch(res, conf->upstream.host, conf->upstream.port)) == NULL)
 		return -1;
 	if (conf->n_routes == 0)
 		return 0;
-	if ((l->routes = calloc(conf->n_routes, sizeof(*l->routes))) == NULL)
-		return -1;
+	if ((w->routes = calloc(conf->n_routes, sizeof(*w->routes))) == NULL)
+		goto fail;
+	w->n_routes = conf->n_routes;
 	for (size_t i = 0; i < conf->n_routes; i++) {
 		const struct config_hostport *up = &conf->routes[i].upstream;
 		if (up->sniffed_host)
 			continue;
-		if ((l->routes[i] = resolver_watch(res, up->host, up->port)) == NULL)
-			return -1;
+		if ((w->routes[i] = resolver_watch(res, up->host, up->port)) == NULL)
+			goto fail;
 	}
 	return 0;
+fail:
+	unwatch_all(w);
+	return -1;
+}
+
+/* per_worker_max: this worker's share of max_connections (rounded up). */
+static int64_t
+per_worker_max(const struct gk *gk, const struct config_listener *conf)
+{
+	int64_t max = conf->max_connections;
+
+	if (gk->n_workers > 1 && max > 0)
+		max = (max + gk->n_workers - 1) / gk->n_workers;
+	return max;
 }
 
 struct listener *
-listener_new(struct gk *gk, const struct config_listener *conf, const struct sockaddr *addr)
+listener_new(struct gk *gk, struct config *cfg, const struct config_listener *conf,
+    const struct sockaddr *addr)
 {
 	struct listener *l;
+	struct watches w;
 	char err[256], abuf[NET_ADDRSTRLEN];
 	socklen_t blen = sizeof(l->bound);
-	int fd;
+	int fd, watched;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
 	l->gk = gk;
+	l->cfg = config_ref(cfg);
 	l->conf = conf;
 	l->refs = 1;
 	if (addr == NULL)
 		addr = (const struct sockaddr *)&conf->listen.ss;
-	/* Each worker takes its share of the limit (rounded up). */
-	l->max_connections = conf->max_connections;
-	if (gk->n_workers > 1 && l->max_connections > 0)
-		l->max_connections = (l->max_connections + gk->n_workers - 1) / gk->n_workers;
+	l->max_connections = per_worker_max(gk, conf);
 	fd = net_listen(addr, net_sockaddr_len(addr), LISTEN_BACKLOG, gk->n_workers > 1, err,
 	    sizeof(err));
 	if (fd == -1) {
 		log_kv(LOG_LEVEL_ERROR, "cannot listen", LOG_STR("listener", conf->name),
 		    LOG_STR("error", err));
+		config_unref(l->cfg);
 		free(l);
 		return NULL;
 	}
@@ -177,7 +211,12 @@ listener_new(struct gk *gk, const struct config_listener *conf, const struct soc
 	l->evl = evconnlistener_new(gk->base, on_accept, l,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	l->pause_timer = evtimer_new(gk->base, on_pause_over, l);
-	if (watch_upstreams(l) == -1 || l->evl == NULL || l->pause_timer == NULL) {
+	watched = watch_all(gk->resolver, conf, &w);
+	if (watched == 0) {
+		l->upstream = w.upstream;
+		l->routes = w.routes;
+	}
+	if (watched == -1 || l->evl == NULL || l->pause_timer == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
 		    LOG_STR("error", "out of memory"));
 		if (l->evl == NULL)
@@ -211,7 +250,38 @@ listener_unref(struct listener *l)
 	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
 		resolver_unwatch(l->routes[i]);
 	free(l->routes);
+	config_unref(l->cfg);
 	free(l);
+}
+
+int
+listener_update(struct listener *l, struct config *cfg, const struct config_listener *conf)
+{
+	struct watches fresh, old = {l->upstream, l->routes, l->conf->n_routes};
+
+	if (watch_all(l->gk->resolver, conf, &fresh) == -1)
+		return -1;
+	unwatch_all(&old);
+	l->upstream = fresh.upstream;
+	l->routes = fresh.routes;
+	config_unref(l->cfg);
+	l->cfg = config_ref(cfg);
+	l->conf = conf;
+	l->max_connections = per_worker_max(l->gk, conf);
+	if (l->full && (l->max_connections == 0 || l->active < pause_at(l))) {
+		l->full = 0;
+		update_accepting(l);
+	} else if (!l->full && l->max_connections > 0 && l->active >= pause_at(l)) {
+		l->full = 1;
+		update_accepting(l);
+	}
+	return 0;
+}
+
+struct config *
+listener_config(const struct listener *l)
+{
+	return l->cfg;
 }
 
 void

@@ -32,14 +32,15 @@ struct line {
 void
 log_setup(enum log_level level, enum log_format format)
 {
-	log_threshold = level;
-	log_fmt = format;
+	/* A reload changes them on the main thread while workers log. */
+	__atomic_store_n(&log_threshold, level, __ATOMIC_RELAXED);
+	__atomic_store_n(&log_fmt, format, __ATOMIC_RELAXED);
 }
 
 int
 log_enabled(enum log_level level)
 {
-	return level >= log_threshold;
+	return level >= __atomic_load_n(&log_threshold, __ATOMIC_RELAXED);
 }
 
 const char *
@@ -165,12 +166,12 @@ put_escaped(struct line *l, const char *s)
 			rc = put(l, "\\n", 2);
 		} else if (c == '\t') {
 			rc = put(l, "\\t", 2);
-		} else if (c >= 0x80 && log_fmt == LOG_FORMAT_JSON &&
+		} else if (c >= 0x80 && __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON &&
 			   (u = utf8_len((const unsigned char *)s)) > 0) {
 			rc = put(l, s, u);
 			s += u - 1;
 		} else if (c < 0x20 || c >= 0x7f) {
-			if (log_fmt == LOG_FORMAT_JSON)
+			if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON)
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
 			else
 				snprintf(esc, sizeof(esc), "\\x%02x", c);
@@ -201,7 +202,7 @@ put_field(struct line *l, const char *key, const char *str, long long num, int i
 	} else if (str == NULL) {
 		str = "-";
 	}
-	if (log_fmt == LOG_FORMAT_JSON) {
+	if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON) {
 		/* The key, its quotes and the value's opening quote go in together. */
 		size_t mark = l->len;
 		if (put(l, ",\"", 2) == -1 || puts_(l, key) == -1 ||
@@ -244,7 +245,7 @@ put_timestamp(struct line *l)
 	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    (int)(ts.tv_nsec / 1000000));
-	if (log_fmt == LOG_FORMAT_JSON) {
+	if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON) {
 		put(l, "{\"ts\":\"", 7);
 		puts_(l, buf);
 		put(l, "\"", 1);
@@ -272,8 +273,8 @@ log_fields(enum log_level level, const char *msg, const struct log_field *fields
 	for (size_t i = 0; i < n; i++)
 		put_field(&l, fields[i].key, fields[i].str, fields[i].num, fields[i].is_num);
 	if (l.truncated)
-		put_raw(&l, log_fmt == LOG_FORMAT_JSON ? ",\"truncated\":true" : " truncated=true");
-	if (log_fmt == LOG_FORMAT_JSON)
+		put_raw(&l, __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON ? ",\"truncated\":true" : " truncated=true");
+	if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON)
 		put_raw(&l, "}");
 	put_raw(&l, "\n");
 	for (off = 0; off < l.len; off += (size_t)w) {

@@ -185,16 +185,116 @@ drain(struct gk *gk)
 		on_drain_timeout(-1, 0, gk);
 }
 
-/* A worker's notify pipe became readable: the main thread asks for a drain. */
+static void
+reload_free(struct gk_reload *r)
+{
+	if (r == NULL)
+		return;
+	config_unref(r->cfg);
+	free(r->bound);
+	free(r);
+}
+
+static int
+same_listen(const struct config_listener *a, const struct config_listener *b)
+{
+	return a->listen.len == b->listen.len &&
+	    net_sockaddr_equal((const struct sockaddr *)&a->listen.ss,
+		(const struct sockaddr *)&b->listen.ss);
+}
+
+/*
+ * worker_apply moves one worker to cfg. A listener whose address is in
+ * both configs keeps its socket and takes its new settings; the others
+ * open or close (closed ones stop accepting, their sessions finish). New
+ * sockets are opened first, so when one cannot be (the first worker: an
+ * address in use), nothing has changed and -1 is returned. bound gives,
+ * for later workers, the addresses the first one bound.
+ */
+static int
+worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *bound,
+    size_t *added, size_t *kept, size_t *removed)
+{
+	size_t n = cfg->n_listeners, old_n = gk->n_listeners;
+	struct listener **fresh = calloc(n ? n : 1, sizeof(*fresh)), **old = gk->listeners;
+	int *match = malloc((n ? n : 1) * sizeof(*match));
+	char *taken = calloc(old_n ? old_n : 1, 1);
+
+	if (fresh == NULL || match == NULL || taken == NULL)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		match[i] = -1;
+		for (size_t j = 0; j < old_n && match[i] < 0; j++)
+			if (old[j] != NULL && !taken[j] &&
+			    same_listen(listener_conf(old[j]), &cfg->listeners[i])) {
+				match[i] = (int)j;
+				taken[j] = 1;
+			}
+		if (match[i] >= 0)
+			continue;
+		fresh[i] = listener_new(gk, cfg, &cfg->listeners[i],
+		    bound ? (const struct sockaddr *)&bound[i] : NULL);
+		if (fresh[i] == NULL && gk->worker == 0)
+			goto fail;
+	}
+	*added = *kept = *removed = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (match[i] < 0) {
+			*added += 1;
+			continue;
+		}
+		fresh[i] = old[match[i]];
+		if (listener_update(fresh[i], cfg, &cfg->listeners[i]) == -1)
+			log_kv(LOG_LEVEL_ERROR, "reload: listener keeps its old settings",
+			    LOG_STR("listener", cfg->listeners[i].name), LOG_STR("error", "out of memory"));
+		*kept += 1;
+	}
+	pthread_mutex_lock(gk->listeners_lock);
+	gk->listeners = fresh;
+	gk->n_listeners = n;
+	pthread_mutex_unlock(gk->listeners_lock);
+	for (size_t j = 0; j < old_n; j++)
+		if (!taken[j] && old[j] != NULL) {
+			listener_close(old[j]);
+			*removed += 1;
+		}
+	free(old);
+	free(match);
+	free(taken);
+	config_unref(gk->cfg);
+	gk->cfg = config_ref(cfg);
+	return 0;
+fail:
+	for (size_t i = 0; fresh != NULL && i < n; i++)
+		if (match != NULL && match[i] < 0)
+			listener_close(fresh[i]);
+	free(fresh);
+	free(match);
+	free(taken);
+	return -1;
+}
+
+/* A worker's notify pipe became readable: "d" asks it to drain, "r" to reload. */
 static void
 on_notify(evutil_socket_t fd, short what, void *arg)
 {
+	struct gk *gk = arg;
+	struct gk_reload *r;
+	int stop = 0;
 	char c;
+	size_t added, kept, removed;
 
 	(void)what;
 	while (read(fd, &c, 1) > 0)
-		;
-	drain(arg);
+		stop |= c == 'd';
+	if (stop) {
+		drain(gk);
+		return;
+	}
+	r = __atomic_exchange_n(&gk->reload, NULL, __ATOMIC_ACQ_REL);
+	if (r != NULL && !gk->draining)
+		worker_apply(gk, r->cfg, r->bound, &added, &kept, &removed);
+	reload_free(r);
 }
 
 struct process {
@@ -202,6 +302,9 @@ struct process {
 	size_t n;
 	pthread_t *threads;
 	struct admin *admin;
+	struct config *cfg;  /* in force (a reference) */
+	int reloadable;      /* started from a file: SIGHUP reads it again */
+	pthread_mutex_t listeners_lock;
 };
 
 static void
@@ -224,14 +327,112 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	drain(&p->workers[0]);
 }
 
+static int worker_count(const struct config *cfg);
+
+/* log_errors logs each line of a failed load's report. */
+static void
+log_errors(const char *msg, char *text)
+{
+	char *save = NULL;
+
+	for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+		log_kv(LOG_LEVEL_ERROR, msg, LOG_STR("error", line));
+}
+
+/*
+ * reload is SIGHUP: read the file again; when it is valid, move every
+ * worker to it (the first one here, the others through their notify
+ * pipes); when it is not, keep the config in force and say why, line by
+ * line with FILE:LINE:COL.
+ */
+static void
+reload(struct process *p)
+{
+	struct gk *first = &p->workers[0];
+	struct config *cfg, *old = p->cfg;
+	struct sockaddr_storage *bound;
+	char *errs = NULL;
+	size_t errlen = 0, added, kept, removed;
+	FILE *mem;
+
+	if (first->draining)
+		return;
+	if (!p->reloadable) {
+		log_warnx("SIGHUP: quick mode has no file to reload; restart to change settings");
+		return;
+	}
+	if ((mem = open_memstream(&errs, &errlen)) == NULL) {
+		log_warn("reload: cannot start");
+		return;
+	}
+	cfg = config_load(old->path, mem);
+	fclose(mem);
+	if (cfg == NULL) {
+		log_errors("reload failed, the running config stays", errs);
+		free(errs);
+		__atomic_fetch_add(&first->reloads_failed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	free(errs);
+	if (worker_count(cfg) != worker_count(old))
+		log_warnx("reload: 'workers' changes on restart only");
+	if (memcmp(&cfg->resolver, &old->resolver, sizeof(cfg->resolver)) != 0 &&
+	    (cfg->resolver.refresh != old->resolver.refresh ||
+		cfg->resolver.min_ttl != old->resolver.min_ttl ||
+		cfg->resolver.timeout != old->resolver.timeout ||
+		cfg->resolver.nameservers.n != old->resolver.nameservers.n))
+		log_warnx("reload: 'resolver' settings change on restart only");
+	if (worker_apply(first, cfg, NULL, &added, &kept, &removed) == -1) {
+		log_kv(LOG_LEVEL_ERROR, "reload failed, the running config stays",
+		    LOG_STR("error", "a new listener could not be opened"));
+		__atomic_fetch_add(&first->reloads_failed, 1, __ATOMIC_RELAXED);
+		config_unref(cfg);
+		return;
+	}
+	log_setup(cfg->log.level, cfg->log.format);
+	/* The other workers bind what the first one bound (port 0 included). */
+	for (size_t i = 1; i < p->n; i++) {
+		struct gk_reload *r = calloc(1, sizeof(*r)), *prev;
+		bound = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*bound));
+		if (r == NULL || bound == NULL) {
+			free(r);
+			free(bound);
+			log_warnx("reload: worker %zu keeps the old config (out of memory)", i);
+			continue;
+		}
+		for (size_t k = 0; k < cfg->n_listeners; k++)
+			memcpy(&bound[k], listener_bound(first->listeners[k]), sizeof(bound[k]));
+		r->cfg = config_ref(cfg);
+		r->bound = bound;
+		prev = __atomic_exchange_n(&p->workers[i].reload, r, __ATOMIC_ACQ_REL);
+		reload_free(prev);
+		if (write(p->workers[i].notify[1], "r", 1) == -1)
+			log_warn("cannot ask worker %zu to reload", i);
+	}
+	if (cfg->admin_listen.len != old->admin_listen.len ||
+	    memcmp(&cfg->admin_listen.ss, &old->admin_listen.ss, cfg->admin_listen.len) != 0) {
+		char err[256];
+		admin_free(p->admin);
+		p->admin = NULL;
+		if (cfg->admin_listen.len > 0 &&
+		    (p->admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss,
+			 cfg->admin_listen.len, p->workers, (int)p->n, err, sizeof(err))) == NULL)
+			log_kv(LOG_LEVEL_ERROR, "admin endpoint", LOG_STR("error", err));
+	}
+	p->cfg = cfg; /* load's reference */
+	config_unref(old);
+	__atomic_fetch_add(&first->reloads_ok, 1, __ATOMIC_RELAXED);
+	log_kv(LOG_LEVEL_INFO, "reloaded", LOG_STR("config", cfg->path),
+	    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("added", added), LOG_NUM("kept", kept),
+	    LOG_NUM("removed", removed));
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
 	(void)what;
-	(void)arg;
-	log_warnx("SIGHUP: live reload is not available in this version; restart to apply a "
-		  "new config");
+	reload(arg);
 }
 
 /*
@@ -244,7 +445,7 @@ worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk
 {
 	memset(gk, 0, sizeof(*gk));
 	TAILQ_INIT(&gk->sessions);
-	gk->cfg = cfg;
+	gk->cfg = config_ref(cfg);
 	gk->worker = index;
 	gk->n_workers = n;
 	gk->notify[0] = gk->notify[1] = -1;
@@ -258,7 +459,7 @@ worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk
 		return -1;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct sockaddr *addr = first ? listener_bound(first->listeners[i]) : NULL;
-		if ((gk->listeners[i] = listener_new(gk, &cfg->listeners[i], addr)) == NULL)
+		if ((gk->listeners[i] = listener_new(gk, cfg, &cfg->listeners[i], addr)) == NULL)
 			return -1;
 		gk->n_listeners++;
 	}
@@ -288,6 +489,8 @@ worker_close(struct gk *gk)
 			close(gk->notify[i]);
 	resolver_free(gk->resolver);
 	free(gk->listeners);
+	reload_free(gk->reload);
+	config_unref(gk->cfg);
 	if (gk->base)
 		event_base_free(gk->base);
 }
@@ -317,7 +520,7 @@ worker_count(const struct config *cfg)
  * they all arrive here. Returns the exit status.
  */
 static int
-run(struct config *cfg)
+run(struct config *cfg, int reloadable)
 {
 	struct process p;
 	struct event *sigs[3] = {NULL, NULL, NULL};
@@ -327,6 +530,9 @@ run(struct config *cfg)
 
 	p.n = (size_t)worker_count(cfg);
 	p.admin = NULL;
+	p.cfg = cfg;
+	p.reloadable = reloadable;
+	pthread_mutex_init(&p.listeners_lock, NULL);
 	p.workers = calloc(p.n, sizeof(*p.workers));
 	p.threads = calloc(p.n, sizeof(*p.threads));
 	if (p.workers == NULL || p.threads == NULL)
@@ -338,8 +544,10 @@ run(struct config *cfg)
 				worker_close(&p.workers[j]);
 			free(p.workers);
 			free(p.threads);
+			config_unref(p.cfg);
 			return 1;
 		}
+		p.workers[i].listeners_lock = &p.listeners_lock;
 	}
 	if (cfg->admin_listen.len > 0) {
 		char err[256];
@@ -351,6 +559,7 @@ run(struct config *cfg)
 				worker_close(&p.workers[j]);
 			free(p.workers);
 			free(p.threads);
+			config_unref(p.cfg);
 			return 1;
 		}
 	}
@@ -395,6 +604,8 @@ run(struct config *cfg)
 		worker_close(&p.workers[i]);
 	free(p.workers);
 	free(p.threads);
+	config_unref(p.cfg);
+	pthread_mutex_destroy(&p.listeners_lock);
 	return rc;
 }
 
@@ -548,9 +759,8 @@ main(int argc, char **argv)
 
 	log_setup(cfg->log.level, cfg->log.format);
 	signal(SIGPIPE, SIG_IGN);
-	rc = run(cfg);
+	rc = run(cfg, path != NULL); /* run owns cfg now */
 	if (rc == 0)
 		log_kv(LOG_LEVEL_INFO, "exit", LOG_NUM("status", rc));
-	config_free(cfg);
 	return rc;
 }

@@ -173,6 +173,13 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	    "gatekeeper_dns_lookups_total{result=\"failed\"} %" PRIu64 "\n"
 	    "gatekeeper_dns_lookups_total{result=\"timeout\"} %" PRIu64 "\n",
 	    rs.lookups_ok, rs.lookups_failed, rs.lookups_timeout);
+	family(out, "gatekeeper_reloads_total", "counter",
+	    "SIGHUP reloads, by result (ok, failed: the running config stayed).");
+	evbuffer_add_printf(out,
+	    "gatekeeper_reloads_total{result=\"ok\"} %" PRIu64 "\n"
+	    "gatekeeper_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+	    __atomic_load_n(&workers[0].reloads_ok, __ATOMIC_RELAXED),
+	    __atomic_load_n(&workers[0].reloads_failed, __ATOMIC_RELAXED));
 	family(out, "gatekeeper_upstream_addresses", "gauge",
 	    "Addresses held now for each upstream name in use.");
 	if (workers[0].resolver != NULL)

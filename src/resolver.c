@@ -556,6 +556,14 @@ fail:
 	return NULL;
 }
 
+struct resolver_name *
+resolver_ref(struct resolver_name *n)
+{
+	if (n != NULL)
+		n->refs++;
+	return n;
+}
+
 void
 resolver_unwatch(struct resolver_name *n)
 {

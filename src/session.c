@@ -57,6 +57,7 @@ struct session {
 	TAILQ_ENTRY(session) entry;
 	struct gk *gk;
 	struct listener *listener;
+	struct config *cfg;                 /* a reference: conf points into it */
 	const struct config_listener *conf;
 	enum session_state state;
 	struct sockaddr_storage peer;   /* the TCP peer */
@@ -74,7 +75,7 @@ struct session {
 	uint16_t want_port;            /* CONNECT / absolute-form: the port asked for */
 	int connect_method;            /* CONNECT (answer 200, drop the head) */
 	size_t head_len;
-	struct resolver_name *upstream_name;
+	struct resolver_name *upstream_name; /* watched by us (a reload may drop the listener's) */
 	struct resolver_name *dynamic; /* our own watch of a $host name */
 	struct resolver_waiter waiter;
 	uint8_t *in;         /* bytes read while sniffing (in_cap), until the relay starts */
@@ -176,7 +177,9 @@ session_close(struct session *s, const char *reason)
 	if (s->timer)
 		event_free(s->timer);
 	resolver_addrs_release(s->addrs);
+	resolver_unwatch(s->upstream_name);
 	resolver_unwatch(s->dynamic);
+	config_unref(s->cfg);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
 	outcome.decision = s->decision;
@@ -690,7 +693,7 @@ upstream_chosen(struct session *s)
 	timeradd(&s->deadline, &budget, &s->deadline);
 	/* Sniffed bytes wait in s->in; the rest waits in the kernel. */
 	if (!s->target->sniffed_host) {
-		s->upstream_name = listener_upstream(s->listener, s->route);
+		s->upstream_name = resolver_ref(listener_upstream(s->listener, s->route));
 		start_connect(s);
 		return;
 	}
@@ -699,7 +702,7 @@ upstream_chosen(struct session *s)
 		session_close(s, "out_of_memory");
 		return;
 	}
-	s->upstream_name = s->dynamic;
+	s->upstream_name = resolver_ref(s->dynamic);
 	if (resolver_wait(s->dynamic, &s->waiter, on_first_answer, s) != 0) {
 		/* Addresses at hand (1), or a recent failure (-1): no wait. */
 		start_connect(s);
@@ -1232,6 +1235,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	}
 	s->gk = gk;
 	s->listener = l;
+	s->cfg = config_ref(listener_config(l));
 	s->conf = listener_conf(l);
 	s->state = SESSION_SNIFFING;
 	s->route = -1;
