@@ -13,8 +13,10 @@ import urllib.request
 
 import pytest
 
+import subprocess
+
 import tlsutil as t
-from gkharness import connect, free_port, recv_all
+from gkharness import WHOAMI_BIN, connect, free_port, recv_all
 
 
 def write(path, text):
@@ -199,3 +201,47 @@ def test_sighup_in_quick_mode_is_refused_politely(quick, echo):
     g.proc.send_signal(signal.SIGHUP)
     g.wait_log(r"quick mode has no file to reload", timeout=10)
     assert g.alive()
+
+
+def test_allowlist_change_applies_to_new_connections(gk):
+    """An egress gateway's allowlist flips on reload: new connections follow
+    it at once; a kept-alive connection keeps the list it started with."""
+    port = free_port()
+    w = subprocess.Popen([WHOAMI_BIN, "-l", "127.0.0.2:%d" % port, "-l", "127.0.0.3:%d" % port,
+                          "-n", "W"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        w.stdout.readline()
+        w.stdout.readline()
+        gw = free_port()
+
+        def cfg(allowed):
+            return ("log:\n  level: info\nlisteners:\n" +
+                    t.listener("gw", "http", listen="127.0.0.1:%d" % gw, port=port,
+                               allow='["%s"]' % allowed, allow_ranges='["127.0.0.0/8"]'))
+
+        g = gk(cfg("127.0.0.2"))
+
+        def status(sock, reader, host):
+            sock.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode())
+            return reader.response().status
+
+        def fresh(host):
+            s = connect(("127.0.0.1", gw))
+            try:
+                return status(s, t.HttpReader(s), host)
+            finally:
+                s.close()
+
+        assert fresh("127.0.0.2") == 200 and fresh("127.0.0.3") == 403
+        kept = connect(("127.0.0.1", gw))
+        kept_r = t.HttpReader(kept)
+        assert status(kept, kept_r, "127.0.0.2") == 200
+        write(g.config_path, cfg("127.0.0.3"))
+        hup_and_wait(g, 0)
+        assert fresh("127.0.0.3") == 200 and fresh("127.0.0.2") == 403
+        # the connection from before still runs on the list it started with
+        assert status(kept, kept_r, "127.0.0.2") == 200
+        kept.close()
+    finally:
+        w.kill()
+        w.wait()
