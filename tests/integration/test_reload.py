@@ -245,3 +245,33 @@ def test_allowlist_change_applies_to_new_connections(gk):
     finally:
         w.kill()
         w.wait()
+
+
+def test_every_line_is_json_when_asked(gk, echo):
+    """log.format json covers every line, not only access lines: start-up,
+    access, reloads (the failed one's FILE:LINE:COL errors included), drain."""
+    import json
+
+    e = echo()
+    port = free_port()
+    text = config(port, e.addr).replace("log:\n  level: info\n", "log:\n  level: debug\n  format: json\n")
+    g = gk(text)
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"hi \x01\xff\"quoted\"")
+    s.shutdown(socket.SHUT_WR)
+    recv_all(s, timeout=10)
+    s.close()
+    g.wait_access(1)
+    hup_and_wait(g, 0)
+    write(g.config_path, text + "bogus: 1\n")
+    hup_and_wait(g, 0, "reload failed")
+    g.stop()
+    lines = g.lines()
+    assert len(lines) > 6
+    for line in lines:
+        d = json.loads(line)  # raises on any line that is not JSON
+        assert {"ts", "level", "msg"} <= set(d), line
+    msgs = [json.loads(l)["msg"] for l in lines]
+    for want in ("listening", "ready", "access", "reloaded", "draining", "exit"):
+        assert want in msgs, msgs
+    assert any("gk.yaml:" in json.loads(l).get("error", "") for l in lines if "reload failed" in l)
