@@ -508,7 +508,8 @@ enum body_state {
 	B_DATA_CR,
 	B_DATA_LF,
 	B_TRAILER_START,
-	B_TRAILER,     /* a trailer field line, up to CR */
+	B_TRAILER_NAME, /* a trailer field's name, up to its colon */
+	B_TRAILER,     /* a trailer field's value, up to CR */
 	B_TRAILER_LF,
 	B_END_LF,
 	B_DONE,
@@ -519,7 +520,26 @@ struct body {
 	uint64_t left;   /* B_LENGTH, B_DATA: bytes to go; B_SIZE: the size so far */
 	unsigned digits; /* hex digits of the chunk size */
 	size_t extra;    /* extension and trailer bytes so far (bounded) */
+	char name[24];   /* the trailer field name being read (its start) */
+	size_t name_len;
 };
+
+/*
+ * Fields that frame or route a message never come as trailers (RFC 9110
+ * 6.5.1): a server that merged one into the head could read the message
+ * differently.
+ */
+static int
+forbidden_trailer(const struct body *b)
+{
+	static const char *const names[] = {"content-length", "transfer-encoding", "host",
+	    "connection", "upgrade", "trailer", "te"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (ieq((const uint8_t *)b->name, b->name_len, names[i]))
+			return 1;
+	return 0;
+}
 
 static void
 body_start(struct body *b, const struct http_head *info)
@@ -527,6 +547,14 @@ body_start(struct body *b, const struct http_head *info)
 	memset(b, 0, sizeof(*b));
 	b->state = info->chunked ? B_SIZE : B_LENGTH;
 	b->left = info->chunked ? 0 : info->content_length;
+}
+
+/* is_token_char: a tchar of RFC 9110 5.6.2, what a field name is made of. */
+static int
+is_token_char(uint8_t c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static int
@@ -599,12 +627,26 @@ body_read(struct body *b, const uint8_t *data, size_t len, size_t limit)
 		case B_TRAILER_START:
 			if (c == '\r')
 				b->state = B_END_LF;
-			else if (c == ' ' || c == '\t' || c == ':' || c < 0x21 || c == 0x7f)
-				return -1; /* obs-fold, or an empty name */
-			else
-				b->state = B_TRAILER;
+			else if (is_token_char(c)) {
+				b->state = B_TRAILER_NAME;
+				b->name[0] = (char)c;
+				b->name_len = 1;
+			} else {
+				return -1; /* obs-fold, an empty name, or no field at all */
+			}
 			if (++b->extra > limit)
 				return -1;
+			break;
+		case B_TRAILER_NAME:
+			if (c == ':') {
+				if (b->name_len < sizeof(b->name) && forbidden_trailer(b))
+					return -1;
+				b->state = B_TRAILER;
+			} else if (!is_token_char(c) || ++b->extra > limit) {
+				return -1;
+			} else if (b->name_len < sizeof(b->name)) {
+				b->name[b->name_len++] = (char)c;
+			}
 			break;
 		case B_TRAILER:
 			if (c == '\r')
@@ -669,16 +711,8 @@ finish(struct http_stream *h, const char *reason)
 	h->ops->end(h->arg, reason);
 }
 
-static int
-on_req_headers(http_parser *p)
-{
-	(void)p;
-	return 1; /* the head is all it checks: bodies are body_read's */
-}
-
-static const http_parser_settings req_settings = {
-    .on_headers_complete = on_req_headers,
-};
+/* No callbacks: http-parser only gives its verdict on a head (bodies are body_read's). */
+static const http_parser_settings req_settings;
 
 static int
 on_resp_headers(http_parser *p)

@@ -533,6 +533,10 @@ test_stream_chunk_framing_is_strict(void **state)
 	    "0\r\nX: 1\n\r\n",               /* bare LF in a trailer */
 	    "0\r\n folded\r\n\r\n",          /* obs-fold in the trailers */
 	    "0\r\n\r\r",                      /* the end is CRLF */
+	    "0\r\nhello\r\n\r\n",              /* a trailer line that is not a field */
+	    "0\r\nA B: 1\r\n\r\n",             /* a space in a trailer's name */
+	    "0\r\nContent-Length: 3\r\n\r\n",  /* framing fields never come as trailers */
+	    "0\r\ntransfer-encoding: chunked\r\n\r\n",
 	};
 	static const char *const good[] = {
 	    "5;name=val\r\nhello\r\n0\r\n\r\n",
