@@ -222,14 +222,24 @@ worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *b
 
 	if (fresh == NULL || match == NULL || taken == NULL)
 		goto fail;
+	/*
+	 * Same address and same name first (several "IP:0" listeners stay
+	 * who they were), then same address alone (a renamed listener).
+	 */
+	for (int by_name = 1; by_name >= 0; by_name--)
+		for (size_t i = 0; i < n; i++) {
+			if (by_name)
+				match[i] = -1;
+			for (size_t j = 0; j < old_n && match[i] < 0; j++)
+				if (old[j] != NULL && !taken[j] &&
+				    same_listen(listener_conf(old[j]), &cfg->listeners[i]) &&
+				    (!by_name ||
+					strcmp(listener_conf(old[j])->name, cfg->listeners[i].name) == 0)) {
+					match[i] = (int)j;
+					taken[j] = 1;
+				}
+		}
 	for (size_t i = 0; i < n; i++) {
-		match[i] = -1;
-		for (size_t j = 0; j < old_n && match[i] < 0; j++)
-			if (old[j] != NULL && !taken[j] &&
-			    same_listen(listener_conf(old[j]), &cfg->listeners[i])) {
-				match[i] = (int)j;
-				taken[j] = 1;
-			}
 		if (match[i] >= 0)
 			continue;
 		fresh[i] = listener_new(gk, cfg, &cfg->listeners[i],
