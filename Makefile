@@ -5,7 +5,8 @@
 #   make test       install missing packages, build, run unit + integration tests
 #   make asan       the whole suite under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (build-fuzz/)
-#   make static     build/gatekeeper-static: one static, stripped binary (the image's)
+#   make static     build/gatekeeper-static (the image's) and build/whoami-static
+#   make test-docker the image and its scenarios end to end in a real Docker engine
 #   make clean
 #
 # Warnings are errors when CI=true or WERROR=1.
@@ -40,7 +41,7 @@ FUZZ_BINS   = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test unit integration asan fuzz bench static clean
+.PHONY: all deps run test unit integration asan fuzz bench static test-docker clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -59,9 +60,13 @@ $(B)/gatekeeper: $(B)/obj/main.o $(B)/libgk.a
 
 # Static glibc: gatekeeper resolves names only through c-ares, so none of
 # glibc's NSS lookups that static linking warns about are used at run time.
-static: $(B)/gatekeeper-static
+static: $(B)/gatekeeper-static $(B)/whoami-static
 $(B)/gatekeeper-static: $(B)/obj/main.o $(B)/libgk.a
 	$(CC) -static -s -Wl,--no-warnings -o $@ $^ $(LDLIBS) -lpthread
+# The demo backend too: the Docker tests run it in a scratch image.
+$(B)/whoami-static: demo/whoami.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -static -s -Wl,--no-warnings -o $@ $< $(LDLIBS) -lpthread
 
 $(B)/whoami: demo/whoami.c
 	@mkdir -p $(dir $@)
@@ -85,6 +90,14 @@ test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory all $(STATIC_BIN) $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit integration
+
+# End to end in a real Docker engine (started when not running; the base
+# image is built offline when no registry answers).
+test-docker:
+	@scripts/deps.sh test
+	@scripts/deps.sh docker
+	@$(MAKE) --no-print-directory static
+	$(PYTEST) -q -p no:cacheprovider tests/docker $(PYTEST_ARGS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

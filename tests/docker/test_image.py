@@ -1,0 +1,64 @@
+"""The image, and the inbound scenario end to end: a client on the `web`
+network reaches whoami on an `internal: true` network only through
+gatekeeper, which follows a restarted whoami and drains on `docker stop`."""
+
+import json
+
+from conftest import client_get, docker, wait_until
+
+
+def inspect(name):
+    return json.loads(docker("inspect", name).stdout)[0]
+
+
+def test_image_is_small_non_root_and_self_checking(image):
+    info = inspect(image)
+    cfg = info["Config"]
+    assert info["Size"] <= 8 * 1000 * 1000, info["Size"]
+    assert cfg["User"] == "65532:65532"
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "/gatekeeper", "health"]
+    assert cfg["StopSignal"] == "SIGTERM"
+    assert "8080/tcp" in cfg["ExposedPorts"]
+    # the default config it ships is valid
+    r = docker("run", "--rm", image, "-t", "-c", "/etc/gatekeeper/gatekeeper.yaml", check=False)
+    assert r.returncode == 0, r.stderr
+
+
+HARDENED = ("--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+
+
+def test_inbound_gateway_restart_and_stop(image, whoami_image, topo):
+    web = topo.network("web")
+    internal = topo.network("internal", internal=True)
+    topo.run("whoami", whoami_image, "-n", "whoami-1", networks=[internal], aliases=["whoami"])
+    gk = topo.run("gatekeeper", image, "--listen", "0.0.0.0:8080", "--upstream", "whoami:8080",
+                  "--refresh", "2s", "--admin", "127.0.0.1:9090",
+                  networks=[web, internal], aliases=["gatekeeper"], opts=HARDENED)
+
+    got = wait_until(lambda: (r := client_get(web, "gatekeeper", 8080)).returncode == 0
+                     and b"Name: whoami-1" in r.stdout.encode() and r, what="first answer")
+    assert "RemoteAddr:" in got.stdout
+    # healthy by the image's own HEALTHCHECK (`gatekeeper health`, no shell)
+    wait_until(lambda: inspect(gk)["State"]["Health"]["Status"] == "healthy", timeout=60,
+               what="healthy")
+
+    # the client cannot reach whoami itself: it is on the internal network only
+    direct = client_get(web, "whoami", 8080, timeout=3)
+    assert direct.returncode != 0 and "Name:" not in direct.stdout
+
+    # whoami restarts with a new address: followed without restarting gatekeeper
+    old_ip = inspect(topo.containers[0])["NetworkSettings"]["Networks"][internal]["IPAddress"]
+    topo.remove(topo.containers[0])
+    topo.run("blocker", whoami_image, "-n", "blocker", networks=[internal])  # takes the old address
+    topo.run("whoami2", whoami_image, "-n", "whoami-2", networks=[internal], aliases=["whoami"])
+    new_ip = inspect(topo.containers[-1])["NetworkSettings"]["Networks"][internal]["IPAddress"]
+    assert new_ip != old_ip
+    wait_until(lambda: b"Name: whoami-2" in client_get(web, "gatekeeper", 8080).stdout.encode(),
+               timeout=60, what="the restarted whoami")
+
+    # docker stop: drains within the grace period, exits 0
+    docker("stop", "-t", "10", gk, timeout=60)
+    state = inspect(gk)["State"]
+    assert state["ExitCode"] == 0, state
+    logs = docker("logs", gk).stderr
+    assert "msg=draining" in logs and "msg=exit status=0" in logs, logs[-2000:]
