@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "audit.h"
 #include "clock.h"
 #include "config.h"
 #include "gk.h"
@@ -54,7 +55,10 @@ usage(FILE *out)
 	    "  --workers auto|N           --admin ADDR:PORT\n"
 	    "\n"
 	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
-	    "                                answers (default: admin.listen of the config)\n",
+	    "                                answers (default: admin.listen of the config)\n"
+	    "gatekeeper audit --expect-open|--expect-closed HOST:PORT --expect-no-dns NAME ...\n"
+	    "                                check what this container can reach; exit 1\n"
+	    "                                when reality differs\n",
 	    DEFAULT_CONFIG);
 }
 
@@ -703,6 +707,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "health") == 0)
 		return health(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "audit") == 0)
+		return audit_main(argc - 1, argv + 1, stdout);
 	while ((ch = getopt_long(argc, argv, "c:tThV", longopts, &idx)) != -1) {
 		switch (ch) {
 		case 0:

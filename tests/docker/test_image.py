@@ -62,3 +62,28 @@ def test_inbound_gateway_restart_and_stop(image, whoami_image, topo):
     assert state["ExitCode"] == 0, state
     logs = docker("logs", gk).stderr
     assert "msg=draining" in logs and "msg=exit status=0" in logs, logs[-2000:]
+
+
+def test_jailed_worker_reaches_only_its_network(image, whoami_image, topo):
+    """`gatekeeper audit` in a container beside whoami on the internal
+    network: whoami and the gatekeeper are reachable, a container on the web
+    network is not (by name or by address), and its name does not resolve.
+    The same audit run from the web network fails, so it can tell."""
+    web = topo.network("web")
+    internal = topo.network("internal", internal=True)
+    topo.run("whoami", whoami_image, networks=[internal], aliases=["whoami"])
+    outside = topo.run("outside", whoami_image, networks=[web], aliases=["outside"])
+    outside_ip = inspect(outside)["NetworkSettings"]["Networks"][web]["IPAddress"]
+    topo.run("gatekeeper", image, "--listen", "0.0.0.0:8080", "--upstream", "whoami:8080",
+             networks=[web, internal], aliases=["gatekeeper"])
+    checks = ["audit", "--timeout", "2s",
+              "--expect-open", "whoami:8080", "--expect-open", "gatekeeper:8080",
+              "--expect-closed", "%s:8080" % outside_ip, "--expect-closed", "outside:8080",
+              "--expect-no-dns", "outside"]
+    jailed = docker("run", "--rm", "--label", "gk-e2e=1", "--network", internal,
+                    *HARDENED, image, *checks, check=False, timeout=120)
+    assert jailed.returncode == 0, jailed.stdout + jailed.stderr
+    assert "5 checks, 5 as expected, 0 not" in jailed.stdout
+    free = docker("run", "--rm", "--label", "gk-e2e=1", "--network", web, image, *checks,
+                  check=False, timeout=120)
+    assert free.returncode == 1, free.stdout
