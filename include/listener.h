@@ -45,12 +45,6 @@ struct config *listener_config(const struct listener *l);
 void listener_close(struct listener *l);
 
 const struct config_listener *listener_conf(const struct listener *l);
-/*
- * listener_upstream returns the resolver handle of route's fixed upstream,
- * or of the listener's own upstream for route -1; NULL when that upstream
- * is "$host" (resolved per session) or absent.
- */
-struct resolver_name *listener_upstream(const struct listener *l, int route);
 struct resolver *listener_resolver(const struct listener *l);
 /* The address actually bound (port 0 resolved). */
 const struct sockaddr *listener_bound(const struct listener *l);

@@ -304,14 +304,6 @@ listener_conf(const struct listener *l)
 	return l->conf;
 }
 
-struct resolver_name *
-listener_upstream(const struct listener *l, int route)
-{
-	if (route < 0)
-		return l->upstream;
-	return l->routes != NULL ? l->routes[route] : NULL;
-}
-
 struct resolver *
 listener_resolver(const struct listener *l)
 {

@@ -693,7 +693,17 @@ upstream_chosen(struct session *s)
 	timeradd(&s->deadline, &budget, &s->deadline);
 	/* Sniffed bytes wait in s->in; the rest waits in the kernel. */
 	if (!s->target->sniffed_host) {
-		s->upstream_name = resolver_ref(listener_upstream(s->listener, s->route));
+		/*
+		 * By name, from the session's own config: after a reload the
+		 * listener's routes may no longer be the ones s->route counts
+		 * in. The listener watches the same name, so this finds it.
+		 */
+		s->upstream_name = resolver_watch(listener_resolver(s->listener), s->target->host,
+		    s->target->port);
+		if (s->upstream_name == NULL) {
+			session_close(s, "out_of_memory");
+			return;
+		}
 		start_connect(s);
 		return;
 	}

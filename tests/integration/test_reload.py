@@ -275,3 +275,35 @@ def test_every_line_is_json_when_asked(gk, echo):
     for want in ("listening", "ready", "access", "reloaded", "draining", "exit"):
         assert want in msgs, msgs
     assert any("gk.yaml:" in json.loads(l).get("error", "") for l in lines if "reload failed" in l)
+
+
+def test_a_session_sniffing_across_a_reload_keeps_its_routes(gk, whoami):
+    """A request head half-sent before a reload that removes its route: the
+    session routes on the config it started with (no stray index into the
+    new route list)."""
+    wa, wb, wc = whoami(name="A"), whoami(name="B"), whoami(name="C")
+    port = free_port()
+
+    def cfg(routes):
+        return ("log:\n  level: info\nlisteners:\n" +
+                t.listener("web", "http", listen="127.0.0.1:%d" % port, routes=routes))
+
+    g = gk(cfg([(["a.gk.test"], wa.addr), (["b.gk.test"], wb.addr)]))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET /slow HTTP/1.1\r\nHost: b.gk.test\r\n")  # not finished yet
+    write(g.config_path, cfg([(["c.gk.test"], wc.addr)]))
+    hup_and_wait(g, 0)
+    s.sendall(b"Connection: close\r\n\r\n")
+    resp = t.HttpReader(s).response()
+    assert resp.status == 200 and resp.field("Name") == "B", resp
+    s.close()
+    # new connections: the new routes
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: c.gk.test\r\nConnection: close\r\n\r\n")
+    assert t.HttpReader(s).response().field("Name") == "C"
+    s.close()
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: b.gk.test\r\nConnection: close\r\n\r\n")
+    assert t.HttpReader(s).response().status == 421
+    s.close()
+    assert g.alive()
