@@ -1,13 +1,15 @@
 /*
  * clock.h: milliseconds <-> struct timeval, the two conversions every
- * timer in gatekeeper needs. Durations are kept in milliseconds (as the
- * config stores them); libevent wants timevals.
+ * timer in gatekeeper needs, and a monotonic "now" for the blocking
+ * command-line checks (health, audit). Durations are kept in milliseconds
+ * (as the config stores them); libevent wants timevals.
  */
 #ifndef GK_CLOCK_H
 #define GK_CLOCK_H
 
 #include <stdint.h>
 #include <sys/time.h>
+#include <time.h>
 
 /* clock_tv returns ms (>= 0) as a struct timeval. */
 static inline struct timeval
@@ -23,6 +25,16 @@ static inline int64_t
 clock_ms_between(const struct timeval *a, const struct timeval *b)
 {
 	return (int64_t)(b->tv_sec - a->tv_sec) * 1000 + (b->tv_usec - a->tv_usec) / 1000;
+}
+
+/* clock_now_ms: a monotonic clock in milliseconds, for deadlines outside the event loop. */
+static inline int64_t
+clock_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #endif

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "gk.h"
 #include "listener.h"
 #include "log.h"
@@ -157,15 +158,6 @@ admin_free(struct admin *a)
 
 /* ---- the client ---- */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* wait_fd polls fd for events until deadline. Returns 1 when ready, 0 on timeout, -1 on error. */
 static int
 wait_fd(int fd, short events, int64_t deadline)
@@ -174,7 +166,7 @@ wait_fd(int fd, short events, int64_t deadline)
 	int64_t left;
 	int rc;
 
-	while ((left = deadline - now_ms()) > 0) {
+	while ((left = deadline - clock_now_ms()) > 0) {
 		rc = poll(&p, 1, (int)left);
 		if (rc > 0)
 			return 1;
@@ -189,7 +181,7 @@ admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *w
 {
 	static const char request[] = "GET /healthz HTTP/1.0\r\nHost: gatekeeper\r\n\r\n";
 	struct sockaddr_storage to;
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = clock_now_ms() + timeout_ms;
 	char buf[256], abuf[NET_ADDRSTRLEN];
 	size_t got = 0;
 	ssize_t n;

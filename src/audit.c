@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "clock.h"
 #include "config.h"
 #include "net.h"
 
@@ -39,15 +40,6 @@ struct lookup {
 	struct sockaddr_storage addr[AUDIT_MAX_ADDRS];
 	size_t n;
 };
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
@@ -92,7 +84,7 @@ resolve(const char *host, uint16_t port, const char *servers, int64_t deadline, 
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	ares_getaddrinfo(channel, host, NULL, &hints, on_addrinfo, l);
-	while (!l->done && now_ms() < deadline) {
+	while (!l->done && clock_now_ms() < deadline) {
 		fd_set r, w;
 		struct timeval tv, max = {0, 100000}, *t;
 		int nfds;
@@ -136,7 +128,7 @@ reach(const struct lookup *l, int64_t deadline, char *why, size_t whylen, char *
 		}
 		p.fd = fd;
 		p.events = POLLOUT;
-		left = (int)(deadline - now_ms());
+		left = (int)(deadline - clock_now_ms());
 		/* Leave later addresses a share of the time. */
 		left = left / (int)(l->n - i);
 		if (left > 0 && poll(&p, 1, left) == 1) {
@@ -225,7 +217,7 @@ audit_main(int argc, char **argv, FILE *out)
 	fprintf(out, "%-8s %-40s %-8s %-44s %s\n", "EXPECT", "TARGET", "FOUND", "DETAIL", "OK");
 	for (size_t i = 0; i < n; i++) {
 		struct check *c = &checks[i];
-		int64_t deadline = now_ms() + timeout_ms;
+		int64_t deadline = clock_now_ms() + timeout_ms;
 		char why[128] = "", addr[NET_ADDRSTRLEN] = "";
 		struct lookup l;
 		const char *found;
