@@ -261,9 +261,8 @@ flush(struct relay *r, struct relay_queue *q, struct relay_end *dst)
 static int
 copy(struct relay *r, int from)
 {
-	struct relay_end *src = &r->end[from], *dst = &r->end[!from];
-	struct relay_queue *q = &r->q[from];
-	ssize_t n, w = 0;
+	struct relay_end *src = &r->end[from];
+	ssize_t n;
 
 	n = read(src->fd, scratch, sizeof(scratch));
 	if (n == 0) {
@@ -289,25 +288,12 @@ copy(struct relay *r, int from)
 		r->filter->bytes(r->filter->arg, from, (const uint8_t *)scratch, (size_t)n);
 		return 0;
 	}
-	if (dst->writable) {
-		do
-			w = write(dst->fd, scratch, (size_t)n);
-		while (w == -1 && errno == EINTR);
-		if (w == -1) {
-			if (!retryable(errno))
-				return finish(r, side_error(!from));
-			w = 0;
-		}
-		if (w < n)
-			dst->writable = 0;
-	}
-	if (w < n) {
-		if ((q->buf = malloc((size_t)(n - w))) == NULL)
-			return finish(r, "out_of_memory");
-		memcpy(q->buf, scratch + w, (size_t)(n - w));
-		q->off = 0;
-		q->len = (size_t)(n - w);
-	}
+	/*
+	 * Straight out when the destination takes it, the rest queued; a
+	 * failed write ends the relay at pump's next turn.
+	 */
+	if (relay_queue(r, !from, scratch, (size_t)n, 0) == -1)
+		return finish(r, "out_of_memory");
 	return 0;
 }
 
