@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gkharness  # noqa: E402
+from dnsserver import DnsServer  # noqa: E402
 
 
 def pytest_configure(config):
@@ -89,6 +90,14 @@ sink = _server_fixture(gkharness.SinkServer)
 source = _server_fixture(gkharness.SourceServer)
 blackhole = _server_fixture(gkharness.BlackholeServer)
 handler_server = _server_fixture(gkharness.HandlerServer)
+
+
+@pytest.fixture
+def dns():
+    """A running dnsmasq on a high port; answers carry TTL 1 (dnsserver.py)."""
+    d = DnsServer(ttl=1)
+    yield d
+    d.close()
 
 
 @pytest.fixture

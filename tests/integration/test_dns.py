@@ -30,14 +30,6 @@ DEAD = "127.0.0.77"  # a loopback alias where nothing listens
 # Fixtures and helpers
 
 @pytest.fixture
-def dns():
-    """A running dnsmasq; answers carry TTL 1."""
-    d = DnsServer(ttl=1)
-    yield d
-    d.close()
-
-
-@pytest.fixture
 def dns_down():
     """A dnsmasq that is not running yet (its port is reserved but closed)."""
     d = DnsServer(ttl=1, start=False)

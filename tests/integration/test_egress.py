@@ -32,7 +32,6 @@ import pytest
 
 import gkharness as h
 import tlsutil as t
-from dnsserver import DnsServer
 
 API = "api.gk.test"
 FILES = "x.files.gk.test"
@@ -90,13 +89,6 @@ def certs(tmp_path_factory):
         "files": t.make_cert(d, FILES),
         "denied": t.make_cert(d, "denied.gk.test"),
     }
-
-
-@pytest.fixture
-def dns():
-    d = DnsServer(ttl=1)
-    yield d
-    d.close()
 
 
 def _greeter(conn, server):

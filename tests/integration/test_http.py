@@ -35,7 +35,6 @@ import pytest
 
 import gkharness as h
 import tlsutil as t
-from dnsserver import DnsServer
 
 A, B = "a.gk.test", "b.gk.test"
 C4 = "127.0.0.1"  # the address every IPv4 test client connects from
@@ -616,13 +615,6 @@ def origin(handler_server):
     def make(name="B", **kw):
         return Origin(handler_server, name, **kw)
     return make
-
-
-@pytest.fixture
-def dns():
-    d = DnsServer(ttl=1)
-    yield d
-    d.close()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import pytest
 
 import gkharness as h
 import tlsutil as t
-from dnsserver import DnsServer
 
 A, B = "a.gk.test", "b.gk.test"
 
@@ -66,13 +65,6 @@ def s_server(certs):
     yield make
     for s in reversed(made):
         s.close()
-
-
-@pytest.fixture
-def dns():
-    d = DnsServer(ttl=1)
-    yield d
-    d.close()
 
 
 def tls_hello_and_tag(addr, name, **kw):
