@@ -31,14 +31,7 @@
 
 #include "config.h"
 #include "route.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                         \
-	do {                             \
-		if (!(c))                \
-			__builtin_trap(); \
-	} while (0)
+#include "fuzz.h"
 
 /* --------------------------------------------------------------------------
  * Reference: the refused ranges as the spec lists them. */

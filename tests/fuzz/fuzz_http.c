@@ -21,14 +21,7 @@
 #include "config.h"
 #include "http.h"
 #include "net.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                         \
-	do {                             \
-		if (!(c))                \
-			__builtin_trap(); \
-	} while (0)
+#include "fuzz.h"
 
 #define UP_MAX (1 << 20)
 

@@ -12,14 +12,7 @@
 #include <string.h>
 
 #include "sniff_tls.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                         \
-	do {                             \
-		if (!(c))                \
-			__builtin_trap(); \
-	} while (0)
+#include "fuzz.h"
 
 static void
 check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct sniff_tls_hello *h)
