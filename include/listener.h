@@ -95,6 +95,10 @@ struct listener_reason_count {
 };
 #define LISTENER_REASONS 64
 
+/* listener_reason_is: does c count sessions ended with this decision (NULL too) and reason? */
+int listener_reason_is(const struct listener_reason_count *c, const char *decision,
+    const char *reason);
+
 /*
  * Totals since the listener opened, per worker. The worker writes them;
  * the admin endpoint reads them from another thread through
@@ -111,7 +115,6 @@ struct listener_stats {
 	struct listener_reason_count closed[LISTENER_REASONS];
 	unsigned n_closed;
 };
-const struct listener_stats *listener_stats(const struct listener *l);
 
 /* listener_stats_read copies l's counters into out; safe from any thread. */
 void listener_stats_read(const struct listener *l, struct listener_stats *out);

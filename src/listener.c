@@ -310,12 +310,6 @@ listener_resolver(const struct listener *l)
 	return l->gk->resolver;
 }
 
-const struct listener_stats *
-listener_stats(const struct listener *l)
-{
-	return &l->stats;
-}
-
 const struct sockaddr *
 listener_bound(const struct listener *l)
 {
@@ -371,6 +365,16 @@ listener_session_begin(struct listener *l)
 	}
 }
 
+int
+listener_reason_is(const struct listener_reason_count *c, const char *decision,
+    const char *reason)
+{
+	if ((c->decision == NULL) != (decision == NULL))
+		return 0;
+	return (decision == NULL || strcmp(c->decision, decision) == 0) &&
+	    strcmp(c->reason, reason) == 0;
+}
+
 /* count_closed adds one to the (decision, reason) counter; past the table's size, to "other". */
 static void
 count_closed(struct listener_stats *st, const char *decision, const char *reason)
@@ -379,9 +383,7 @@ count_closed(struct listener_stats *st, const char *decision, const char *reason
 
 	for (unsigned i = 0; i < n; i++) {
 		struct listener_reason_count *c = &st->closed[i];
-		if (((c->decision == NULL && decision == NULL) ||
-			(c->decision && decision && strcmp(c->decision, decision) == 0)) &&
-		    strcmp(c->reason, reason) == 0) {
+		if (listener_reason_is(c, decision, reason)) {
 			COUNT(c->n, 1);
 			return;
 		}

@@ -67,11 +67,7 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 			const struct listener_reason_count *c = &one.closed[k];
 			unsigned j;
 			for (j = 0; j < sum->n_closed; j++) {
-				const struct listener_reason_count *d = &sum->closed[j];
-				if (strcmp(d->reason, c->reason) == 0 &&
-				    ((d->decision == NULL && c->decision == NULL) ||
-					(d->decision && c->decision &&
-					    strcmp(d->decision, c->decision) == 0)))
+				if (listener_reason_is(&sum->closed[j], c->decision, c->reason))
 					break;
 			}
 			if (j == sum->n_closed) {
