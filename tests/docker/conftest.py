@@ -7,6 +7,7 @@ stands in for traefik/whoami. Everything a test creates carries the label
 gk-e2e=1 and is removed afterwards; containers only talk to each other on
 networks the test made."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,7 +21,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IMAGE = os.environ.get("GATEKEEPER_IMAGE", "gatekeeper:e2e")
 WHOAMI_IMAGE = "gatekeeper-whoami:e2e"
 CLIENT_IMAGE = "debian:12"  # bash's /dev/tcp is the client; built offline if need be
+TOOLS_IMAGE = "gatekeeper-tools:e2e"  # debian:12 + dnsmasq, openssl, curl: the stand-in internet
 LABEL = "gk-e2e=1"
+PROJECT_PREFIX = "gke2e"  # compose projects and swarm stacks of these tests
 
 
 def docker(*args, check=True, timeout=300, input=None):
@@ -35,13 +38,21 @@ def docker(*args, check=True, timeout=300, input=None):
 @pytest.fixture(scope="session")
 def engine():
     subprocess.run([os.path.join(REPO, "scripts", "dockerd.sh")], check=True, timeout=120)
+    remove_leftovers()
     yield
-    # Anything a failed test left behind.
+    remove_leftovers()
+
+
+def remove_leftovers():
+    """Containers and networks a failed or killed run left behind: those
+    labelled by these tests and those of their compose projects."""
     for kind in ("container", "network"):
-        ids = docker(kind, "ls", "-aq" if kind == "container" else "-q", "--filter",
-                     "label=" + LABEL, check=False).stdout.split()
+        ls = [kind, "ls", "-q"] + (["-a"] if kind == "container" else [])
+        ids = set(docker(*ls, "--filter", "label=" + LABEL, check=False).stdout.split())
+        ids |= set(docker(*ls, "--filter", "name=" + PROJECT_PREFIX, check=False).stdout.split())
         if ids:
-            docker(kind, "rm", *(["-f"] if kind == "container" else []), *ids, check=False)
+            docker(kind, "rm", *(["-f"] if kind == "container" else []), *sorted(ids),
+                   check=False)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +72,22 @@ def whoami_image(engine):
                     'ENTRYPOINT ["/whoami", "-l", "0.0.0.0:8080"]\n')
         docker("build", "-q", "-t", WHOAMI_IMAGE, d)
     return WHOAMI_IMAGE
+
+
+@pytest.fixture(scope="session")
+def tools_image(engine):
+    """The stand-in internet's hosts: a DNS server (dnsmasq), TLS servers
+    (openssl s_server) and a client (curl), from the offline debian:12."""
+    subprocess.run([os.path.join(REPO, "scripts", "base-image.sh"), "debian:12", "bookworm"],
+                   check=True, timeout=1200)
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "Dockerfile"), "w") as f:
+            f.write("FROM debian:12\n"
+                    "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+                    "--no-install-recommends dnsmasq-base openssl curl "
+                    "&& rm -rf /var/lib/apt/lists/*\n")
+        docker("build", "-q", "-t", TOOLS_IMAGE, d, timeout=900)
+    return TOOLS_IMAGE
 
 
 class Topology:
@@ -109,12 +136,15 @@ def topo(engine):
     t.close()
 
 
-def client_get(network, host, port, path="/", timeout=10):
-    """An HTTP/1.0 GET from a throwaway container on network (bash /dev/tcp)."""
-    script = ('exec 3<>/dev/tcp/%s/%d || exit 7; printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n" >&3; '
-              'timeout %d cat <&3' % (host, port, path, host, timeout))
-    return docker("run", "--rm", "--label", LABEL, "--network", network, CLIENT_IMAGE,
-                  "timeout", str(timeout + 5), "bash", "-c", script, check=False, timeout=60)
+def http_get(network, host, port, path="/", headers="", timeout=10):
+    """One HTTP/1.1 request from a throwaway container on network (bash's
+    /dev/tcp); the response text, or None when no 200 came back."""
+    script = ('exec 3<>/dev/tcp/%s/%d || exit 7; printf "GET %s HTTP/1.1\\r\\nHost: %s\\r\\n'
+              '%sConnection: close\\r\\n\\r\\n" >&3; timeout %d cat <&3'
+              % (host, port, path, host, headers, timeout))
+    r = docker("run", "--rm", "--label", LABEL, "--network", network, CLIENT_IMAGE,
+               "timeout", str(timeout + 5), "bash", "-c", script, check=False, timeout=60)
+    return r.stdout if " 200 OK" in r.stdout else None
 
 
 def wait_until(fn, timeout=60, every=0.5, what="condition"):
@@ -126,3 +156,125 @@ def wait_until(fn, timeout=60, every=0.5, what="condition"):
             return last
         time.sleep(every)
     raise AssertionError("%s not reached in %ss (last: %r)" % (what, timeout, last))
+
+
+def compose(project, files, *args, check=True, timeout=300, env=None):
+    cmd = ["docker-compose", "-p", project]
+    for f in files:
+        cmd += ["-f", f]
+    p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ, **(env or {})))
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed:\n%s%s" % (" ".join(cmd + list(args)), p.stdout, p.stderr))
+    return p
+
+
+class Scenario:
+    """One compose file of docker/, run as it is plus an override that swaps
+    in local images (and, for egress, the stand-in internet). The override
+    is JSON, which compose reads as YAML."""
+
+    def __init__(self, scenario, override, env=None, project=None):
+        self.file = os.path.join(REPO, "docker", scenario, "docker-compose.yml")
+        self.project = project or "%s%s" % (PROJECT_PREFIX, uuid.uuid4().hex[:6])
+        self.env = dict(env or {})
+        fd, self.override = tempfile.mkstemp(suffix=".json", prefix="gk-override-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(override, f, indent=1)
+
+    def compose(self, *args, **kw):
+        return compose(self.project, [self.file, self.override], *args, env=self.env, **kw)
+
+    def up(self, *services):
+        self.compose("up", "-d", *services, timeout=600)
+
+    def container(self, service):
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        assert cid, "no container for %s" % service
+        return cid
+
+    def exec(self, service, *cmd, timeout=60):
+        return docker("exec", self.container(service), *cmd, check=False, timeout=timeout)
+
+    def logs(self, service):
+        p = docker("logs", self.container(service), check=False)
+        return p.stdout + p.stderr
+
+    def network(self, name):
+        return "%s_%s" % (self.project, name)
+
+    def down(self):
+        self.compose("down", "-v", "--remove-orphans", "-t", "5", check=False)
+        os.unlink(self.override)
+
+
+def jailed_audit(image, network, *checks, timeout=120):
+    """`gatekeeper audit` in a throwaway hardened container on network."""
+    return docker("run", "--rm", "--label", LABEL, "--network", network, "--read-only",
+                  "--cap-drop", "ALL", "--security-opt", "no-new-privileges", image, "audit",
+                  "--timeout", "2s", *checks, check=False, timeout=timeout)
+
+
+class Internet:
+    """A stand-in internet for egress scenarios: the scenario's outside
+    network is made `internal` (no packet can leave the machine) with its own
+    public-looking subnet, a dnsmasq at .53 answers for the names the test
+    gives (and NXDOMAIN for every other), and a TLS server per host serves
+    /name.txt with its own name (its certificate says it too). Names can be
+    re-pointed while it runs (point())."""
+
+    SUBNET = "93.184.216"  # only ever an internal bridge here
+
+    def __init__(self, tools_image, network, hosts):
+        self.tools, self.network, self.hosts = tools_image, network, dict(hosts)
+        self.records = {}
+
+    def ip(self, octet):
+        return "%s.%d" % (self.SUBNET, octet)
+
+    def hosts_file(self):
+        return "".join("%s %s\n" % (ip, name) for name, ip in sorted(self.records.items()))
+
+    def services(self, records):
+        """records: name -> address. hosts: service -> (octet, name it serves)."""
+        self.records = dict(records)
+        svc = {"dns": {
+            "image": self.tools,
+            "command": ["sh", "-c", 'printf "%s" "$$HOSTS" > /tmp/hosts && exec dnsmasq -k '
+                        "--no-resolv --no-hosts --addn-hosts=/tmp/hosts --address=/#/ "
+                        "--log-queries --log-facility=- --user=root"],
+            "environment": {"HOSTS": self.hosts_file()},
+            "networks": {self.network: {"ipv4_address": self.ip(53)}},
+        }}
+        for service, (octet, name) in self.hosts.items():
+            svc[service] = {
+                "image": self.tools,
+                "command": ["sh", "-c",
+                            'cd /tmp && echo "%s" > name.txt && openssl req -x509 -newkey '
+                            'rsa:2048 -nodes -subj "/CN=%s" -keyout k.pem -out c.pem -days 2 '
+                            '2>/dev/null && exec openssl s_server -accept 443 -cert c.pem '
+                            "-key k.pem -WWW" % (name, name)],
+                "networks": {self.network: {"ipv4_address": self.ip(octet)}},
+            }
+        return svc
+
+    def network_override(self):
+        return {self.network: {"internal": True,
+                               "ipam": {"config": [{"subnet": self.SUBNET + ".0/24"}]}}}
+
+    def nameserver(self):
+        return self.ip(53)
+
+    def point(self, scenario, name, ip):
+        """Re-point name at ip (dnsmasq re-reads its hosts file on SIGHUP)."""
+        self.records[name] = ip
+        r = scenario.exec("dns", "sh", "-c", 'printf "%%s" "%s" > /tmp/hosts && kill -HUP 1'
+                          % self.hosts_file())
+        assert r.returncode == 0, r.stderr
+
+
+def curl(scenario, service, url, *args, timeout=10):
+    """curl from a scenario's service: (exit code, body, verbose stderr)."""
+    r = scenario.exec(service, "curl", "-sSkv", "--max-time", str(timeout), *args, url,
+                      timeout=timeout + 30)
+    return r.returncode, r.stdout, r.stderr
