@@ -147,14 +147,43 @@ reach(const struct lookup *l, int64_t deadline, char *why, size_t whylen, char *
 
 static const char *const kind_names[] = {"open", "closed", "no-dns"};
 
+/* probe makes one check once, within timeout_ms; returns what it found
+ * ("open", "closed", "no-dns" or "resolved") and the detail in why. */
+static const char *
+probe(const struct check *c, const char *servers, int64_t timeout_ms, char *why, size_t whylen)
+{
+	int64_t deadline = clock_now_ms() + timeout_ms;
+	char addr[NET_ADDRSTRLEN] = "";
+	struct lookup l;
+
+	why[0] = '\0';
+	if (resolve(c->host, c->port, servers, deadline, &l, why, whylen) == -1)
+		return c->kind == CHECK_NO_DNS ? "no-dns" : "closed";
+	if (c->kind == CHECK_NO_DNS) {
+		net_addr_format((struct sockaddr *)&l.addr[0], why, whylen);
+		return "resolved";
+	}
+	if (reach(&l, deadline, why, whylen, addr, sizeof(addr))) {
+		snprintf(why, whylen, "connected to %s", addr);
+		return "open";
+	}
+	if (addr[0] != '\0') {
+		size_t w = strlen(why);
+		snprintf(why + w, whylen - w, " (%s)", addr);
+	}
+	return "closed";
+}
+
 static int
 usage(FILE *err)
 {
-	fprintf(err, "usage: gatekeeper audit [--timeout 3s] [--nameservers IP[:PORT],...]\n"
+	fprintf(err, "usage: gatekeeper audit [--timeout 3s] [--wait 30s] [--nameservers IP[:PORT],...]\n"
 		     "                        [--expect-open HOST:PORT]...\n"
 		     "                        [--expect-closed HOST:PORT]... [--expect-no-dns NAME]...\n"
 		     "Checks, from where it runs, what can be reached; exits 1 when anything\n"
-		     "differs from what was expected. It probes only what it is given.\n");
+		     "differs from what was expected. It probes only what it is given.\n"
+		     "--wait retries each --expect-open target for up to that long (services\n"
+		     "still starting); closed and no-dns checks are made once.\n");
 	return 2;
 }
 
@@ -162,7 +191,7 @@ int
 audit_main(int argc, char **argv, FILE *out)
 {
 	struct check *checks = calloc((size_t)argc, sizeof(*checks));
-	int64_t timeout_ms = 3000;
+	int64_t timeout_ms = 3000, wait_ms = 0, wait_until;
 	const char *servers = NULL; /* NULL: /etc/resolv.conf */
 	size_t n = 0, bad = 0;
 	char err[256];
@@ -181,6 +210,14 @@ audit_main(int argc, char **argv, FILE *out)
 		if (strcmp(opt, "--timeout") == 0) {
 			if (config_parse_duration(val, &timeout_ms) == -1 || timeout_ms <= 0) {
 				fprintf(stderr, "gatekeeper audit: invalid --timeout '%s' (like 3s)\n", val);
+				free(checks);
+				return 2;
+			}
+			continue;
+		}
+		if (strcmp(opt, "--wait") == 0) {
+			if (config_parse_duration(val, &wait_ms) == -1) {
+				fprintf(stderr, "gatekeeper audit: invalid --wait '%s' (like 30s)\n", val);
 				free(checks);
 				return 2;
 			}
@@ -215,30 +252,20 @@ audit_main(int argc, char **argv, FILE *out)
 		return usage(stderr);
 	}
 	fprintf(out, "%-8s %-40s %-8s %-44s %s\n", "EXPECT", "TARGET", "FOUND", "DETAIL", "OK");
+	wait_until = clock_now_ms() + wait_ms;
 	for (size_t i = 0; i < n; i++) {
 		struct check *c = &checks[i];
-		int64_t deadline = clock_now_ms() + timeout_ms;
-		char why[128] = "", addr[NET_ADDRSTRLEN] = "";
-		struct lookup l;
-		const char *found;
-		int ok;
+		char why[128];
+		const char *found = probe(c, servers, timeout_ms, why, sizeof(why));
+		int ok = strcmp(found, kind_names[c->kind]) == 0;
 
-		if (resolve(c->host, c->port, servers, deadline, &l, why, sizeof(why)) == -1) {
-			found = c->kind == CHECK_NO_DNS ? "no-dns" : "closed";
-		} else if (c->kind == CHECK_NO_DNS) {
-			found = "resolved";
-			net_addr_format((struct sockaddr *)&l.addr[0], why, sizeof(why));
-		} else if (reach(&l, deadline, why, sizeof(why), addr, sizeof(addr))) {
-			found = "open";
-			snprintf(why, sizeof(why), "connected to %s", addr);
-		} else {
-			found = "closed";
-			if (addr[0] != '\0') {
-				size_t w = strlen(why);
-				snprintf(why + w, sizeof(why) - w, " (%s)", addr);
-			}
+		/* --wait: a service still starting is not a finding. */
+		while (!ok && c->kind == CHECK_OPEN && clock_now_ms() < wait_until) {
+			struct timespec pause = {0, 500 * 1000 * 1000};
+			nanosleep(&pause, NULL);
+			found = probe(c, servers, timeout_ms, why, sizeof(why));
+			ok = strcmp(found, kind_names[c->kind]) == 0;
 		}
-		ok = strcmp(found, kind_names[c->kind]) == 0;
 		bad += !ok;
 		fprintf(out, "%-8s %-40s %-8s %-44s %s\n", kind_names[c->kind], c->target, found, why,
 		    ok ? "yes" : "NO");

@@ -57,7 +57,9 @@ def remove_leftovers():
 
 @pytest.fixture(scope="session")
 def image(engine):
-    subprocess.run([os.path.join(REPO, "scripts", "image.sh"), IMAGE], check=True, timeout=1200)
+    p = subprocess.run([os.path.join(REPO, "scripts", "image.sh"), IMAGE], capture_output=True,
+                       text=True, timeout=1200)
+    assert p.returncode == 0, "scripts/image.sh failed:\n" + (p.stdout + p.stderr)[-6000:]
     return IMAGE
 
 

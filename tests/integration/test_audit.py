@@ -4,6 +4,7 @@ bad arguments). All targets here are on 127.0.0.1 and a test DNS server."""
 
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -69,12 +70,37 @@ def test_a_difference_exits_1_and_says_which(listening):
     assert r.stdout.splitlines()[-1] == "3 checks, 0 as expected, 3 not"
 
 
+def test_wait_retries_open_checks_until_the_service_is_up(listening):
+    """--wait: a target that starts listening while the audit waits is
+    found open; a closed expectation that is wrong still fails at once."""
+    port = free_port()
+    target = "127.0.0.1:%d" % port
+    p = subprocess.Popen([GK_BIN, "audit", "--timeout", "1s", "--wait", "30s",
+                          "--expect-open", target], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # the audit's first attempt is refused meanwhile
+        late = socket.socket()
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        late.bind(("127.0.0.1", port))
+        late.listen()
+        out, _ = p.communicate(timeout=60)
+        late.close()
+    finally:
+        p.kill()
+    assert p.returncode == 0, out
+    assert rows(out)[target] == ("open", "open", "yes")
+    # the wait applies to open checks only
+    r = audit("--timeout", "1s", "--wait", "30s", "--expect-closed", listening)
+    assert r.returncode == 1 and rows(r.stdout)[listening] == ("closed", "open", "NO")
+
+
 @pytest.mark.parametrize("args", [
     [],
     ["--expect-open"],
     ["--expect-open", "no-port"],
     ["--expect-open", "127.0.0.1:0"],
     ["--timeout", "soon", "--expect-no-dns", "x"],
+    ["--wait", "later", "--expect-no-dns", "x"],
     ["--bogus", "1"],
 ])
 def test_bad_arguments_exit_2(args):
