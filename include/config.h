@@ -152,8 +152,10 @@ struct config {
 };
 
 /*
- * config_load parses and validates a YAML file. Returns a new config the
- * caller frees with config_free, or NULL after writing every error to errs.
+ * config_load parses and validates a YAML file. In values, ${NAME} and
+ * ${NAME:-default} are taken from the environment ($${ is a literal ${).
+ * Returns a new config the caller frees with config_free, or NULL after
+ * writing every error to errs.
  */
 struct config *config_load(const char *path, FILE *errs);
 

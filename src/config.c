@@ -6,14 +6,18 @@
  * (top level, log, resolver, defaults, a listener). A table entry names the
  * key, its type and where it lands in the struct, so parsing, the
  * did-you-mean for unknown keys and quick mode all share one description of
- * the config. Every error is reported and counted; the result is either a
- * complete, validated config or NULL.
+ * the config. Before the walk, ${NAME} and ${NAME:-default} in every value
+ * (keys excepted) are replaced from the environment, once, in the document
+ * itself, so the walk and its messages see the expanded text. Every error
+ * is reported and counted; the result is either a complete, validated
+ * config or NULL.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -669,6 +673,140 @@ nomem:
 	return -1;
 }
 
+/* ---- environment variables in values ---- */
+
+/* A growing output buffer for expand_env; p is always NUL-terminated once used. */
+struct ebuf {
+	char *p;
+	size_t len, cap;
+};
+
+static int
+ebuf_add(struct ebuf *b, const char *s, size_t n)
+{
+	if (n > SIZE_MAX / 2 - b->len - 1)
+		return -1;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+/* env_name_valid: 1 if s (n bytes) is [A-Za-z_][A-Za-z0-9_]*. */
+static int
+env_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * expand_env returns text (len bytes, NULs allowed) with each ${NAME}
+ * replaced by the value of environment variable NAME, each ${NAME:-default}
+ * by that value or, when NAME is unset or empty, by default (anything up to
+ * the next '}'), and each $${ by a literal ${. Any other '$' is kept, so
+ * "$host:443" passes through. The result is a new NUL-terminated string
+ * (caller frees) with its length in *outlen; it is never scanned again, so a
+ * value that contains "${" stays as it is and expansion cannot recurse.
+ * Returns NULL with a message in err for an unset NAME without a default, an
+ * unterminated ${, an invalid NAME, or no memory.
+ */
+static char *
+expand_env(const char *text, size_t len, size_t *outlen, char *err, size_t errlen)
+{
+	struct ebuf b = {NULL, 0, 0};
+	size_t i = 0;
+
+	if (ebuf_add(&b, "", 0) == -1)
+		goto nomem;
+	while (i < len) {
+		const char *dollar = memchr(text + i, '$', len - i);
+		size_t at = dollar != NULL ? (size_t)(dollar - text) : len;
+		const char *body, *close, *sep, *value;
+		size_t blen, nlen;
+		char *name;
+
+		if (ebuf_add(&b, text + i, at - i) == -1)
+			goto nomem;
+		if (at == len)
+			break;
+		i = at;
+		if (i + 2 < len && text[i + 1] == '$' && text[i + 2] == '{') {
+			if (ebuf_add(&b, "${", 2) == -1)
+				goto nomem;
+			i += 3;
+			continue;
+		}
+		if (i + 1 >= len || text[i + 1] != '{') {
+			if (ebuf_add(&b, "$", 1) == -1)
+				goto nomem;
+			i++;
+			continue;
+		}
+		body = text + i + 2;
+		close = memchr(body, '}', len - i - 2);
+		if (close == NULL) {
+			snprintf(err, errlen, "unterminated '${' in '%.*s' (end it with '}', or "
+					      "write '$${' for a literal '${')",
+			    (int)(len - i > 64 ? 64 : len - i), text + i);
+			goto fail;
+		}
+		blen = (size_t)(close - body);
+		sep = memmem(body, blen, ":-", 2);
+		nlen = sep != NULL ? (size_t)(sep - body) : blen;
+		if (!env_name_valid(body, nlen)) {
+			snprintf(err, errlen, "invalid environment variable name '%.*s' in '%.*s' "
+					      "(use letters, digits and '_', not starting with a "
+					      "digit, as in ${NAME} or ${NAME:-default})",
+			    (int)(nlen > 64 ? 64 : nlen), body, (int)(blen + 3 > 80 ? 80 : blen + 3),
+			    text + i);
+			goto fail;
+		}
+		if ((name = strndup(body, nlen)) == NULL)
+			goto nomem;
+		value = getenv(name);
+		if (value != NULL && (value[0] != '\0' || sep == NULL)) {
+			free(name);
+			if (ebuf_add(&b, value, strlen(value)) == -1)
+				goto nomem;
+		} else if (sep != NULL) {
+			free(name);
+			if (ebuf_add(&b, sep + 2, (size_t)(close - sep - 2)) == -1)
+				goto nomem;
+		} else {
+			snprintf(err, errlen, "environment variable '%s' is not set (set it, or "
+					      "give a default: ${%s:-value})", name, name);
+			free(name);
+			goto fail;
+		}
+		i = (size_t)(close - text) + 1;
+	}
+	*outlen = b.len;
+	return b.p;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(b.p);
+	return NULL;
+}
+
 /* ---- did you mean ---- */
 
 static size_t
@@ -723,6 +861,7 @@ struct walk {
 	struct report *report;
 	yaml_document_t *doc;
 	struct config *cfg;
+	const unsigned char *flags; /* per node, from expand_values */
 	const yaml_node_t *min_ttl; /* for the cross-key check min_ttl <= refresh */
 	int listeners_bad;          /* 'listeners' was not a list: reported already */
 };
@@ -746,6 +885,65 @@ static const char *
 scalar(const yaml_node_t *n)
 {
 	return (const char *)n->data.scalar.value;
+}
+
+/* What expand_values learned about each node (indexed from doc->nodes.start). */
+#define NODE_KEY 1    /* a mapping key: not expanded */
+#define NODE_FAILED 2 /* a value whose ${...} failed: reported, then skipped */
+
+/*
+ * expand_values runs expand_env over every scalar of doc that is not a
+ * mapping key and puts the result in the node in place of the text (libyaml
+ * frees both with free()). Each node is visited once, so a value reached
+ * through an alias is expanded once, and nothing is expanded twice. Errors
+ * go to r at the scalar's position. Returns the per-node NODE_ flags (caller
+ * frees), or NULL when out of memory (reported).
+ */
+static unsigned char *
+expand_values(yaml_document_t *doc, struct report *r)
+{
+	size_t n = (size_t)(doc->nodes.top - doc->nodes.start);
+	unsigned char *flags = calloc(n ? n : 1, 1);
+	char err[512];
+
+	if (flags == NULL) {
+		report_error(r, NULL, "out of memory");
+		return NULL;
+	}
+	for (yaml_node_t *m = doc->nodes.start; m < doc->nodes.top; m++) {
+		if (m->type != YAML_MAPPING_NODE)
+			continue;
+		for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+		     p < m->data.mapping.pairs.top; p++)
+			if (p->key >= 1 && (size_t)p->key <= n)
+				flags[p->key - 1] |= NODE_KEY;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *v = &doc->nodes.start[i];
+		char *text;
+		size_t len;
+
+		if (v->type != YAML_SCALAR_NODE || (flags[i] & NODE_KEY) ||
+		    memmem(v->data.scalar.value, v->data.scalar.length, "${", 2) == NULL)
+			continue;
+		text = expand_env(scalar(v), v->data.scalar.length, &len, err, sizeof(err));
+		if (text == NULL) {
+			report_error(r, v, "%s", err);
+			flags[i] |= NODE_FAILED;
+			continue;
+		}
+		free(v->data.scalar.value);
+		v->data.scalar.value = (yaml_char_t *)text;
+		v->data.scalar.length = len;
+	}
+	return flags;
+}
+
+/* expand_failed: 1 if n is a value whose expansion failed (reported already). */
+static int
+expand_failed(const struct walk *w, const yaml_node_t *n)
+{
+	return w->flags != NULL && (w->flags[n - w->doc->nodes.start] & NODE_FAILED);
 }
 
 static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
@@ -802,6 +1000,11 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 	char err[512];
 	void *dst = (char *)base + k->off;
 
+	if (val->type == YAML_SCALAR_NODE && expand_failed(w, val)) {
+		if (k->type == K_LISTENERS)
+			w->listeners_bad = 1; /* no "no listeners" on top */
+		return;
+	}
 	if (k->type == K_SECTION) {
 		char sub[128];
 		if (val->type == YAML_SCALAR_NODE && scalar(val)[0] == '\0')
@@ -884,6 +1087,8 @@ nomem:
 				    k->name);
 				continue;
 			}
+			if (expand_failed(w, item))
+				continue;
 			if (parse_scalar(k, scalar(item), dst, err, sizeof(err)) == -1)
 				report_error(w->report, item, "%s", err);
 		}
@@ -1146,6 +1351,7 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 {
 	struct report r = {name, errs, 0};
 	struct config *cfg = NULL;
+	unsigned char *flags = NULL;
 	yaml_document_t doc;
 	yaml_node_t *root;
 
@@ -1179,10 +1385,13 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 				       "resolver, defaults, listeners), not %s", node_kind(root));
 		goto done;
 	}
-	struct walk w = {&r, &doc, cfg, NULL, 0};
+	if ((flags = expand_values(&doc, &r)) == NULL)
+		goto done;
+	struct walk w = {&r, &doc, cfg, flags, NULL, 0};
 	walk_mapping(&w, root, top_keys, cfg, "the top level");
 	validate(cfg, &r, 0, w.min_ttl, w.listeners_bad);
 done:
+	free(flags);
 	yaml_document_delete(&doc);
 	if (r.errors > 0) {
 		config_free(cfg);
@@ -1317,20 +1526,32 @@ config_quick_finish(struct config *cfg, FILE *errs)
 
 /* ---- dump and free ---- */
 
+/*
+ * dump_chars writes n bytes of s as the inside of a double-quoted YAML
+ * string, safe for any name. A "${" is written "$${", so that loading the
+ * dump gives the text back instead of expanding it.
+ */
 static void
-dump_string(FILE *out, const char *s)
+dump_chars(FILE *out, const char *s, size_t n)
 {
-	/* Double-quoted YAML: safe for any name. */
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\')
 			fprintf(out, "\\%c", c);
 		else if (c < 0x20 || c == 0x7f)
 			fprintf(out, "\\x%02x", c);
+		else if (c == '$' && i + 1 < n && s[i + 1] == '{')
+			fputs("$$", out);
 		else
 			fputc(c, out);
 	}
+}
+
+static void
+dump_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	dump_chars(out, s, strlen(s));
 	fputc('"', out);
 }
 
@@ -1496,10 +1717,12 @@ config_dump(const struct config *cfg, FILE *out)
 		if (l->proxy_auth.n > 0) {
 			/* Passwords are not printed. */
 			fprintf(out, "    proxy_auth: [");
-			for (size_t k = 0; k < l->proxy_auth.n; k++)
-				fprintf(out, "%s\"%.*s:***\"", k ? ", " : "",
-				    (int)(strchr(l->proxy_auth.v[k], ':') - l->proxy_auth.v[k]),
-				    l->proxy_auth.v[k]);
+			for (size_t k = 0; k < l->proxy_auth.n; k++) {
+				const char *cred = l->proxy_auth.v[k];
+				fprintf(out, "%s\"", k ? ", " : "");
+				dump_chars(out, cred, (size_t)(strchr(cred, ':') - cred));
+				fprintf(out, ":***\"");
+			}
 			fprintf(out, "]\n");
 		}
 		fprintf(out, "    splice: %s\n", splice_names[l->splice]);

@@ -1325,6 +1325,339 @@ test_quick_finish_missing(void **state)
 	assert_non_null(strstr(errs, "min_ttl must not exceed refresh"));
 }
 
+/* ---- environment variables in values ---- */
+
+/* Every variable the tests below set; the teardown unsets them all. */
+static const char *const test_env[] = {"GK_T_NAME", "GK_T_PORT", "GK_T_HOST", "GK_T_UNSET",
+    "GK_T_EMPTY", "GK_T_DNS", "GK_T_DNS1", "GK_T_DNS2", "GK_T_TIMEOUT", "GK_T_LOOP", "GK_T_A",
+    "GK_T_B", "GK_T_KEY", "GK_T_SITE", NULL};
+
+static int
+free_owned_env(void **state)
+{
+	for (size_t i = 0; test_env[i] != NULL; i++)
+		unsetenv(test_env[i]);
+	return free_owned(state);
+}
+
+static void
+test_env_plain(void **state)
+{
+	struct config *cfg;
+	char buf[NET_ADDRSTRLEN], *text;
+
+	(void)state;
+	setenv("GK_T_NAME", "web", 1);
+	setenv("GK_T_PORT", "8443", 1);
+	setenv("GK_T_TIMEOUT", "90s", 1);
+	cfg = load_ok("listeners:\n"
+		      "  - name: ${GK_T_NAME}\n"
+		      "    listen: \"127.0.0.1:${GK_T_PORT}\"\n"
+		      "    upstream: whoami:80\n"
+		      "    idle_timeout: ${GK_T_TIMEOUT}\n");
+	assert_string_equal(cfg->listeners[0].name, "web");
+	assert_string_equal(fmt_addr(&cfg->listeners[0].listen, buf, sizeof(buf)),
+	    "127.0.0.1:8443");
+	assert_int_equal(cfg->listeners[0].idle_timeout, 90000);
+	/* -T prints the values the variables gave. */
+	text = dump_string(cfg);
+	assert_non_null(strstr(text, "  - name: \"web\"\n    listen: \"127.0.0.1:8443\"\n"));
+	assert_non_null(strstr(text, "    idle_timeout: 90s\n"));
+	assert_null(strstr(text, "${"));
+	round_trip(cfg);
+}
+
+static void
+test_env_default_unset_or_empty(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	unsetenv("GK_T_UNSET");
+	setenv("GK_T_EMPTY", "", 1);
+	cfg = load_ok("log:\n"
+		      "  level: ${GK_T_UNSET:-debug}\n"
+		      "  format: ${GK_T_EMPTY:-json}\n"
+		      "defaults: ${GK_T_UNSET:-}\n"
+		      "listeners:\n"
+		      "  - name: \"[${GK_T_UNSET:-a:-b{c$d $${x}]\"\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "  - name: \"x${GK_T_EMPTY}y${GK_T_EMPTY:-}z\"\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n");
+	assert_int_equal(cfg->log.level, LOG_LEVEL_DEBUG);
+	assert_int_equal(cfg->log.format, LOG_FORMAT_JSON);
+	/* A default runs to the first '}', and is not expanded itself. */
+	assert_string_equal(cfg->listeners[0].name, "[a:-b{c$d $${x]");
+	/* Set but empty without a default is empty, not an error. */
+	assert_string_equal(cfg->listeners[1].name, "xyz");
+	round_trip(cfg);
+}
+
+static void
+test_env_value_wins_over_default(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	setenv("GK_T_NAME", "from-env", 1);
+	setenv("GK_T_TIMEOUT", "250ms", 1);
+	cfg = load_ok("listeners:\n"
+		      "  - name: ${GK_T_NAME:-from-default}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "    connect_timeout: ${GK_T_TIMEOUT:-5s}\n");
+	assert_string_equal(cfg->listeners[0].name, "from-env");
+	assert_int_equal(cfg->listeners[0].connect_timeout, 250);
+}
+
+static void
+test_env_several_in_one_scalar(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	setenv("GK_T_HOST", "api.internal", 1);
+	setenv("GK_T_PORT", "8080", 1);
+	setenv("GK_T_NAME", "edge", 1);
+	unsetenv("GK_T_UNSET");
+	cfg = load_ok("listeners:\n"
+		      "  - name: ${GK_T_NAME}-${GK_T_UNSET:-eu}-${GK_T_PORT}${GK_T_NAME}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: ${GK_T_HOST}:${GK_T_PORT}\n");
+	assert_string_equal(cfg->listeners[0].name, "edge-eu-8080edge");
+	assert_string_equal(cfg->listeners[0].upstream.host, "api.internal");
+	assert_int_equal(cfg->listeners[0].upstream.port, 8080);
+}
+
+static void
+test_env_in_lists(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	unsetenv("GK_T_DNS");
+	setenv("GK_T_DNS1", "10.0.0.1", 1);
+	unsetenv("GK_T_DNS2");
+	unsetenv("GK_T_SITE");
+	/* One value may carry a whole comma-separated list. */
+	cfg = load_ok("resolver:\n"
+		      "  nameservers: \"${GK_T_DNS:-127.0.0.1, 127.0.0.2}\"\n" ONE_LISTENER);
+	assert_int_equal(cfg->resolver.nameservers.n, 2);
+	assert_string_equal(cfg->resolver.nameservers.v[0], "127.0.0.1");
+	assert_string_equal(cfg->resolver.nameservers.v[1], "127.0.0.2");
+
+	/* Items of a [...] list (quoted: '{' and '}' end a plain value there)... */
+	cfg = load_ok("resolver:\n"
+		      "  nameservers: [\"${GK_T_DNS1}\", \"${GK_T_DNS2:-10.0.0.2:5353}\", "
+		      "\"${GK_T_DNS:-10.0.0.3, 10.0.0.4}\"]\n" ONE_LISTENER);
+	assert_int_equal(cfg->resolver.nameservers.n, 4);
+	assert_string_equal(cfg->resolver.nameservers.v[0], "10.0.0.1");
+	assert_string_equal(cfg->resolver.nameservers.v[1], "10.0.0.2:5353");
+	assert_string_equal(cfg->resolver.nameservers.v[2], "10.0.0.3");
+	assert_string_equal(cfg->resolver.nameservers.v[3], "10.0.0.4");
+
+	/* ...and of a block list, and a route's match list. */
+	cfg = load_ok("resolver:\n"
+		      "  nameservers:\n"
+		      "    - ${GK_T_DNS1}\n"
+		      "    - ${GK_T_DNS2:-10.0.0.9}\n"
+		      "listeners:\n"
+		      "  - name: a\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    mode: tls\n"
+		      "    routes:\n"
+		      "      - match: [\"${GK_T_SITE:-*.example.com}\", api.example.com]\n"
+		      "        upstream: backend:443\n");
+	assert_int_equal(cfg->resolver.nameservers.n, 2);
+	assert_string_equal(cfg->resolver.nameservers.v[0], "10.0.0.1");
+	assert_string_equal(cfg->resolver.nameservers.v[1], "10.0.0.9");
+	assert_int_equal(cfg->listeners[0].routes[0].match.n, 2);
+	assert_string_equal(cfg->listeners[0].routes[0].match.v[0], "*.example.com");
+	assert_string_equal(cfg->listeners[0].routes[0].match.v[1], "api.example.com");
+}
+
+static void
+test_env_escape(void **state)
+{
+	struct config *cfg;
+	char *text;
+
+	(void)state;
+	setenv("GK_T_NAME", "expanded", 1);
+	cfg = load_ok("listeners:\n"
+		      "  - name: \"$${GK_T_NAME} costs $5, $$HOME $ $$$${GK_T_NAME}$\"\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n");
+	/* $${ is a literal ${; any other '$' stays as it is. */
+	assert_string_equal(cfg->listeners[0].name,
+	    "${GK_T_NAME} costs $5, $$HOME $ $$${GK_T_NAME}$");
+	/* The dump escapes it again, so it loads back to the same name. */
+	text = dump_string(cfg);
+	assert_non_null(strstr(text, "name: \"$${GK_T_NAME} costs $5, $$HOME $ $$$${GK_T_NAME}$\""));
+	round_trip(cfg);
+}
+
+static void
+test_env_dollar_host_untouched(void **state)
+{
+	struct config *cfg;
+	const struct config_listener *l;
+
+	(void)state;
+	unsetenv("GK_T_PORT");
+	cfg = load_ok("listeners:\n"
+		      "  - name: a\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    mode: tls\n"
+		      "    upstream: $host:443\n"
+		      "    routes:\n"
+		      "      - match: [a.example.com]\n"
+		      "        upstream: $host:443\n"
+		      "      - match: [b.example.com]\n"
+		      "        upstream: \"$host:${GK_T_PORT:-8443}\"\n");
+	l = &cfg->listeners[0];
+	assert_string_equal(l->upstream.host, "$host");
+	assert_true(l->upstream.sniffed_host);
+	assert_int_equal(l->upstream.port, 443);
+	assert_string_equal(l->routes[0].upstream.host, "$host");
+	assert_true(l->routes[0].upstream.sniffed_host);
+	assert_int_equal(l->routes[0].upstream.port, 443);
+	assert_string_equal(l->routes[1].upstream.host, "$host");
+	assert_true(l->routes[1].upstream.sniffed_host);
+	assert_int_equal(l->routes[1].upstream.port, 8443);
+	round_trip(cfg);
+}
+
+static void
+test_env_not_re_expanded(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	/* A value is used as it is: no second pass, so no loop and no injection. */
+	setenv("GK_T_LOOP", "${GK_T_LOOP}", 1);
+	setenv("GK_T_A", "${GK_T_B}", 1);
+	setenv("GK_T_B", "b", 1);
+	unsetenv("GK_T_UNSET");
+	cfg = load_ok("listeners:\n"
+		      "  - name: ${GK_T_LOOP}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "  - name: ${GK_T_A}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "  - name: ${GK_T_UNSET:-${GK_T_B}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n");
+	assert_string_equal(cfg->listeners[0].name, "${GK_T_LOOP}");
+	assert_string_equal(cfg->listeners[1].name, "${GK_T_B}");
+	assert_string_equal(cfg->listeners[2].name, "${GK_T_B");
+	round_trip(cfg);
+}
+
+static void
+test_env_keys_not_expanded(void **state)
+{
+	(void)state;
+	setenv("GK_T_KEY", "log", 1);
+	expect_errors("${GK_T_KEY}:\n"
+		      "  level: info\n" ONE_LISTENER,
+	    NAME ":1:1: unknown key '${GK_T_KEY}' in the top level$");
+}
+
+static void
+test_env_errors(void **state)
+{
+	(void)state;
+	unsetenv("GK_T_UNSET");
+	unsetenv("EGRESS_DNS");
+	expect_errors("resolver:\n"
+		      "  nameservers: ${EGRESS_DNS}\n"
+		      "  refresh: \"${GK_T_UNSET\"\n"
+		      "  timeout: ${1X:-2s}\n"
+		      "log:\n"
+		      "  level: ${GK-T:-info}\n"
+		      "  format: ${}\n"
+		      "listeners:\n"
+		      "  - name: ${GK_T_UNSET:-a} ${GK_T_UNSET}\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "    idle_timeout: ${GK_T_UNSET:x}\n"
+		      "    connect_timeout: [\"${GK_T_UNSET:-1s} }\", \"$${\"]\n"
+		      "    max_connections: ${GK_T_UNSET}}\n"
+		      "    mode: tls\n"
+		      "    routes:\n"
+		      "      - match: [\"a.example.com\", \"${GK_T_UNSET}\"]\n"
+		      "        upstream: whoami:80\n"
+		      "    upstrem: x\n",
+	    NAME ":2:16: environment variable 'EGRESS_DNS' is not set (set it, or give a default: "
+		 "${EGRESS_DNS:-value})$",
+	    NAME ":3:12: unterminated '${' in '${GK_T_UNSET' (end it with '}', or write '$${' for a "
+		 "literal '${')$",
+	    NAME ":4:12: invalid environment variable name '1X' in '${1X:-2s}' (use letters, "
+		 "digits and '_', not starting with a digit, as in ${NAME} or ${NAME:-default})$",
+	    NAME ":6:10: invalid environment variable name 'GK-T' in '${GK-T:-info}' (use ",
+	    NAME ":7:11: invalid environment variable name '' in '${}' (use ",
+	    NAME ":9:11: environment variable 'GK_T_UNSET' is not set (set it, or give a "
+		 "default: ${GK_T_UNSET:-value})$",
+	    NAME ":12:19: invalid environment variable name 'GK_T_UNSET:x' in '${GK_T_UNSET:x}' ",
+	    NAME ":14:22: environment variable 'GK_T_UNSET' is not set ",
+	    NAME ":17:34: environment variable 'GK_T_UNSET' is not set ",
+	    /* The walk goes on: a value that did not expand is not reported twice. */
+	    NAME ":13:22: 'connect_timeout' in listeners[0] must be a single value, not a list$",
+	    NAME ":19:5: unknown key 'upstrem' in listeners[0] (did you mean 'upstream'?)$");
+}
+
+static void
+test_env_error_in_listeners(void **state)
+{
+	(void)state;
+	unsetenv("GK_T_UNSET");
+	/* Reported once: no "no listeners defined" on top. */
+	expect_errors("listeners: ${GK_T_UNSET}\n",
+	    NAME ":1:12: environment variable 'GK_T_UNSET' is not set (set it, or give a default: "
+		 "${GK_T_UNSET:-value})$");
+}
+
+static void
+test_env_bad_expanded_value(void **state)
+{
+	(void)state;
+	setenv("GK_T_TIMEOUT", "5x", 1);
+	setenv("GK_T_PORT", "99999", 1);
+	setenv("GK_T_DNS", "127.0.0.1, dns.google", 1);
+	expect_errors("resolver:\n"
+		      "  nameservers: ${GK_T_DNS}\n" ONE_LISTENER
+		      "    connect_timeout: ${GK_T_TIMEOUT}\n"
+		      "    idle_timeout: ${GK_T_UNSET:-forever}\n"
+		      "  - name: b\n"
+		      "    listen: 127.0.0.1:${GK_T_PORT}\n"
+		      "    upstream: whoami:80\n",
+	    NAME ":2:16: invalid nameserver 'dns.google'",
+	    NAME ":7:22: invalid duration '5x' for 'connect_timeout'",
+	    NAME ":8:19: invalid duration 'forever' for 'idle_timeout'",
+	    NAME ":10:13: invalid port '99999' in listen '127.0.0.1:99999'");
+}
+
+static void
+test_env_quick_mode_not_expanded(void **state)
+{
+	struct config *cfg = own_cfg(config_quick_new());
+	char err[512];
+
+	(void)state;
+	setenv("GK_T_NAME", "expanded", 1);
+	assert_non_null(cfg);
+	assert_int_equal(config_quick_set(cfg, "name", "${GK_T_NAME}", err, sizeof(err)), 0);
+	assert_int_equal(config_quick_set(cfg, "listen", "127.0.0.1:0", err, sizeof(err)), 0);
+	assert_int_equal(config_quick_set(cfg, "upstream", "whoami:80", err, sizeof(err)), 0);
+	assert_int_equal(config_quick_finish(cfg, stderr), 0);
+	assert_string_equal(cfg->listeners[0].name, "${GK_T_NAME}");
+	round_trip(cfg);
+}
+
 /* ---- config_load on a file ---- */
 
 static void
@@ -1414,6 +1747,19 @@ main(void)
 		cmocka_unit_test_teardown(test_quick_unknown_setting, free_owned),
 		cmocka_unit_test_teardown(test_quick_settings_list, free_owned),
 		cmocka_unit_test_teardown(test_quick_finish_missing, free_owned),
+		cmocka_unit_test_teardown(test_env_plain, free_owned_env),
+		cmocka_unit_test_teardown(test_env_default_unset_or_empty, free_owned_env),
+		cmocka_unit_test_teardown(test_env_value_wins_over_default, free_owned_env),
+		cmocka_unit_test_teardown(test_env_several_in_one_scalar, free_owned_env),
+		cmocka_unit_test_teardown(test_env_in_lists, free_owned_env),
+		cmocka_unit_test_teardown(test_env_escape, free_owned_env),
+		cmocka_unit_test_teardown(test_env_dollar_host_untouched, free_owned_env),
+		cmocka_unit_test_teardown(test_env_not_re_expanded, free_owned_env),
+		cmocka_unit_test_teardown(test_env_keys_not_expanded, free_owned_env),
+		cmocka_unit_test_teardown(test_env_errors, free_owned_env),
+		cmocka_unit_test_teardown(test_env_error_in_listeners, free_owned_env),
+		cmocka_unit_test_teardown(test_env_bad_expanded_value, free_owned_env),
+		cmocka_unit_test_teardown(test_env_quick_mode_not_expanded, free_owned_env),
 		cmocka_unit_test_teardown(test_load_file, free_owned),
 	};
 
