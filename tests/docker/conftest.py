@@ -26,9 +26,9 @@ LABEL = "gk-e2e=1"
 PROJECT_PREFIX = "gke2e"  # compose projects and swarm stacks of these tests
 
 
-def docker(*args, check=True, timeout=300, input=None):
+def docker(*args, check=True, timeout=300, input=None, env=None):
     p = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                       input=input)
+                       input=input, env=env)
     if check and p.returncode != 0:
         raise AssertionError("docker %s failed (%d):\n%s%s" % (" ".join(args), p.returncode,
                                                               p.stdout, p.stderr))
