@@ -23,8 +23,10 @@ RUN make static
 FROM scratch
 COPY --from=build /src/build/gatekeeper-static /gatekeeper
 COPY conf/image.yaml /etc/gatekeeper/gatekeeper.yaml
-# A numeric non-root user: no /etc/passwd needed. Ports above 1023 need no
-# capability; to serve 80, map it (ports: "80:8080") or add NET_BIND_SERVICE.
+# A numeric non-root user: no /etc/passwd needed. Docker sets
+# net.ipv4.ip_unprivileged_port_start=0 in a container's own network
+# namespace, so it binds 80 or 443 without a capability; with
+# network_mode: host, listen above 1023 instead.
 USER 65532:65532
 EXPOSE 8080
 STOPSIGNAL SIGTERM
