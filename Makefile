@@ -100,7 +100,7 @@ test:
 # `make test-docker` fails instead.
 docker-suite:
 	@scripts/deps.sh docker || echo "docker: packages missing; tests/docker will say why it skips" >&2
-	$(PYTEST) -q -p no:cacheprovider tests/docker $(PYTEST_ARGS)
+	$(PYTEST) -q -rs -p no:cacheprovider tests/docker $(PYTEST_ARGS)
 
 test-docker:
 	@scripts/deps.sh test

@@ -32,7 +32,9 @@ def canary_hits(scenario):
     return scenario.logs("canary").count("FILE:")
 
 
-@pytest.fixture
+# One scenario per module: each is started once and its tests run in order
+# (the later ones re-point names).
+@pytest.fixture(scope="module")
 def tunnels(image, tools_image):
     net = Internet(tools_image, "egress", HOSTS)
     override = {
@@ -105,7 +107,7 @@ def test_tunnel_follows_a_moved_name_and_refuses_a_poisoned_one(tunnels):
     assert canary_hits(s) == 0
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gateway(image, tools_image):
     net = Internet(tools_image, "egress", HOSTS)
     override = {

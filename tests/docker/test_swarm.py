@@ -21,7 +21,12 @@ def swarm(engine):
     state = docker("info", "-f", "{{.Swarm.LocalNodeState}}").stdout.strip()
     created = state == "inactive"
     if created:
-        docker("swarm", "init", "--advertise-addr", "127.0.0.1", timeout=120)
+        p = docker("swarm", "init", "--advertise-addr", "127.0.0.1", check=False, timeout=120)
+        if p.returncode != 0:
+            msg = "this engine cannot start a swarm: " + (p.stdout + p.stderr)[-2000:]
+            if os.environ.get("GK_DOCKER_REQUIRED") == "1":
+                pytest.fail(msg)
+            pytest.skip(msg)
     yield
     if created:
         docker("swarm", "leave", "--force", check=False, timeout=120)
