@@ -149,6 +149,9 @@ struct config {
 	struct config_addr admin_listen; /* the admin endpoint; len 0 = off */
 	struct config_listener *listeners;
 	size_t n_listeners;
+	char *user;     /* started as root: switch to it once bound (name or uid) */
+	char *group;    /* and to this group (default: the user's) */
+	int allow_root; /* keep running as root when no 'user' is given */
 };
 
 /*

@@ -173,6 +173,9 @@ static const struct key listener_keys[] = {
 
 static const struct key top_keys[] = {
 	{"workers", K_WORKERS, offsetof(struct config, workers), NULL, NULL, 1, 256},
+	{"user", K_STRING, offsetof(struct config, user), NULL, NULL, 0, 0},
+	{"group", K_STRING, offsetof(struct config, group), NULL, NULL, 0, 0},
+	{"allow_root", K_BOOL, offsetof(struct config, allow_root), NULL, NULL, 0, 0},
 	{"log", K_SECTION, 0, log_keys, NULL, 0, 0},
 	{"resolver", K_SECTION, 0, resolver_keys, NULL, 0, 0},
 	{"admin", K_SECTION, 0, admin_keys, NULL, 0, 0},
@@ -1464,12 +1467,15 @@ static const struct quick {
     {"splice", listener_keys, "splice"},
     {"workers", top_keys, "workers"},
     {"admin", admin_keys, "listen"},
+    {"user", top_keys, "user"},
+    {"group", top_keys, "group"},
+    {"allow-root", top_keys, "allow_root"},
 };
 
 const char *const config_quick_settings[] = {"listen", "upstream", "mode", "name",
     "connect-timeout", "idle-timeout", "max-connections", "log-level", "log-format",
     "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout", "splice", "workers",
-    "admin", NULL};
+    "admin", "user", "group", "allow-root", NULL};
 
 struct config *
 config_quick_new(void)
@@ -1638,6 +1644,18 @@ config_dump(const struct config *cfg, FILE *out)
 		fprintf(out, "workers: auto\n");
 	else
 		fprintf(out, "workers: %" PRId64 "\n", cfg->workers);
+	if (cfg->user != NULL) {
+		fprintf(out, "user: ");
+		dump_string(out, cfg->user);
+		fputc('\n', out);
+	}
+	if (cfg->group != NULL) {
+		fprintf(out, "group: ");
+		dump_string(out, cfg->group);
+		fputc('\n', out);
+	}
+	if (cfg->allow_root)
+		fprintf(out, "allow_root: true\n");
 	fprintf(out, "log:\n  level: %s\n  format: %s\n", log_level_name(cfg->log.level),
 	    log_format_name(cfg->log.format));
 	fprintf(out, "resolver:\n  nameservers: [");
@@ -1775,6 +1793,8 @@ config_free(struct config *cfg)
 	}
 	free(cfg->listeners);
 	strlist_clear(&cfg->resolver.nameservers);
+	free(cfg->user);
+	free(cfg->group);
 	free(cfg->path);
 	free(cfg);
 }

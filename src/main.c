@@ -28,6 +28,7 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "privilege.h"
 #include "resolver.h"
 #include "session.h"
 
@@ -53,6 +54,7 @@ usage(FILE *out)
 	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
 	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n"
 	    "  --workers auto|N           --admin ADDR:PORT\n"
+	    "  --user NAME|UID            --group NAME|GID           --allow-root true|false\n"
 	    "\n"
 	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
 	    "                                answers (default: admin.listen of the config)\n"
@@ -343,6 +345,13 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 
 static int worker_count(const struct config *cfg);
 
+/* same_text: two optional strings are equal (both unset counts). */
+static int
+same_text(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /* log_errors logs each line of a failed load's report. */
 static void
 log_errors(const char *msg, char *text)
@@ -396,6 +405,9 @@ reload(struct process *p)
 		cfg->resolver.timeout != old->resolver.timeout ||
 		cfg->resolver.nameservers.n != old->resolver.nameservers.n))
 		log_warnx("reload: 'resolver' settings change on restart only");
+	if (!same_text(cfg->user, old->user) || !same_text(cfg->group, old->group) ||
+	    cfg->allow_root != old->allow_root)
+		log_warnx("reload: 'user', 'group' and 'allow_root' change on restart only");
 	if (worker_apply(first, cfg, NULL, &added, &kept, &removed) == -1) {
 		log_kv(LOG_LEVEL_ERROR, "reload failed, the running config stays",
 		    LOG_STR("error", "a new listener could not be opened"));
@@ -577,6 +589,20 @@ run(struct config *cfg, int reloadable)
 			return 1;
 		}
 	}
+	/* Everything that may need root (binding) is done; give it up. */
+	{
+		char err[256] = "";
+		if (privilege_drop(cfg, err, sizeof(err)) == -1) {
+			log_kv(LOG_LEVEL_ERROR, "cannot start", LOG_STR("error", err));
+			admin_free(p.admin);
+			for (size_t j = 0; j < p.n; j++)
+				worker_close(&p.workers[j]);
+			free(p.workers);
+			free(p.threads);
+			config_unref(p.cfg);
+			return 1;
+		}
+	}
 	sigs[0] = evsignal_new(p.workers[0].base, SIGTERM, on_stop_signal, &p);
 	sigs[1] = evsignal_new(p.workers[0].base, SIGINT, on_stop_signal, &p);
 	sigs[2] = evsignal_new(p.workers[0].base, SIGHUP, on_hup, &p);
@@ -694,6 +720,9 @@ main(int argc, char **argv)
 	    {"splice", required_argument, NULL, 0},
 	    {"workers", required_argument, NULL, 0},
 	    {"admin", required_argument, NULL, 0},
+	    {"user", required_argument, NULL, 0},
+	    {"group", required_argument, NULL, 0},
+	    {"allow-root", required_argument, NULL, 0},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"config", required_argument, NULL, 'c'},

@@ -30,7 +30,7 @@ front=$(port)
 taskset -c 1 build/whoami -l "127.0.0.1:$backend" >/dev/null 2>&1 &
 pids+=($!)
 taskset -c 0 build/gatekeeper --listen "127.0.0.1:$front" --upstream "127.0.0.1:$backend" \
-	--mode "$MODE" --log-level warn 2>"$dir/gk.log" &
+	--mode "$MODE" --log-level warn --allow-root true 2>"$dir/gk.log" &
 gk=$!
 pids+=("$gk")
 for _ in $(seq 50); do

@@ -261,8 +261,10 @@ def port_is_listening(host, port):
 # --------------------------------------------------------------------------
 # gatekeeper process
 
-def _child_env(env):
+def _child_env(env, quick=False):
     base = {k: v for k, v in os.environ.items() if not k.startswith("GATEKEEPER_")}
+    if quick and os.geteuid() == 0:
+        base["GATEKEEPER_ALLOW_ROOT"] = "true"  # see as_root_ok
     if env:
         base.update({k: str(v) for k, v in env.items()})
     return base
@@ -272,7 +274,7 @@ class Gatekeeper:
     """A running gatekeeper.  stderr (the log) and stdout are drained by
     background threads into lists; the helpers below read them."""
 
-    def __init__(self, argv, config_path=None, env=None):
+    def __init__(self, argv, config_path=None, env=None, quick=False):
         self.argv = list(argv)
         self.config_path = config_path
         self._lines = []
@@ -285,7 +287,7 @@ class Gatekeeper:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_child_env(env),
+            env=_child_env(env, quick),
         )
         self._threads = [
             threading.Thread(target=self._drain, args=(self.proc.stderr, self._lines), daemon=True),
@@ -493,11 +495,19 @@ def _config_file(tmp_path, name="gk.yaml"):
     return p
 
 
+def as_root_ok(config_text):
+    """The suite runs as root in CI, and gatekeeper refuses to stay root
+    unless the config says so: say so, unless the test sets it itself."""
+    if os.geteuid() != 0 or re.search(r"^(allow_root|user):", config_text, re.M):
+        return config_text
+    return config_text.rstrip("\n") + "\nallow_root: true\n"
+
+
 def write_config(config_text, tmp_path, name="gk.yaml"):
-    """Write config text to a fresh file under tmp_path; returns its path."""
+    """Write config text (as_root_ok) to a fresh file under tmp_path; returns its path."""
     p = _config_file(tmp_path, name)
     with open(p, "w") as f:
-        f.write(config_text)
+        f.write(as_root_ok(config_text))
     return p
 
 
@@ -517,7 +527,7 @@ def start_gatekeeper(config_text, tmp_path, args=(), env=None, wait_ready=True, 
 
 def start_quick(args, env=None, wait_ready=True, ready_timeout=10):
     """Run gatekeeper in quick mode (no -c) with the given args/env."""
-    g = Gatekeeper([GK_BIN, *args], env=env)
+    g = Gatekeeper([GK_BIN, *args], env=env, quick=True)
     if wait_ready:
         try:
             g.wait_ready(ready_timeout)

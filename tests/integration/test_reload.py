@@ -16,13 +16,13 @@ import pytest
 import subprocess
 
 import tlsutil as t
-from gkharness import WHOAMI_BIN, connect, free_port, recv_all
+from gkharness import WHOAMI_BIN, as_root_ok, connect, free_port, recv_all
 
 
 def write(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(text)
+        f.write(as_root_ok(text))
     os.replace(tmp, path)  # the reload never reads half a file
 
 

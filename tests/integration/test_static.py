@@ -29,7 +29,7 @@ def test_static_binary_has_no_dynamic_section(static_bin):
 def test_static_binary_relays_and_answers_health(static_bin, echo):
     e = echo()
     admin = h.free_port()
-    g = h.Gatekeeper([static_bin, "--listen", "127.0.0.1:0", "--upstream", e.addr,
+    g = h.Gatekeeper([static_bin, "--listen", "127.0.0.1:0", "--upstream", e.addr, "--allow-root", "true",
                       "--admin", "127.0.0.1:%d" % admin])
     try:
         g.wait_ready()
