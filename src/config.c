@@ -1713,7 +1713,8 @@ config_dump(const struct config *cfg, FILE *out)
 			dump_cidr(out, &l->proxy.trusted[k]);
 		}
 		fprintf(out, "]\n      send: %s\n", send_names[l->proxy.send]);
-		if (l->n_allow > 0) {
+		/* connect: an empty list is deny-all, and must stay said */
+		if (l->n_allow > 0 || l->mode == CONFIG_MODE_CONNECT) {
 			fprintf(out, "    allow: [");
 			for (size_t k = 0; k < l->n_allow; k++) {
 				const struct config_allow *a = &l->allow[k];

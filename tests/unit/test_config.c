@@ -346,6 +346,29 @@ test_unknown_key_in_second_listener(void **state)
 	    NAME ":8:5: unknown key 'upstreams' in listeners[1] (did you mean 'upstream'?)$");
 }
 
+static void
+test_dump_round_trip_deny_all_and_privileges(void **state)
+{
+	/* A connect listener's empty allow list denies everything: the dump
+	 * keeps saying so (dropping it would not load). user/group/allow_root
+	 * go through the dump as well. */
+	struct config *cfg = load_ok("user: \"nobody\"\n"
+				     "group: \"65534\"\n"
+				     "allow_root: true\n"
+				     "listeners:\n"
+				     "  - name: a\n"
+				     "    listen: 127.0.0.1:0\n"
+				     "    mode: connect\n"
+				     "    allow: []\n");
+
+	(void)state;
+	assert_int_equal(cfg->listeners[0].n_allow, 0);
+	assert_string_equal(cfg->user, "nobody");
+	assert_string_equal(cfg->group, "65534");
+	assert_int_equal(cfg->allow_root, 1);
+	round_trip(cfg);
+}
+
 /* ---- durations ---- */
 
 static void
@@ -1738,6 +1761,7 @@ main(void)
 		cmocka_unit_test_teardown(test_valid_nameservers_scalar_and_limits, free_owned),
 		cmocka_unit_test_teardown(test_dump_round_trip, free_owned),
 		cmocka_unit_test_teardown(test_dump_round_trip_odd_names, free_owned),
+		cmocka_unit_test_teardown(test_dump_round_trip_deny_all_and_privileges, free_owned),
 		cmocka_unit_test_teardown(test_dump_round_trip_control_bytes, free_owned),
 		cmocka_unit_test_teardown(test_parse_duration_table, free_owned),
 		cmocka_unit_test_teardown(test_format_duration_table, free_owned),
