@@ -238,14 +238,15 @@ class Internet:
     /name.txt with its own name (its certificate says it too). Names can be
     re-pointed while it runs (point())."""
 
-    SUBNET = "93.184.216"  # only ever an internal bridge here
-
-    def __init__(self, tools_image, network, hosts):
+    def __init__(self, tools_image, network, hosts, subnet):
+        """subnet: the first three octets of a public-looking /24, only ever
+        an internal bridge here; one per scenario that may run at once."""
         self.tools, self.network, self.hosts = tools_image, network, dict(hosts)
+        self.subnet = subnet
         self.records = {}
 
     def ip(self, octet):
-        return "%s.%d" % (self.SUBNET, octet)
+        return "%s.%d" % (self.subnet, octet)
 
     def hosts_file(self):
         return "".join("%s %s\n" % (ip, name) for name, ip in sorted(self.records.items()))
@@ -275,7 +276,7 @@ class Internet:
 
     def network_override(self):
         return {self.network: {"internal": True,
-                               "ipam": {"config": [{"subnet": self.SUBNET + ".0/24"}]}}}
+                               "ipam": {"config": [{"subnet": self.subnet + ".0/24"}]}}}
 
     def nameserver(self):
         return self.ip(53)

@@ -36,7 +36,7 @@ def canary_hits(scenario):
 # (the later ones re-point names).
 @pytest.fixture(scope="module")
 def tunnels(image, tools_image):
-    net = Internet(tools_image, "egress", HOSTS)
+    net = Internet(tools_image, "egress", HOSTS, "93.184.216")
     override = {
         "version": "3.8",
         "services": dict(net.services(records(net)), **{
@@ -109,7 +109,7 @@ def test_tunnel_follows_a_moved_name_and_refuses_a_poisoned_one(tunnels):
 
 @pytest.fixture(scope="module")
 def gateway(image, tools_image):
-    net = Internet(tools_image, "egress", HOSTS)
+    net = Internet(tools_image, "egress", HOSTS, "93.184.217")
     override = {
         "version": "3.8",
         "services": dict(net.services(records(net)), **{
