@@ -5,7 +5,9 @@
 #   make test       install missing packages, build, run unit, integration and
 #                   Docker end-to-end tests (the last skipped when no engine starts)
 #   make asan       the whole suite under AddressSanitizer + UBSan (build-asan/)
-#   make fuzz       every libFuzzer target for FUZZ_SECONDS each (build-fuzz/)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS each, or FUZZ_RUNS
+#                   executions each (build-fuzz/)
+#   make valgrind   memcheck over the integration tests (0 errors, 0 leaks)
 #   make static     build/gatekeeper-static (the image's) and build/whoami-static
 #   make test-docker the image and its scenarios end to end in a real Docker engine
 #   make clean
@@ -40,9 +42,10 @@ PYTEST   ?= /usr/bin/python3 -m pytest
 FUZZ_SRCS   = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS    ?=
 FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test unit integration asan fuzz bench static test-docker docker-suite clean
+.PHONY: all deps run test unit integration asan fuzz valgrind bench static test-docker docker-suite clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -137,12 +140,19 @@ fuzz:
 	@$(MAKE) --no-print-directory $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do \
 		t=$${f#build-fuzz/fuzz_}; mkdir -p build-fuzz/corpus/$$t build-fuzz/artifacts; \
-		echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=20000 -print_final_stats=1 \
+		echo "== fuzz_$$t for $(if $(FUZZ_RUNS),$(FUZZ_RUNS) executions,$(FUZZ_SECONDS)s)"; \
+		$$f $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) -timeout=10 -max_len=20000 -print_final_stats=1 \
 			-artifact_prefix=build-fuzz/artifacts/$$t- build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
 			2>&1 | grep -E "^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)" ; \
 		test $${PIPESTATUS[0]:-0} -eq 0; \
 	done
+
+# memcheck over the integration tests that exercise every module
+# (scripts/valgrind.sh): 0 errors and 0 leaked bytes in every process.
+valgrind:
+	@scripts/deps.sh valgrind
+	@$(MAKE) --no-print-directory all
+	scripts/valgrind.sh $(B) $(PYTEST_ARGS)
 
 # gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
 # installs the peers, prints one table, writes $(B)/bench/results.md.

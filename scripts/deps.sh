@@ -7,14 +7,16 @@
 #   scripts/deps.sh test    build + cmocka, pytest, dnsmasq, openssl, curl
 #   scripts/deps.sh bench   test + nginx, HAProxy and wrk
 #   scripts/deps.sh fuzz    build + clang (libFuzzer)
+#   scripts/deps.sh valgrind  test + valgrind (memcheck over the integration tests)
 #   scripts/deps.sh docker  Docker engine, docker-compose, debootstrap (the image)
 set -eu
 
 build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
-test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus"
+test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime"
 bench="$test nginx-light libnginx-mod-stream wrk linux-perf"
 fuzz="$build clang libclang-rt-14-dev"
 docker="docker.io docker-compose debootstrap"
+valgrind="$test valgrind"
 
 case "${1:-build}" in
 build) want=$build ;;
@@ -22,7 +24,8 @@ test) want=$test ;;
 bench) want=$bench ;;
 fuzz) want=$fuzz ;;
 docker) want=$docker ;;
-*) echo "usage: $0 build|test|bench|fuzz|docker" >&2; exit 2 ;;
+valgrind) want=$valgrind ;;
+*) echo "usage: $0 build|test|bench|fuzz|docker|valgrind" >&2; exit 2 ;;
 esac
 
 missing=""
