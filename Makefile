@@ -2,8 +2,11 @@
 #
 #   make            build build/gatekeeper and build/whoami (the demo backend)
 #   make run        install missing packages, build, run the demo (conf/gatekeeper.yaml)
-#   make test       install missing packages, build, run unit, integration and
-#                   Docker end-to-end tests (the last skipped when no engine starts)
+#   make test       install missing packages, build, run everything CI runs: unit
+#                   tests, unit + integration under ASan/UBSan, a short run of
+#                   every fuzz target, the Docker scenarios (skipped when no
+#                   engine starts)
+#   make integration  the integration tests on the plain build
 #   make asan       the whole suite under AddressSanitizer + UBSan (build-asan/)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each, or FUZZ_RUNS
 #                   executions each (build-fuzz/)
@@ -92,10 +95,19 @@ STATIC_BIN = $(B)/gatekeeper-static $(B)/whoami-static
 DOCKER_SUITE = docker-suite
 endif
 
+# What CI runs (.ci/run): the plain build (warnings are errors with CI=true)
+# and its unit tests; the unit and integration suites again, built with
+# ASan and UBSan (`make asan`; the static binary's tests included); every
+# fuzz target for TEST_FUZZ_SECONDS; then the Docker scenarios. The plain
+# integration run (`make integration`) is the quicker one while developing.
+TEST_FUZZ_SECONDS ?= 5
 test:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory all $(STATIC_BIN) $(UNIT_BINS)
-	@$(MAKE) --no-print-directory unit integration $(DOCKER_SUITE)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory asan $(if $(STATIC_BIN),STATIC_TEST_BIN=$(abspath $(B)/gatekeeper-static))
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+	@$(MAKE) --no-print-directory $(DOCKER_SUITE)
 
 # End to end in a real Docker engine, started when not running (the base
 # image is built offline when no registry answers). Within `make test` the
@@ -113,13 +125,17 @@ test-docker:
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+STATIC_TEST_BIN ?= $(if $(STATIC_BIN),$(abspath $(B)/gatekeeper-static))
 integration: all
 	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) WHOAMI_BIN=$(abspath $(B)/whoami) \
-		GATEKEEPER_STATIC_BIN=$(if $(STATIC_BIN),$(abspath $(B)/gatekeeper-static)) \
+		GATEKEEPER_STATIC_BIN=$(STATIC_TEST_BIN) \
 		$(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
 
+# The unit and integration suites built with AddressSanitizer and UBSan.
 asan:
-	@$(MAKE) --no-print-directory test B=build-asan SAN=1 OPT=-O1
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory B=build-asan SAN=1 OPT=-O1 all build-asan/libgk.a
+	@$(MAKE) --no-print-directory B=build-asan SAN=1 OPT=-O1 unit integration
 
 # libFuzzer: the library is built with clang and fuzzer instrumentation.
 build-fuzz/obj/%.o: src/%.c
