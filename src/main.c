@@ -551,7 +551,8 @@ run(struct config *cfg, int reloadable)
 	struct process p;
 	struct event *sigs[3] = {NULL, NULL, NULL};
 	sigset_t block, old;
-	size_t started = 1;
+	size_t started = 1, opened;
+	char err[256] = "";
 	int rc = 0;
 
 	p.n = (size_t)worker_count(cfg);
@@ -563,45 +564,26 @@ run(struct config *cfg, int reloadable)
 	p.threads = calloc(p.n, sizeof(*p.threads));
 	if (p.workers == NULL || p.threads == NULL)
 		fatal("out of memory");
-	for (size_t i = 0; i < p.n; i++) {
-		if (worker_open(&p.workers[i], cfg, (int)i, (int)p.n, i ? &p.workers[0] : NULL) ==
-		    -1) {
-			for (size_t j = 0; j <= i; j++)
-				worker_close(&p.workers[j]);
-			free(p.workers);
-			free(p.threads);
-			config_unref(p.cfg);
-			return 1;
+	for (opened = 0; opened < p.n; opened++) {
+		if (worker_open(&p.workers[opened], cfg, (int)opened, (int)p.n,
+			opened ? &p.workers[0] : NULL) == -1) {
+			opened++; /* worker_close undoes a partial open too */
+			goto cannot_start;
 		}
-		p.workers[i].listeners_lock = &p.listeners_lock;
+		p.workers[opened].listeners_lock = &p.listeners_lock;
 	}
 	if (cfg->admin_listen.len > 0) {
-		char err[256];
 		p.admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss, cfg->admin_listen.len,
 		    p.workers, (int)p.n, err, sizeof(err));
 		if (p.admin == NULL) {
 			log_kv(LOG_LEVEL_ERROR, "admin endpoint", LOG_STR("error", err));
-			for (size_t j = 0; j < p.n; j++)
-				worker_close(&p.workers[j]);
-			free(p.workers);
-			free(p.threads);
-			config_unref(p.cfg);
-			return 1;
+			goto cannot_start;
 		}
 	}
 	/* Everything that may need root (binding) is done; give it up. */
-	{
-		char err[256] = "";
-		if (privilege_drop(cfg, err, sizeof(err)) == -1) {
-			log_kv(LOG_LEVEL_ERROR, "cannot start", LOG_STR("error", err));
-			admin_free(p.admin);
-			for (size_t j = 0; j < p.n; j++)
-				worker_close(&p.workers[j]);
-			free(p.workers);
-			free(p.threads);
-			config_unref(p.cfg);
-			return 1;
-		}
+	if (privilege_drop(cfg, err, sizeof(err)) == -1) {
+		log_kv(LOG_LEVEL_ERROR, "cannot start", LOG_STR("error", err));
+		goto cannot_start;
 	}
 	sigs[0] = evsignal_new(p.workers[0].base, SIGTERM, on_stop_signal, &p);
 	sigs[1] = evsignal_new(p.workers[0].base, SIGINT, on_stop_signal, &p);
@@ -647,6 +629,16 @@ run(struct config *cfg, int reloadable)
 	config_unref(p.cfg);
 	pthread_mutex_destroy(&p.listeners_lock);
 	return rc;
+
+cannot_start:
+	admin_free(p.admin);
+	for (size_t j = 0; j < opened; j++)
+		worker_close(&p.workers[j]);
+	free(p.workers);
+	free(p.threads);
+	config_unref(p.cfg);
+	pthread_mutex_destroy(&p.listeners_lock);
+	return 1;
 }
 
 /*

@@ -32,26 +32,30 @@ def canary_hits(scenario):
     return scenario.logs("canary").count("FILE:")
 
 
-# One scenario per module: each is started once and its tests run in order
-# (the later ones re-point names).
-@pytest.fixture(scope="module")
-def tunnels(image, tools_image):
-    net = Internet(tools_image, "egress", HOSTS, "93.184.216")
-    override = {
-        "version": "3.8",
-        "services": dict(net.services(records(net)), **{
-            "app": {"image": TOOLS_IMAGE, "entrypoint": ["sleep", "infinity"]},
-            "github": {"image": image},
-            "pypi": {"image": image},
-        }),
-        "networks": net.network_override(),
-    }
-    s = Scenario("egress-tunnel", override, env={"EGRESS_NAMESERVERS": net.nameserver()})
+def egress_scenario(name, gatekeepers, image, tools_image, subnet):
+    """Run docker/<name> against a stand-in internet on subnet: the app is a
+    curl container, each service in gatekeepers runs the local image, and
+    EGRESS_NAMESERVERS points at the internet's dnsmasq."""
+    net = Internet(tools_image, "egress", HOSTS, subnet)
+    services = dict(net.services(records(net)),
+                    app={"image": TOOLS_IMAGE, "entrypoint": ["sleep", "infinity"]})
+    services.update({g: {"image": image} for g in gatekeepers})
+    override = {"version": "3.8", "services": services, "networks": net.network_override()}
+    s = Scenario(name, override, env={"EGRESS_NAMESERVERS": net.nameserver()})
     try:
         s.up()
         yield s, net
     finally:
         s.down()
+
+
+# One scenario per module: each is started once and its tests run in order
+# (the later ones re-point names); each internet has its own subnet, as both
+# may be up at once.
+@pytest.fixture(scope="module")
+def tunnels(image, tools_image):
+    yield from egress_scenario("egress-tunnel", ["github", "pypi"], image, tools_image,
+                               "93.184.216")
 
 
 def test_tunnel_reaches_only_its_pinned_name(tunnels, image):
@@ -109,21 +113,8 @@ def test_tunnel_follows_a_moved_name_and_refuses_a_poisoned_one(tunnels):
 
 @pytest.fixture(scope="module")
 def gateway(image, tools_image):
-    net = Internet(tools_image, "egress", HOSTS, "93.184.217")
-    override = {
-        "version": "3.8",
-        "services": dict(net.services(records(net)), **{
-            "app": {"image": TOOLS_IMAGE, "entrypoint": ["sleep", "infinity"]},
-            "gatekeeper": {"image": image},
-        }),
-        "networks": net.network_override(),
-    }
-    s = Scenario("egress-gateway", override, env={"EGRESS_NAMESERVERS": net.nameserver()})
-    try:
-        s.up()
-        yield s, net
-    finally:
-        s.down()
+    yield from egress_scenario("egress-gateway", ["gatekeeper"], image, tools_image,
+                               "93.184.217")
 
 
 PROXY = ("-x", "http://gatekeeper:3128")
