@@ -11,6 +11,7 @@
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each, or FUZZ_RUNS
 #                   executions each (build-fuzz/)
 #   make valgrind   memcheck over the integration tests (0 errors, 0 leaks)
+#   make soak       10k concurrent, 100k short, then mixed traffic; fds and RSS back to baseline
 #   make static     build/gatekeeper-static (the image's) and build/whoami-static
 #   make test-docker the image and its scenarios end to end in a real Docker engine
 #   make clean
@@ -48,7 +49,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_RUNS    ?=
 FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test unit integration asan fuzz valgrind bench static test-docker docker-suite clean
+.PHONY: all deps run test unit integration asan fuzz valgrind soak bench static test-docker docker-suite clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -169,6 +170,15 @@ valgrind:
 	@scripts/deps.sh valgrind
 	@$(MAKE) --no-print-directory all
 	scripts/valgrind.sh $(B) $(PYTEST_ARGS)
+
+# The soak (tests/soak/, minutes long, not part of `make test`): 10,000
+# concurrent connections, 100,000 short ones, then bulk + keep-alive; fds and
+# RSS must come back to their baseline. SOAK_* variables size it.
+soak:
+	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory all
+	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) WHOAMI_BIN=$(abspath $(B)/whoami) \
+		/usr/bin/python3 tests/soak/soak.py
 
 # gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
 # installs the peers, prints one table, writes $(B)/bench/results.md.
