@@ -11,7 +11,7 @@
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each, or FUZZ_RUNS
 #                   executions each (build-fuzz/)
 #   make valgrind   memcheck over the integration tests (0 errors, 0 leaks)
-#   make soak       10k concurrent, 100k short, then mixed traffic; fds and RSS back to baseline
+#   make soak       10k concurrent, 100k short, then mixed traffic; fds and heap back to baseline
 #   make static     build/gatekeeper-static (the image's) and build/whoami-static
 #   make test-docker the image and its scenarios end to end in a real Docker engine
 #   make clean
@@ -173,7 +173,8 @@ valgrind:
 
 # The soak (tests/soak/, minutes long, not part of `make test`): 10,000
 # concurrent connections, 100,000 short ones, then bulk + keep-alive; fds and
-# RSS must come back to their baseline. SOAK_* variables size it.
+# heap in use come back to their baseline, RSS does not grow after the peak.
+# SOAK_* variables size it.
 soak:
 	@scripts/deps.sh test
 	@$(MAKE) --no-print-directory all
