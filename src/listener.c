@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "gk.h"
 #include "listener.h"
@@ -97,7 +98,7 @@ listener_out_of_resources(struct listener *l, int err)
 	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
 		return 0;
 	/* One warning per episode: the pauses of one exhaustion come close together. */
-	event_base_gettimeofday_cached(l->gk->base, &now);
+	clock_now_tv(&now);
 	if (l->last_fd_warning.tv_sec == 0 || now.tv_sec - l->last_fd_warning.tv_sec >= FD_WARN_EVERY_S)
 		log_kv(LOG_LEVEL_WARN, "accept paused: out of resources",
 		    LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
@@ -322,7 +323,7 @@ listener_warn_unresolved(struct listener *l, const char *upstream)
 	struct timeval now;
 
 	/* Every refused connection has its access line; the warning explains them. */
-	event_base_gettimeofday_cached(l->gk->base, &now);
+	clock_now_tv(&now);
 	if (l->last_unresolved_warning.tv_sec != 0 &&
 	    now.tv_sec - l->last_unresolved_warning.tv_sec < UNRESOLVED_WARN_EVERY_S) {
 		l->unresolved_suppressed++;

@@ -44,7 +44,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 static void
 touch(struct relay *r)
 {
-	event_base_gettimeofday_cached(r->base, &r->last_active);
+	clock_now_tv(&r->last_active);
 }
 
 static const char *
@@ -454,7 +454,7 @@ relay_idle_ms(const struct relay *r)
 {
 	struct timeval now;
 
-	event_base_gettimeofday_cached(r->base, &now);
+	clock_now_tv(&now);
 	return clock_ms_between(&r->last_active, &now);
 }
 

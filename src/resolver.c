@@ -495,7 +495,7 @@ lookup_start(struct resolver_name *n)
 	hints.ai_flags = ARES_AI_NOSORT;
 	n->in_flight = 1;
 	n->res->in_flight++;
-	event_base_gettimeofday_cached(n->res->base, &n->last_lookup);
+	clock_now_tv(&n->last_lookup);
 	ares_getaddrinfo(n->res->channel, n->host, NULL, &hints, on_answer, n);
 	arm_timeout(n->res);
 }
@@ -595,7 +595,7 @@ resolver_refresh(struct resolver_name *n)
 
 	if (n->literal || n->in_flight)
 		return;
-	event_base_gettimeofday_cached(n->res->base, &now);
+	clock_now_tv(&now);
 	since = clock_ms_between(&n->last_lookup, &now);
 	floor_ms = n->res->min_ttl_ms > 1000 ? n->res->min_ttl_ms : 1000;
 	if (since < floor_ms)

@@ -137,7 +137,7 @@ log_access(struct session *s, const char *reason)
 	uint16_t port;
 	size_t n = 0;
 
-	event_base_gettimeofday_cached(s->gk->base, &now);
+	clock_now_tv(&now);
 	f[n++] = LOG_STR("listener", s->conf->name);
 	f[n++] = LOG_STR("client",
 	    net_format((struct sockaddr *)&s->client, client, sizeof(client)));
@@ -339,7 +339,7 @@ arm_relay_timer(struct session *s)
 	struct timeval now;
 	int64_t next = -1, ms;
 
-	event_base_gettimeofday_cached(s->gk->base, &now);
+	clock_now_tv(&now);
 	if (s->conf->idle_timeout > 0)
 		next = s->conf->idle_timeout - relay_idle_ms(&s->relay);
 	if (s->http != NULL && http_stream_deadline(s->http, &now, &ms) && (next < 0 || ms < next))
@@ -422,7 +422,7 @@ http_filter_bytes(void *arg, int from, const uint8_t *data, size_t len)
 	struct session *s = arg;
 	struct timeval now;
 
-	event_base_gettimeofday_cached(s->gk->base, &now);
+	clock_now_tv(&now);
 	http_stream_bytes(s->http, from, data, len, &now);
 }
 
@@ -453,7 +453,7 @@ http_start(struct session *s)
 	struct http_peer peer = {(const struct sockaddr *)&s->client, http_trusted(s)};
 	struct timeval now;
 
-	event_base_gettimeofday_cached(s->gk->base, &now);
+	clock_now_tv(&now);
 	if ((s->http = http_stream_new(&s->conf->http, &peer, &http_ops, s, &now)) == NULL)
 		return -1;
 	s->filter.bytes = http_filter_bytes;
@@ -536,7 +536,7 @@ connect_next(struct session *s)
 	int64_t left, share;
 	int fd;
 
-	event_base_gettimeofday_cached(s->gk->base, &now);
+	clock_now_tv(&now);
 	left = clock_ms_between(&now, &s->deadline);
 	while (s->tried < s->addrs->n) {
 		size_t i = (s->first + s->tried) % s->addrs->n;
@@ -689,7 +689,7 @@ upstream_chosen(struct session *s)
 	s->decision = "allow";
 	s->guarded = config_listener_guarded(s->conf) || s->target->sniffed_host;
 	budget = clock_tv(s->conf->connect_timeout);
-	event_base_gettimeofday_cached(s->gk->base, &s->deadline);
+	clock_now_tv(&s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
 	/* Sniffed bytes wait in s->in; the rest waits in the kernel. */
 	if (!s->target->sniffed_host) {
@@ -1205,7 +1205,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 			session_close(s, "idle_timeout");
 			break;
 		}
-		event_base_gettimeofday_cached(s->gk->base, &now);
+		clock_now_tv(&now);
 		if (s->http != NULL)
 			http_stream_expire(s->http, &now); /* 408, or an idle keep-alive ends */
 		arm_relay_timer(s);
@@ -1252,7 +1252,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	if (peerlen <= sizeof(s->peer))
 		memcpy(&s->peer, peer, peerlen);
 	memcpy(&s->client, &s->peer, sizeof(s->client));
-	event_base_gettimeofday_cached(gk->base, &s->started);
+	clock_now_tv(&s->started);
 	TAILQ_INSERT_TAIL(&gk->sessions, s, entry);
 	gk->n_sessions++;
 	listener_session_begin(l);

@@ -29,11 +29,10 @@ fails the whole lookup ("DNS server returned answer with no data" next to an
 empty AAAA answer, "Misformatted DNS reply").
 
 The clock tests (section 4) are skipped without libfaketime and under a
-sanitizer build. Four of them are expected failures: gatekeeper measures
-idle time, session durations and the re-resolve rate limit with libevent's
-cached wall clock (event_base_gettimeofday_cached), so a wall-clock step
-(NTP) cuts busy sessions, stops idle ones from expiring, logs negative
-durations and suppresses the re-resolve after a connect failure.
+sanitizer build. Four of them guard against a wall-clock step (NTP) reaching
+the spans gatekeeper measures: a busy session cut as idle, an idle one that
+never expires, a negative logged duration, and no re-resolve after a connect
+failure. All spans use the monotonic clock (clock_now_tv).
 """
 
 import hashlib
@@ -1097,12 +1096,6 @@ def session_cut(g, session):
 
 
 @faketime
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: the idle timeout is measured with the wall clock. relay.c touch() and "
-    "relay_idle_ms() use event_base_gettimeofday_cached() (wall time), so once libevent "
-    "picks up a +2h step the next idle-timer expiry sees 2 h of idleness and closes a "
-    "session that moved bytes 2.5 s earlier with reason=idle_timeout (its access line "
-    "shows duration_ms of about 7200000)"))
 def test_wall_clock_step_forward_does_not_cut_an_active_session(gk, echo, tmp_path):
     """A session with idle_timeout 5s that moves bytes every 2.5 s is not
     closed when the wall clock steps forward 2 h (twice), and new
@@ -1130,11 +1123,6 @@ def test_wall_clock_step_forward_does_not_cut_an_active_session(gk, echo, tmp_pa
 
 
 @faketime
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: the idle timeout is measured with the wall clock. After a -2h step, "
-    "relay_idle_ms() (event_base_gettimeofday_cached(), wall time) returns about "
-    "-7200000 ms, arm_relay_timer() re-arms the idle timer for idle_timeout plus 2 h, "
-    "and a session that then goes idle is not closed by idle_timeout: 5s for 2 hours"))
 def test_wall_clock_step_back_keeps_the_idle_timeout(gk, echo, tmp_path):
     """After the wall clock steps back 2 h (twice) under a busy session with
     idle_timeout 5s, the session is not cut, and once it goes idle it is
@@ -1209,11 +1197,6 @@ def test_wall_clock_steps_keep_logging_serving_and_resolving(gk, echo, dns, tmp_
 
 
 @faketime
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: session durations are measured with the wall clock. session.c log_access() "
-    "computes duration_ms from s->started and now, both event_base_gettimeofday_cached() "
-    "(wall time), so a session spanning a -2h step is logged with duration_ms of "
-    "about -7200000"))
 def test_wall_clock_step_back_access_line_duration(gk, echo, tmp_path):
     """A session that spans a -2h wall-clock step (and lasts ~10 s) is logged
     with a duration_ms between 0 and one hour."""
@@ -1232,12 +1215,6 @@ def test_wall_clock_step_back_access_line_duration(gk, echo, tmp_path):
 
 @faketime
 @pytest.mark.ipv6
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "bug: after a backwards wall-clock step a failed connect no longer triggers a fresh "
-    "lookup. resolver_refresh() rate-limits with clock_ms_between(last_lookup, now) on "
-    "event_base_gettimeofday_cached() (wall time); after -2h that is negative, below the "
-    "1 s floor, so the re-resolve is skipped and the moved upstream stays unreachable "
-    "until the periodic refresh (60 s here)"))
 def test_wall_clock_step_back_keeps_reresolve_after_connect_failure(gk, tmp_path, ipv6_available):
     """The upstream moves (its old address stops listening, DNS gives the new
     one; TTL and refresh are 60 s) after the wall clock stepped back 2 h: a
