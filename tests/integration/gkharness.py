@@ -226,6 +226,20 @@ def have_ipv6():
 ipv6_available = have_ipv6
 
 
+def poll(fn, timeout, what, gk=None, interval=0.1):
+    """Call fn until it returns a truthy value (returned); fail after timeout
+    with what, and gatekeeper gk's log tail when given."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            tail = ("\ngatekeeper log tail:\n" + gk.tail(60)) if gk else ""
+            raise AssertionError("%s: not within %ss%s" % (what, timeout, tail))
+        time.sleep(interval)
+
+
 def rss_bytes(pid):
     """Resident set size of a process, from /proc."""
     with open("/proc/%d/status" % pid) as f:

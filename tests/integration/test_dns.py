@@ -20,6 +20,7 @@ import pytest
 
 import gkharness as h
 from dnsserver import DnsServer
+from gkharness import poll
 
 NAME = "svc.gk.test"
 LATE = "late.gk.test"
@@ -151,19 +152,6 @@ def try_talk(addr):
         return talk(addr)
     except (OSError, AssertionError):
         return None
-
-
-def poll(fn, timeout, what, gk=None, interval=0.1):
-    """Call fn until it returns a truthy value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            tail = ("\ngatekeeper log tail:\n" + gk.tail(60)) if gk else ""
-            raise AssertionError("%s: not within %ss%s" % (what, timeout, tail))
-        time.sleep(interval)
 
 
 def log_records(gk, after=0, **want):

@@ -58,6 +58,7 @@ from gkharness import (
     deterministic_bytes,
     echo_roundtrip,
     free_port,
+    poll,
     recv_all,
     recv_exact,
     rss_bytes,
@@ -316,18 +317,6 @@ def metrics(port):
 
 def metric(m, name, **labels):
     return m.get((name, frozenset(labels.items())))
-
-
-def poll(fn, timeout, what, g=None, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %ss%s"
-                                 % (what, timeout, ("\nlog tail:\n" + g.tail(60)) if g else ""))
-        time.sleep(interval)
 
 
 def try_echo(addr, payload=b"ping"):
