@@ -80,6 +80,11 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from bench import raise_nofile  # noqa: E402  (the same limit-raising as the benchmark)
+
+NOFILE = 65536  # wanted; soft = hard when the hard limit cannot be raised
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GK_SRC = os.path.abspath(os.environ.get("GATEKEEPER_BIN", os.path.join(ROOT, "build/gatekeeper")))
 WHOAMI_SRC = os.path.abspath(os.environ.get("WHOAMI_BIN", os.path.join(ROOT, "build/whoami")))
@@ -165,7 +170,7 @@ class EchoProtocol(asyncio.Protocol):
 
 def echo_backend():
     """The echo server, in its own process; prints its port on stdout."""
-    raise_nofile()
+    raise_nofile(NOFILE)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     loop = asyncio.new_event_loop()
     srv = loop.run_until_complete(
@@ -175,21 +180,6 @@ def echo_backend():
 
 
 # ------------------------------------------------------------- processes
-
-
-def raise_nofile(want=65536):
-    """RLIMIT_NOFILE to `want`, or soft = hard when the hard limit cannot be
-    raised (that needs CAP_SYS_RESOURCE). Children inherit it. Returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard >= want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-        return want
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
-        return want
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
 
 
 class Procs:
@@ -1141,7 +1131,7 @@ def main():
     for path, what in ((GK_SRC, "GATEKEEPER_BIN"), (WHOAMI_SRC, "WHOAMI_BIN")):
         if not os.access(path, os.X_OK):
             sys.exit(f"soak: {path} not found ({what}); run `make all` first")
-    own_nofile = raise_nofile()
+    own_nofile = raise_nofile(NOFILE)
 
     def on_signal(signum, frame):
         raise Interrupted(signal.Signals(signum).name)
