@@ -183,9 +183,9 @@ def wait_port(port, proc, timeout=10.0):
     raise BenchError(f"port {port} not ready after {timeout}s:\n{tail(proc.logpath) if proc else ''}")
 
 
-def http_get(port, path="/"):
+def http_get(port, path="/", timeout=5):
     """One HTTP/1.1 request with Connection: close; returns the raw response."""
-    with socket.create_connection((HOST, port), timeout=5) as s:
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
         chunks = []
         while True:

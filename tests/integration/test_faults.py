@@ -1084,16 +1084,22 @@ def session_cut(g, session):
     return "session cut by gatekeeper: %r" % (acc[-1] if acc else "no access line yet")
 
 
+def idle_timeout_session(gk, echo, tmp_path):
+    """A gatekeeper under a fake clock with listener "t" (idle_timeout 5s)
+    and "probe" (for reading the wall clock), and a long session on "t"."""
+    e = echo()
+    clock = FakeClock(tmp_path)
+    g = gk(h.simple_config([("t", "127.0.0.1:0", e.addr, {"idle_timeout": "5s"}),
+                            ("probe", "127.0.0.1:0", e.addr)]), env=clock.env)
+    return clock, g, LongSession(g.addr("t"))
+
+
 @faketime
 def test_wall_clock_step_forward_does_not_cut_an_active_session(gk, echo, tmp_path):
     """A session with idle_timeout 5s that moves bytes every 2.5 s is not
     closed when the wall clock steps forward 2 h (twice), and new
     connections are served after each step."""
-    e = echo()
-    clock = FakeClock(tmp_path)
-    g = gk(h.simple_config([("t", "127.0.0.1:0", e.addr, {"idle_timeout": "5s"}),
-                            ("probe", "127.0.0.1:0", e.addr)]), env=clock.env)
-    session = LongSession(g.addr("t"))
+    clock, g, session = idle_timeout_session(gk, echo, tmp_path)
     try:
         session.check()
         assert abs(probe(g, "probe")) < 0.5
@@ -1116,11 +1122,7 @@ def test_wall_clock_step_back_keeps_the_idle_timeout(gk, echo, tmp_path):
     """After the wall clock steps back 2 h (twice) under a busy session with
     idle_timeout 5s, the session is not cut, and once it goes idle it is
     closed with reason=idle_timeout as usual (waited for up to 30 s)."""
-    e = echo()
-    clock = FakeClock(tmp_path)
-    g = gk(h.simple_config([("t", "127.0.0.1:0", e.addr, {"idle_timeout": "5s"}),
-                            ("probe", "127.0.0.1:0", e.addr)]), env=clock.env)
-    session = LongSession(g.addr("t"))
+    clock, g, session = idle_timeout_session(gk, echo, tmp_path)
     try:
         session.check()
         for hours in (2, 4):

@@ -81,7 +81,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from bench import http_get as bench_http_get  # noqa: E402
 from bench import raise_nofile  # noqa: E402  (the same limit-raising as the benchmark)
+from gkharness import wait_stalled  # noqa: E402  (the integration tests' settle wait)
 
 NOFILE = 65536  # wanted; soft = hard when the hard limit cannot be raised
 
@@ -295,34 +298,12 @@ def time_wait_to(ports):
     return n
 
 
-def wait_stalled(get, quiet=1.0, timeout=30.0):
-    """get() once it has not changed for `quiet` seconds (or at timeout)."""
-    deadline = time.time() + timeout
-    last, since = get(), time.time()
-    while time.time() < deadline:
-        time.sleep(0.1)
-        v = get()
-        if v != last:
-            last, since = v, time.time()
-        elif time.time() - since >= quiet:
-            break
-    return last
-
-
 # ------------------------------------------------------------------ metrics
 
 
 def http_get(port, path, timeout=10.0):
-    """(status, body) of one HTTP/1.0 GET on 127.0.0.1:port."""
-    with socket.create_connection((HOST, port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: soak\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-    data = b"".join(chunks)
+    """(status, body) of one GET on 127.0.0.1:port (the benchmark's request)."""
+    data = bench_http_get(port, path, timeout=timeout)
     head, _, body = data.partition(b"\r\n\r\n")
     try:
         status = int(head.split(b" ", 2)[1])
@@ -891,7 +872,7 @@ class Soak:
         self.client = Client(self.ports)
         # Baseline: started and ready, nothing proxied yet.
         time.sleep(0.5)
-        self.base_fds = wait_stalled(lambda: fd_count(self.pid))
+        self.base_fds = wait_stalled(lambda: fd_count(self.pid), quiet=1.0, timeout=30)
         self.base_rss = rss_bytes(self.pid)
         self.base_threads = thread_count(self.pid)
         self.base_heap = self.heap_in_use()
