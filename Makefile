@@ -127,7 +127,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 STATIC_TEST_BIN ?= $(if $(STATIC_BIN),$(abspath $(B)/gatekeeper-static))
-integration: all
+integration: all $(STATIC_BIN)
 	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) WHOAMI_BIN=$(abspath $(B)/whoami) \
 		GATEKEEPER_STATIC_BIN=$(STATIC_TEST_BIN) \
 		$(PYTEST) -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)

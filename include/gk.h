@@ -16,6 +16,8 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "pool.h"
+
 #define GK_VERSION "0.1.0"
 
 struct event;
@@ -41,6 +43,8 @@ struct gk {
 	size_t n_listeners;
 	struct session_list sessions;
 	size_t n_sessions;
+	struct pool session_pool; /* sessions, with their events (session_size()) */
+	struct pool http_pool;    /* the http streams of mode http sessions */
 	int draining;           /* SIGTERM seen: no new sessions, exit when none left */
 	struct event *drain_timer;
 	int worker, n_workers;  /* this loop's index, and how many there are */

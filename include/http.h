@@ -93,6 +93,17 @@ struct http_stream *http_stream_new(const struct config_http *conf, const struct
 void http_stream_free(struct http_stream *h);
 
 /*
+ * The same in storage the caller owns (a session pool): http_stream_init
+ * builds a stream in mem, http_stream_size() bytes aligned like malloc's,
+ * and returns it (NULL when mem is NULL). http_stream_release frees what
+ * the stream holds, not mem.
+ */
+size_t http_stream_size(void);
+struct http_stream *http_stream_init(void *mem, const struct config_http *conf,
+    const struct http_peer *peer, const struct http_ops *ops, void *arg, const struct timeval *now);
+void http_stream_release(struct http_stream *h);
+
+/*
  * http_stream_bytes takes bytes read from side "from" (0 client, 1
  * upstream), sends what should go on through ops->send, and may call
  * ops->end or ops->raw. Returns 0 (it never ends the connection by itself).

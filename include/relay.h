@@ -60,7 +60,8 @@ enum relay_splice {
 /* One socket and what its last events said. */
 struct relay_end {
 	int fd;             /* -1 when closed */
-	struct event *ev;   /* EV_READ|EV_WRITE|EV_CLOSED, edge-triggered; NULL until armed */
+	struct event *ev;   /* EV_READ|EV_WRITE|EV_CLOSED, edge-triggered, in the owner's storage */
+	int armed;          /* ev is registered */
 	int readable;       /* a read may return bytes (or EOF) */
 	int writable;       /* a write may take bytes */
 	int peer_closed;    /* the peer's FIN arrived: read until it shows */
@@ -119,9 +120,20 @@ struct relay {
 	void *arg;
 };
 
-/* relay_init prepares an empty relay (no sockets); io gets the sockets' events until relay_start. */
-void relay_init(struct relay *r, struct event_base *base, relay_io_fn *io, relay_done_fn *done,
-    void *arg);
+/*
+ * relay_events_size is the storage relay_init needs for the two sockets'
+ * events (libevent's struct event is opaque; its size is asked at run time).
+ */
+size_t relay_events_size(void);
+
+/*
+ * relay_init prepares an empty relay (no sockets). events is
+ * relay_events_size() bytes aligned like malloc's, owned by the caller and
+ * kept until relay_free: the sockets' events live there, so a relay
+ * allocates nothing for them. io gets the sockets' events until relay_start.
+ */
+void relay_init(struct relay *r, struct event_base *base, void *events, relay_io_fn *io,
+    relay_done_fn *done, void *arg);
 
 /*
  * relay_attach gives side's socket to the relay, which closes it from now

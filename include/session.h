@@ -16,6 +16,9 @@ struct gk;
 struct listener;
 struct session;
 
+/* session_size: the bytes of one session in gk->session_pool. */
+size_t session_size(void);
+
 /*
  * session_start owns fd from now on (closes it on any failure). The
  * session is linked into gk->sessions until session_close.

@@ -744,14 +744,28 @@ static const http_parser_settings resp_settings = {
     .on_message_complete = on_resp_complete,
 };
 
+size_t
+http_stream_size(void)
+{
+	return sizeof(struct http_stream);
+}
+
 struct http_stream *
 http_stream_new(const struct config_http *conf, const struct http_peer *peer,
     const struct http_ops *ops, void *arg, const struct timeval *now)
 {
-	struct http_stream *h = calloc(1, sizeof(*h));
+	return http_stream_init(malloc(sizeof(struct http_stream)), conf, peer, ops, arg, now);
+}
+
+struct http_stream *
+http_stream_init(void *mem, const struct config_http *conf, const struct http_peer *peer,
+    const struct http_ops *ops, void *arg, const struct timeval *now)
+{
+	struct http_stream *h = mem;
 
 	if (h == NULL)
 		return NULL;
+	memset(h, 0, sizeof(*h));
 	h->conf = conf;
 	memcpy(&h->client, peer->client, net_sockaddr_len(peer->client));
 	h->peer.client = (struct sockaddr *)&h->client;
@@ -766,11 +780,18 @@ http_stream_new(const struct config_http *conf, const struct http_peer *peer,
 }
 
 void
-http_stream_free(struct http_stream *h)
+http_stream_release(struct http_stream *h)
 {
 	if (h == NULL)
 		return;
 	free(h->head);
+	h->head = NULL;
+}
+
+void
+http_stream_free(struct http_stream *h)
+{
+	http_stream_release(h);
 	free(h);
 }
 

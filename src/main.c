@@ -27,7 +27,9 @@
 #include "gk.h"
 #include "listener.h"
 #include "log.h"
+#include "http.h"
 #include "net.h"
+#include "pool.h"
 #include "privilege.h"
 #include "resolver.h"
 #include "session.h"
@@ -471,6 +473,8 @@ worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk
 {
 	memset(gk, 0, sizeof(*gk));
 	TAILQ_INIT(&gk->sessions);
+	pool_init(&gk->session_pool, session_size());
+	pool_init(&gk->http_pool, http_stream_size());
 	gk->cfg = config_ref(cfg);
 	gk->worker = index;
 	gk->n_workers = n;
@@ -506,6 +510,8 @@ worker_close(struct gk *gk)
 {
 	close_listeners(gk);
 	session_close_all(gk, "shutdown");
+	pool_destroy(&gk->session_pool);
+	pool_destroy(&gk->http_pool);
 	if (gk->drain_timer)
 		event_free(gk->drain_timer);
 	if (gk->notify_ev)
@@ -519,6 +525,28 @@ worker_close(struct gk *gk)
 	config_unref(gk->cfg);
 	if (gk->base)
 		event_base_free(gk->base);
+}
+
+/*
+ * Every HEAP_TRIM_INTERVAL_MS, when malloc holds at least HEAP_TRIM_FREE
+ * bytes free, they go back to the kernel: glibc returns only the top of
+ * its heap by itself, so after a burst the freed middle would stay
+ * resident. Sessions themselves are in pools (pool.h); this covers the
+ * rest (sniffed heads, queued bytes, lookups).
+ */
+#define HEAP_TRIM_INTERVAL_MS 5000
+#define HEAP_TRIM_FREE        (1024 * 1024)
+
+static void
+on_heap_trim(evutil_socket_t fd, short what, void *arg)
+{
+	size_t free_bytes = pool_heap_trim(HEAP_TRIM_FREE);
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (free_bytes >= HEAP_TRIM_FREE)
+		log_kv(LOG_LEVEL_DEBUG, "heap trimmed", LOG_NUM("free_bytes", free_bytes));
 }
 
 static void *
@@ -549,7 +577,8 @@ static int
 run(struct config *cfg, int reloadable)
 {
 	struct process p;
-	struct event *sigs[3] = {NULL, NULL, NULL};
+	struct event *sigs[3] = {NULL, NULL, NULL}, *trim;
+	struct timeval trim_every = clock_tv(HEAP_TRIM_INTERVAL_MS);
 	sigset_t block, old;
 	size_t started = 1, opened;
 	char err[256] = "";
@@ -591,6 +620,9 @@ run(struct config *cfg, int reloadable)
 	for (int i = 0; i < 3; i++)
 		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1)
 			fatal("cannot install signal handlers");
+	trim = event_new(p.workers[0].base, -1, EV_PERSIST, on_heap_trim, NULL);
+	if (trim == NULL || event_add(trim, &trim_every) == -1)
+		fatal("cannot start the heap trim timer");
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
@@ -621,6 +653,7 @@ run(struct config *cfg, int reloadable)
 	for (int i = 0; i < 3; i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	event_free(trim);
 	/* Freed here, one after another: c-ares' library counters are not thread-safe. */
 	for (size_t i = 0; i < p.n; i++)
 		worker_close(&p.workers[i]);

@@ -72,18 +72,43 @@ relay_arm(struct relay *r, int side)
 {
 	struct relay_end *e = &r->end[side];
 
-	if (e->ev != NULL)
+	if (e->armed)
 		return 0;
-	e->ev = event_new(r->base, e->fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST, on_io,
-	    r);
-	if (e->ev == NULL || event_add(e->ev, NULL) == -1)
+	if (event_assign(e->ev, r->base, e->fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
+		on_io, r) == -1 ||
+	    event_add(e->ev, NULL) == -1)
 		return -1;
+	e->armed = 1;
 	return 0;
 }
 
+/* One event's share of relay_events_size, keeping the second one aligned. */
+static size_t
+event_slot(void)
+{
+	return (event_get_struct_event_size() + 15) & ~(size_t)15;
+}
+
+size_t
+relay_events_size(void)
+{
+	return 2 * event_slot();
+}
+
+/* end_reset empties an end; its event storage stays. */
+static void
+end_reset(struct relay_end *e)
+{
+	struct event *ev = e->ev;
+
+	memset(e, 0, sizeof(*e));
+	e->ev = ev;
+	e->fd = -1;
+}
+
 void
-relay_init(struct relay *r, struct event_base *base, relay_io_fn *io, relay_done_fn *done,
-    void *arg)
+relay_init(struct relay *r, struct event_base *base, void *events, relay_io_fn *io,
+    relay_done_fn *done, void *arg)
 {
 	memset(r, 0, sizeof(*r));
 	r->base = base;
@@ -91,7 +116,8 @@ relay_init(struct relay *r, struct event_base *base, relay_io_fn *io, relay_done
 	r->done = done;
 	r->arg = arg;
 	for (int i = 0; i < 2; i++) {
-		r->end[i].fd = -1;
+		r->end[i].ev = (struct event *)((char *)events + (size_t)i * event_slot());
+		end_reset(&r->end[i]);
 		r->q[i].pipe[0] = r->q[i].pipe[1] = -1;
 	}
 	touch(r);
@@ -102,7 +128,7 @@ relay_attach(struct relay *r, int side, int fd, int arm)
 {
 	struct relay_end *e = &r->end[side];
 
-	memset(e, 0, sizeof(*e));
+	end_reset(e);
 	e->fd = fd;
 	if (arm && relay_arm(r, side) == -1) {
 		relay_close_side(r, side);
@@ -116,12 +142,11 @@ relay_close_side(struct relay *r, int side)
 {
 	struct relay_end *e = &r->end[side];
 
-	if (e->ev != NULL)
-		event_free(e->ev);
+	if (e->armed)
+		event_del(e->ev);
 	if (e->fd >= 0)
 		close(e->fd);
-	memset(e, 0, sizeof(*e));
-	e->fd = -1;
+	end_reset(e);
 }
 
 ssize_t
@@ -203,7 +228,7 @@ relay_end(struct relay *r, const char *reason)
 	if (r->ending == NULL)
 		r->ending = reason;
 	/* Outside a callback (a timer) nothing would pump: come back through on_io. */
-	if (r->running && r->end[RELAY_CLIENT].ev != NULL)
+	if (r->running && r->end[RELAY_CLIENT].armed)
 		event_active(r->end[RELAY_CLIENT].ev, 0, 0);
 }
 

@@ -91,12 +91,41 @@ struct session {
 	char error[96];      /* last connect error, for the access line */
 	const char *refusal_reason;
 	struct timeval started, deadline;
-	struct event *timer;
+	struct event *timer;            /* in the session's own storage (session_size) */
 	struct relay relay;
 	struct http_stream *http; /* mode http, once relaying */
 	struct relay_filter filter;
 	int allow_index;     /* the allow entry that matched, -1 none */
 };
+
+/*
+ * A session is one object of its worker's session pool: the struct, then
+ * its timer's event, then its relay's events. Nothing of a relaying
+ * session is in malloc's heap (see pool.h for why that matters).
+ */
+static size_t
+align16(size_t n)
+{
+	return (n + 15) & ~(size_t)15;
+}
+
+static size_t
+timer_offset(void)
+{
+	return align16(sizeof(struct session));
+}
+
+static size_t
+relay_events_offset(void)
+{
+	return timer_offset() + align16(event_get_struct_event_size());
+}
+
+size_t
+session_size(void)
+{
+	return relay_events_offset() + relay_events_size();
+}
 
 static void connect_next(struct session *s);
 static void session_fail(struct session *s, const char *reason);
@@ -171,11 +200,11 @@ session_close(struct session *s, const char *reason)
 
 	log_access(s, reason);
 	relay_free(&s->relay);
-	http_stream_free(s->http);
+	http_stream_release(s->http);
+	pool_free(&gk->http_pool, s->http);
 	free(s->in);
 	resolver_wait_cancel(&s->waiter);
-	if (s->timer)
-		event_free(s->timer);
+	event_del(s->timer);
 	resolver_addrs_release(s->addrs);
 	resolver_unwatch(s->upstream_name);
 	resolver_unwatch(s->dynamic);
@@ -187,7 +216,7 @@ session_close(struct session *s, const char *reason)
 	outcome.bytes_in = s->relay.bytes[RELAY_CLIENT];
 	outcome.bytes_out = s->relay.bytes[RELAY_UPSTREAM];
 	listener_session_end(s->listener, &outcome);
-	free(s);
+	pool_free(&gk->session_pool, s);
 	gk_session_ended(gk);
 }
 
@@ -454,7 +483,8 @@ http_start(struct session *s)
 	struct timeval now;
 
 	clock_now_tv(&now);
-	if ((s->http = http_stream_new(&s->conf->http, &peer, &http_ops, s, &now)) == NULL)
+	if ((s->http = http_stream_init(pool_alloc(&s->gk->http_pool), &s->conf->http, &peer,
+		 &http_ops, s, &now)) == NULL)
 		return -1;
 	s->filter.bytes = http_filter_bytes;
 	s->filter.may_read = http_filter_may_read;
@@ -1238,7 +1268,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 		evutil_closesocket(fd);
 		return;
 	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
+	if ((s = pool_alloc(&gk->session_pool)) == NULL) {
 		log_error("session: out of memory, connection closed");
 		evutil_closesocket(fd);
 		return;
@@ -1257,17 +1287,18 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	gk->n_sessions++;
 	listener_session_begin(l);
 
-	relay_init(&s->relay, gk->base, session_io, on_relay_done, s);
+	s->timer = (struct event *)((char *)s + timer_offset());
+	evtimer_assign(s->timer, gk->base, on_timer, s);
+	relay_init(&s->relay, gk->base, (char *)s + relay_events_offset(), session_io,
+	    on_relay_done, s);
 	s->proxy_done = !s->conf->proxy.accept;
-	s->timer = evtimer_new(gk->base, on_timer, s);
 	/*
 	 * In tcp mode with nothing to read first, the client's socket is
 	 * registered only when the relay starts: bytes sent meanwhile wait in
 	 * the kernel.
 	 */
 	if (relay_attach(&s->relay, RELAY_CLIENT, fd,
-		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1 ||
-	    s->timer == NULL) {
+		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1) {
 		session_close(s, "out_of_memory");
 		return;
 	}

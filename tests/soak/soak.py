@@ -27,11 +27,8 @@ stopped changing, then measures again. It passes when, after every phase:
   - its heap in use (glibc's malloc_stats(), called through gdb while it is
     idle; skipped with a note when gdb is missing) is within
     SOAK_HEAP_MARGIN_MIB of the baseline;
-  - its RSS is within SOAK_RSS_MARGIN_MIB of the baseline, except that the
-    peak of phase 1 sets a high-water mark (freed heap pages stay resident,
-    see tests/soak/README.md): from then on RSS must stay within the margin
-    of the RSS after phase 1, and phase 1 must not end above its own RSS with
-    every connection open plus the margin;
+  - its RSS is within SOAK_RSS_MARGIN_MIB of the baseline (measured once it
+    has stopped falling: gatekeeper gives freed heap back every few seconds);
   - gatekeeper's counters agree with the client's: connections accepted, each
     one closed with reason `closed`, no upstream connect failure, and bytes
     each way to the byte;
@@ -116,6 +113,7 @@ ALPHABET = b"abcdefghijklmnopqrstuvwxyz"
 # Lines gatekeeper writes at level warn that this run expects.
 EXPECTED_WARN = ('msg="running as root"',)
 PAGE = os.sysconf("SC_PAGE_SIZE")
+RSS_QUIET = 6.0  # seconds RSS must hold still before it is measured (gatekeeper trims every 5 s)
 
 
 def log(msg):
@@ -876,9 +874,6 @@ class Soak:
         self.base_rss = rss_bytes(self.pid)
         self.base_threads = thread_count(self.pid)
         self.base_heap = self.heap_in_use()
-        # RSS after a phase is compared with this: the baseline, until phase 1
-        # has set the high-water mark (see the README).
-        self.rss_ref = self.base_rss
         self.sampler = Sampler(self.pid, (self.echo_port, self.http_port))
         self.sampler.start()
         heap = "" if self.base_heap is None else f", heap in use {kib(self.base_heap)}"
@@ -929,7 +924,7 @@ class Soak:
     def alive(self):
         return self.gk.poll() is None
 
-    def run_phase(self, name, coro_fn, high_water=False):
+    def run_phase(self, name, coro_fn):
         ph = Phase(name)
         ph.measure_peak = lambda: self.measure_peak(ph)
         self.phases.append(ph)
@@ -943,7 +938,7 @@ class Soak:
             ph.t1 = time.time()
         self.settle(ph)
         self.sampler.set_phase(None)
-        self.check_phase(ph, m0, high_water)
+        self.check_phase(ph, m0)
         log(f"   {ph.attempts:,} connections, {ph.failures} failed; fds {ph.fds_after} "
             f"(baseline {self.base_fds}), RSS {mib(ph.rss_after)}, heap in use {kib(ph.heap_after)}; "
             f"{ph.duration:.0f}s")
@@ -981,13 +976,15 @@ class Soak:
             time.sleep(0.2)
             fds = fd_count(self.pid)
         ph.fds_after = fds
-        ph.rss_after = rss_bytes(self.pid)
+        # Freed heap goes back on gatekeeper's trim timer (every 5 s): wait
+        # until RSS has held still for longer than that.
+        ph.rss_after = wait_stalled(lambda: rss_bytes(self.pid), quiet=RSS_QUIET, timeout=60)
         ph.threads_after = thread_count(self.pid)
         ph.heap_after = self.heap_in_use()
         ph.peak_fds = max(ph.peak_fds, fds)
         ph.peak_rss = max(ph.peak_rss, ph.rss_after)
 
-    def check_memory(self, ph, high_water=False):
+    def check_memory(self, ph):
         """fds exactly back, heap in use back within HEAP_MARGIN of the
         baseline, RSS within RSS_MARGIN of the reference; threads unchanged."""
         bad = ph.failed_checks
@@ -998,30 +995,20 @@ class Soak:
                 ph.heap_after > self.base_heap + HEAP_MARGIN:
             bad.append(f"heap in use {kib(ph.heap_after)} after the phase, over baseline "
                        f"{kib(self.base_heap)} + {kib(HEAP_MARGIN)}")
-        if high_water:
-            # The peak of held connections sets the high-water mark: its pages
-            # stay resident (README). Closing them must not have added any.
-            at = getattr(ph, "at_peak", None) or {"rss": ph.peak_rss}
-            limit = max(self.rss_ref, at["rss"]) + RSS_MARGIN
-            what = f"its RSS with every connection open ({mib(at['rss'])}) + {mib(RSS_MARGIN)}"
-        else:
-            limit = self.rss_ref + RSS_MARGIN
-            what = (f"the reference {mib(self.rss_ref)} + {mib(RSS_MARGIN)}" if self.rss_ref != self.base_rss
-                    else f"baseline {mib(self.base_rss)} + {mib(RSS_MARGIN)}")
+        limit = self.base_rss + RSS_MARGIN
         if ph.rss_after > limit:
-            bad.append(f"RSS {mib(ph.rss_after)} after the phase, over {what}")
-        if high_water:
-            self.rss_ref = max(self.rss_ref, ph.rss_after)
+            bad.append(f"RSS {mib(ph.rss_after)} after the phase, over baseline {mib(self.base_rss)} + "
+                       f"{mib(RSS_MARGIN)}")
         if ph.threads_after != self.base_threads:
             bad.append(f"{ph.threads_after} threads after the phase, baseline {self.base_threads}")
 
-    def check_phase(self, ph, m0, high_water):
+    def check_phase(self, ph, m0):
         bad = ph.failed_checks
         if ph.failures:
             bad.append(f"{ph.failures} failed connection(s); first: " + "; ".join(ph.errors[:3]))
         if not self.alive():
             return
-        self.check_memory(ph, high_water)
+        self.check_memory(ph)
         # gatekeeper's counters against the client's.
         m1 = self.metrics()
 
@@ -1147,7 +1134,7 @@ def main():
         cl = s.client
         if n_hold > 0:
             ph = s.run_phase(f"1 hold: {n_hold:,} concurrent, {HOLD_SECONDS:g} s",
-                             lambda ph: phase_hold(cl, ph, n_hold), high_water=True)
+                             lambda ph: phase_hold(cl, ph, n_hold))
             at = getattr(ph, "at_peak", None)
             if at:
                 ph.detail.append(f"with all open: {int(at['active']):,} sessions active in gatekeeper, "
@@ -1221,11 +1208,8 @@ def main():
         for ph in s.phases:
             for line in ph.detail:
                 out.append(f"- {ph.name}: {line}")
-        ref = next((ph for ph in s.phases if ph.name.startswith("1 ")), None)
-        out.append(f"- memory limits: heap in use ≤ baseline + {mib(HEAP_MARGIN)} after every phase; "
-                   f"RSS ≤ baseline + {mib(RSS_MARGIN)}"
-                   + (f", except that phase 1's peak sets the high-water mark: after it RSS ≤ RSS after "
-                      f"phase 1 ({mib(ref.rss_after)}) + {mib(RSS_MARGIN)}" if ref and ref.rss_after else ""))
+        out.append(f"- memory limits: heap in use ≤ baseline + {mib(HEAP_MARGIN)} and RSS ≤ baseline + "
+                   f"{mib(RSS_MARGIN)} after every phase")
         out.append(f"- threads: {s.base_threads} at start, "
                    + ", ".join(f"{ph.threads_after} after {ph.name.split(':')[0]}"
                                for ph in s.phases if ph.threads_after is not None))
