@@ -51,7 +51,7 @@ Environment:
   SOAK_SHORT_INFLIGHT  phase 2 connections in flight (default 200)
   SOAK_MIX_SECONDS     phase 3 length (default 180)
   SOAK_BULK_MIB        size of each bulk transfer (default 64)
-  SOAK_RSS_MARGIN_MIB  RSS allowed above the reference after a phase (default 4)
+  SOAK_RSS_MARGIN_MIB  RSS allowed above the baseline after a phase (default 4)
   SOAK_HEAP_MARGIN_MIB heap in use allowed above the baseline (default 2)
   SOAK_OUT             also write the result table (markdown) to this file
   SOAK_KEEP            1: keep the temporary directory (config, logs)
