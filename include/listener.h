@@ -50,6 +50,16 @@ struct resolver *listener_resolver(const struct listener *l);
 const struct sockaddr *listener_bound(const struct listener *l);
 
 /*
+ * listener_unresolved calls fn for each fixed upstream of l (its upstream
+ * and its routes' upstreams; "$host" ones are per connection and left out)
+ * that has no address yet, with the last lookup's error (NULL while the
+ * first lookup is on its way). Returns how many there are.
+ */
+typedef void listener_unresolved_fn(void *arg, const char *listener, const char *host,
+    uint16_t port, const char *error);
+size_t listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *arg);
+
+/*
  * listener_warn_unresolved logs that a connection was refused because the
  * upstream has no address yet: at most once per 5 s per listener, with the
  * number of refusals not logged since.

@@ -88,8 +88,15 @@ void resolver_refresh(struct resolver_name *name);
 
 const char *resolver_name_host(const struct resolver_name *name);
 
-/* resolver_all_resolved: 1 if every watched name has addresses. */
+/* resolver_all_resolved: 1 if every watched name, "$host" ones included, has addresses. */
 int resolver_all_resolved(const struct resolver *res);
+
+/*
+ * resolver_name_status: 1 when the name has addresses; otherwise 0, with
+ * *error saying why its last lookup failed (a static string), or NULL
+ * while its first lookup is still on its way.
+ */
+int resolver_name_status(const struct resolver_name *name, const char **error);
 
 /* Lookups finished since the resolver started, by result. */
 struct resolver_stats {

@@ -45,23 +45,39 @@ reply(struct evhttp_request *req, int code, const char *reason, const char *ctyp
 	evhttp_send_reply(req, code, reason, body);
 }
 
-/* not_ready writes why gatekeeper is not ready into body; returns 0 when it is. */
+static void
+unresolved_line(void *arg, const char *listener, const char *host, uint16_t port,
+    const char *error)
+{
+	evbuffer_add_printf(arg, "listener %s: upstream %s:%u has no address yet (%s)\n", listener,
+	    host, (unsigned)port, error ? error : "first lookup in progress");
+}
+
+/*
+ * not_ready writes why gatekeeper is not ready into body, one line per
+ * missing piece (an unbound listener, a fixed upstream name without an
+ * address); returns 0 when it is ready. Names looked up for one
+ * connection ("$host") never make it unready: an egress gateway asked for
+ * a name that does not exist is still ready for the others.
+ */
 static int
 not_ready(struct admin *a, struct evbuffer *body)
 {
 	struct gk *gk = &a->workers[0];
+	size_t missing = 0;
 
+	evbuffer_add_printf(body, "not ready\n");
 	for (size_t i = 0; i < gk->n_listeners; i++) {
 		if (gk->listeners[i] == NULL) {
 			evbuffer_add_printf(body, "listener %zu is not bound\n", i);
-			return 1;
+			missing++;
+			continue;
 		}
+		missing += listener_unresolved(gk->listeners[i], unresolved_line, body);
 	}
-	if (gk->resolver != NULL && !resolver_all_resolved(gk->resolver)) {
-		evbuffer_add_printf(body, "not ready: an upstream name has no address yet\n");
-		return 1;
-	}
-	return 0;
+	if (missing == 0)
+		evbuffer_drain(body, evbuffer_get_length(body));
+	return missing > 0;
 }
 
 static void

@@ -255,6 +255,30 @@ listener_unref(struct listener *l)
 	free(l);
 }
 
+/* One fixed upstream's readiness, for listener_unresolved. */
+static size_t
+report_unresolved(const struct listener *l, const struct resolver_name *n, uint16_t port,
+    listener_unresolved_fn *fn, void *arg)
+{
+	const char *error;
+
+	if (n == NULL || resolver_name_status(n, &error))
+		return 0;
+	fn(arg, l->conf->name, resolver_name_host(n), port, error);
+	return 1;
+}
+
+size_t
+listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *arg)
+{
+	size_t missing = report_unresolved(l, l->upstream, l->conf->upstream.port, fn, arg);
+
+	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
+		missing += report_unresolved(l, l->routes[i], l->conf->routes[i].upstream.port, fn,
+		    arg);
+	return missing;
+}
+
 int
 listener_update(struct listener *l, struct config *cfg, const struct config_listener *conf)
 {

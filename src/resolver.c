@@ -45,6 +45,7 @@ struct resolver_name {
 	int literal;
 	int in_flight;
 	unsigned failures;
+	const char *error;    /* why the last lookup failed (a static string), NULL after a success */
 	size_t rr;
 	struct resolver_addrs *addrs;
 	struct event *timer;
@@ -329,6 +330,13 @@ resolver_all_resolved(const struct resolver *res)
 	return 1;
 }
 
+int
+resolver_name_status(const struct resolver_name *n, const char **error)
+{
+	*error = n->addrs != NULL ? NULL : n->error;
+	return n->addrs != NULL;
+}
+
 static void
 schedule(struct resolver_name *n, int64_t ms)
 {
@@ -446,6 +454,7 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 		if (retry > n->res->refresh_ms)
 			retry = n->res->refresh_ms;
 		n->failures++;
+		n->error = why;
 		__atomic_fetch_add(status == ARES_ETIMEOUT ? &n->res->stats.lookups_timeout :
 							     &n->res->stats.lookups_failed,
 		    1, __ATOMIC_RELAXED);
@@ -473,6 +482,7 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	resolver_addrs_release(n->addrs);
 	n->addrs = fresh;
 	n->failures = 0;
+	n->error = NULL;
 	schedule(n, next);
 	wake_waiters(n);
 }

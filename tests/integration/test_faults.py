@@ -417,7 +417,10 @@ def test_dns_never_answers_refuses_then_recovers_without_restart(gk, echo, scrip
     assert not metric(m, "gatekeeper_dns_lookups_total", result="ok"), m
     assert metric(m, "gatekeeper_upstream_addresses", upstream="%s:%d" % (NAME, named_backend.port)) == 0
     status, body = admin_get(admin, "/readyz")
-    assert status == 503 and "no address" in body, (status, body)
+    assert status == 503, (status, body)
+    # It says which upstream of which listener, and why.
+    assert body == ("not ready\nlistener named: upstream %s:%d has no address yet "
+                    "(Timeout while contacting DNS servers)\n" % (NAME, named_backend.port)), body
 
     # the lookups go on (back-off capped at refresh), and no socket piles up
     fds = fd_count(pid)
@@ -456,6 +459,71 @@ def test_dns_never_answers_refuses_then_recovers_without_restart(gk, echo, scrip
     long.finish()
     assert g.wait_access_for(long.me)["reason"] == "closed"
     assert g.alive()
+
+
+def test_readyz_names_every_missing_upstream_and_ignores_per_connection_names(gk, echo, scripted_dns):
+    """/readyz lists each fixed upstream without an address, one line per
+    listener and route, with the lookup's error, and turns 200 once they
+    resolve. Names looked up for one connection ("$host", CONNECT targets)
+    never make gatekeeper unready: not while such a lookup is in flight,
+    and not after it failed."""
+    b = echo()
+    state = {"fixed": None}
+    asked = []
+
+    def udp(q):
+        name, _, _ = parse_query(q)
+        asked.append(name)
+        if name in ("one.gk.test", "two.gk.test"):
+            return None if state["fixed"] is None else dns_answer(q, state["fixed"])
+        if name == "nx.gk.test":
+            ok = dns_answer(q)
+            return ok[:3] + bytes([ok[3] | 3]) + ok[4:]  # rcode 3: NXDOMAIN
+        return None  # the slow per-connection name: never answered
+    dns = scripted_dns(udp=udp, tcp=None)
+    admin = free_port()
+    g = gk(resolver_config(dns.nameserver, [
+        listener("one", "one.gk.test:%d" % b.port),
+        listener("literal", b.addr),
+        listener("proxy", mode="connect", allow=["*.gk.test:%d" % b.port]),
+    ] + ["""  - name: routed
+    listen: "127.0.0.1:0"
+    mode: tls
+    routes:
+      - match: ["a.example"]
+        upstream: "two.gk.test:%d"
+      - match: ["*.gk.test"]
+        upstream: "$host:%d"
+""" % (b.port, b.port)], admin_port=admin, timeout="2s"))
+
+    status, body = admin_get(admin, "/readyz")
+    assert status == 503, (status, body)
+    lines = body.splitlines()
+    assert lines[0] == "not ready" and len(lines) == 3, body
+    assert {line.split(" (")[0] for line in lines[1:]} == {
+        "listener one: upstream one.gk.test:%d has no address yet" % b.port,
+        "listener routed: upstream two.gk.test:%d has no address yet" % b.port}, body
+    for line in lines[1:]:
+        assert line.endswith(("(first lookup in progress)", "(Timeout while contacting DNS servers)")), body
+
+    state["fixed"] = ("127.0.0.1",)
+    poll(lambda: admin_get(admin, "/readyz")[0] == 200, 30, "/readyz 200 once both names resolve", g)
+    assert admin_get(admin, "/readyz") == (200, "ready\n")
+
+    # A per-connection lookup in flight: still ready.
+    s = connect(g.addr("proxy"), timeout=20)
+    s.sendall(connect_request("slow.gk.test:%d" % b.port))
+    poll(lambda: "slow.gk.test" in asked, 10, "the CONNECT target's lookup sent", g)
+    assert admin_get(admin, "/readyz") == (200, "ready\n")
+    s.settimeout(20)
+    assert recv_all(s).startswith(b"HTTP/1.1 503 "), "refused once the lookup timed out"
+    s.close()
+    # A per-connection name that does not exist: refused, and still ready.
+    status, s = connect_status(g.addr("proxy"), "nx.gk.test:%d" % b.port)
+    s.close()
+    assert status == 503
+    assert admin_get(admin, "/readyz") == (200, "ready\n")
+    assert try_echo(g.addr("one"), b"one") and try_echo(g.addr("literal"), b"literal")
 
 
 # --------------------------------------------------------------------------

@@ -986,7 +986,7 @@ class Soak:
 
     def check_memory(self, ph):
         """fds exactly back, heap in use back within HEAP_MARGIN of the
-        baseline, RSS within RSS_MARGIN of the reference; threads unchanged."""
+        baseline, RSS within RSS_MARGIN of the baseline; threads unchanged."""
         bad = ph.failed_checks
         if ph.fds_after != self.base_fds:
             bad.append(f"{ph.fds_after} fds after the phase, baseline {self.base_fds}: "

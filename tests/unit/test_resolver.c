@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <ares.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -309,6 +310,7 @@ test_resolves_sorted_dedup_with_port(void **state)
 	struct resolver_addrs *a;
 	size_t start = 99;
 	char buf[512];
+	const char *error = "unset";
 
 	(void)state;
 	z->v4[0] = "10.0.0.3";
@@ -323,9 +325,11 @@ test_resolves_sorted_dedup_with_port(void **state)
 	assert_non_null(n);
 	assert_string_equal(resolver_name_host(n), "svc.gk.test");
 	assert_null(resolver_addrs(n, &start)); /* nothing yet */
-	assert_int_equal(resolver_all_resolved(fx->res), 0);
+	assert_int_equal(resolver_name_status(n, &error), 0);
+	assert_null(error); /* the first lookup is on its way */
 	assert_true(run_until(fx, LIMIT, resolved(n)));
-	assert_int_equal(resolver_all_resolved(fx->res), 1);
+	assert_int_equal(resolver_name_status(n, &error), 1);
+	assert_null(error);
 	assert_true(z->queries >= 1);
 
 	a = resolver_addrs(n, &start);
@@ -528,6 +532,7 @@ test_nxdomain_never_resolved(void **state)
 	struct zone *nx = fake_zone(&fx->dns, "nx.gk.test");
 	struct resolver_name *good, *bad;
 	size_t start = 77;
+	const char *error = NULL;
 
 	(void)state;
 	ok->v4[0] = "10.0.5.1";
@@ -540,7 +545,10 @@ test_nxdomain_never_resolved(void **state)
 	assert_true(run_until(fx, LIMIT, nx->a_queries >= 2));
 	assert_null(resolver_addrs(bad, &start));
 	assert_int_equal(start, 77);
-	assert_int_equal(resolver_all_resolved(fx->res), 0);
+	assert_int_equal(resolver_name_status(bad, &error), 0);
+	assert_non_null(error);
+	assert_string_equal(error, ares_strerror(ARES_ENOTFOUND));
+	assert_int_equal(resolver_name_status(good, &error), 1);
 
 	/* Once the name exists, it resolves by itself (start-up must not need it). */
 	nx->behave = ANSWER;
