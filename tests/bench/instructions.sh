@@ -1,0 +1,96 @@
+#!/bin/bash
+# instructions.sh [BIN...]: instructions gatekeeper executes per proxied
+# connection, counted by callgrind, so the figure repeats whatever else the
+# machine is doing (wall-clock benchmarks on 2 shared cores vary by 10-25%).
+#
+# For each binary (default build/gatekeeper) it runs gatekeeper in tcp mode
+# under callgrind in front of a local echo server, twice: LOW and HIGH short
+# connections (each: connect, 100 bytes echoed, close), and prints
+# (total(HIGH) - total(LOW)) / (HIGH - LOW), which cancels start-up and
+# shutdown. Give two binaries to compare two builds on the same workload.
+# All traffic is on 127.0.0.1. Needs valgrind and python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LOW=${LOW:-1000}
+HIGH=${HIGH:-3000}
+[ $# -gt 0 ] || set -- build/gatekeeper
+work=$(mktemp -d /tmp/gk-instr.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 - "$work/echo.port" <<'PY' &
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(512)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+import os
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+
+def serve(c):
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        c.sendall(b)
+    c.close()
+
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+pids+=($!)
+while [ ! -s "$work/echo.port" ]; do sleep 0.1; done
+echo_port=$(cat "$work/echo.port")
+
+# total BIN N: callgrind's instruction total for one run of N connections.
+total() {
+	local bin=$1 n=$2 port out
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	out=$work/cg.$n.$RANDOM
+	root=()
+	[ "$(id -u)" -ne 0 ] || root=(--allow-root true)
+	valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" --listen "127.0.0.1:$port" \
+		--upstream "127.0.0.1:$echo_port" --log-level warn "${root[@]}" 2>"$out.log" &
+	local gk=$!
+	python3 - "$port" "$n" <<'PY'
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(600):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("gatekeeper did not start")
+for _ in range(n):
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(b"x" * 100)
+    got = b""
+    while len(got) < 100:
+        d = c.recv(100)
+        if not d:
+            sys.exit("connection closed early")
+        got += d
+    c.shutdown(socket.SHUT_WR)
+    c.recv(10)
+    c.close()
+PY
+	kill -TERM "$gk"
+	wait "$gk" || true
+	# The probe connection above counts too: n + 1 connections in all.
+	awk '/^totals:/ {print $2}' "$out"
+}
+
+for bin in "$@"; do
+	lo=$(total "$bin" "$LOW")
+	hi=$(total "$bin" "$HIGH")
+	echo "$bin: $(((hi - lo) / (HIGH - LOW))) instructions per connection ($LOW and $HIGH connections: $lo and $hi in all)"
+done
