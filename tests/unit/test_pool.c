@@ -237,7 +237,7 @@ test_heap_trim_returns_freed_middle(void **state)
 	/* Another allocator owns the heap: the call must still be safe. */
 	(void)pool_heap_trim(1024 * 1024);
 	after = rss_kib();
-	(void)after;
+	assert_true(before > 0 && after > 0);
 #endif
 	free(blocks[BLOCKS - 1]);
 	free(blocks);
