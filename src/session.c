@@ -100,8 +100,10 @@ struct session {
 
 /*
  * A session is one object of its worker's session pool: the struct, then
- * its timer's event, then its relay's events. Nothing of a relaying
- * session is in malloc's heap (see pool.h for why that matters).
+ * its timer's event, then its relay's events (see pool.h for why they are
+ * not in malloc's heap). What a session still takes from malloc is either
+ * short-lived (the sniffed head, bytes queued behind a slow peer) or small
+ * (an egress session's checked addresses), and the heap trim covers it.
  */
 static size_t
 align16(size_t n)
