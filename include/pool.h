@@ -36,6 +36,13 @@ struct pool {
 /* Every object is aligned to this. */
 #define POOL_ALIGN 16
 
+/* pool_align rounds n up to POOL_ALIGN: where the next part of an object may start. */
+static inline size_t
+pool_align(size_t n)
+{
+	return (n + POOL_ALIGN - 1) & ~(size_t)(POOL_ALIGN - 1);
+}
+
 /* pool_init prepares an empty pool of obj_size objects; nothing is mapped yet. */
 void pool_init(struct pool *p, size_t obj_size);
 

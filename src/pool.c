@@ -68,7 +68,7 @@ round_up(size_t n, size_t to)
 static size_t
 objs_offset(size_t per_slab)
 {
-	return round_up(sizeof(struct pool_slab) + per_slab * sizeof(uint32_t), POOL_ALIGN);
+	return pool_align(sizeof(struct pool_slab) + per_slab * sizeof(uint32_t));
 }
 
 static size_t
@@ -85,7 +85,7 @@ void
 pool_init(struct pool *p, size_t obj_size)
 {
 	memset(p, 0, sizeof(*p));
-	p->obj_size = round_up(obj_size ? obj_size : 1, POOL_ALIGN);
+	p->obj_size = pool_align(obj_size ? obj_size : 1);
 	p->slab_size = MIN_SLAB;
 	while (fits(p->slab_size, p->obj_size) < MIN_PER_SLAB)
 		p->slab_size *= 2;

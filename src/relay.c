@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pool.h"
 #include "relay.h"
 
 /* Reads per direction in one callback before other connections get a turn. */
@@ -86,7 +87,7 @@ relay_arm(struct relay *r, int side)
 static size_t
 event_slot(void)
 {
-	return (event_get_struct_event_size() + 15) & ~(size_t)15;
+	return pool_align(event_get_struct_event_size());
 }
 
 size_t

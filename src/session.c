@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "pool.h"
 #include "proxyproto.h"
 #include "relay.h"
 #include "resolver.h"
@@ -106,21 +107,15 @@ struct session {
  * (an egress session's checked addresses), and the heap trim covers it.
  */
 static size_t
-align16(size_t n)
-{
-	return (n + 15) & ~(size_t)15;
-}
-
-static size_t
 timer_offset(void)
 {
-	return align16(sizeof(struct session));
+	return pool_align(sizeof(struct session));
 }
 
 static size_t
 relay_events_offset(void)
 {
-	return timer_offset() + align16(event_get_struct_event_size());
+	return timer_offset() + pool_align(event_get_struct_event_size());
 }
 
 size_t

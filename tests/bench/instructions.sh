@@ -22,32 +22,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work/echo.port" <<'PY' &
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", 0))
-s.listen(512)
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(s.getsockname()[1]))
-import os
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-
-def serve(c):
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        c.sendall(b)
-    c.close()
-
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
+# The soak's echo server (asyncio, with back-pressure) prints its port first.
+/usr/bin/python3 tests/soak/soak.py --echo-backend >"$work/echo.out" 2>"$work/echo.log" &
 pids+=($!)
-while [ ! -s "$work/echo.port" ]; do sleep 0.1; done
-echo_port=$(cat "$work/echo.port")
+until [ "$(wc -l <"$work/echo.out")" -ge 1 ]; do
+	kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/echo.log" >&2; exit 1; }
+	sleep 0.1
+done
+echo_port=$(head -1 "$work/echo.out")
 
 # total BIN N: callgrind's instruction total for one run of N connections.
 total() {
