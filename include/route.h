@@ -21,8 +21,12 @@
  * route_normalize_name writes the normalized form of name[0..len) into out
  * (at least ROUTE_NAME_MAX + 1 bytes). Accepted: DNS names made of
  * letters, digits, '-' and '_', labels of 1-63 bytes, 253 bytes in all,
- * and IPv4/IPv6 literals (as text, IPv6 without brackets). Returns 0, or -1
- * when the name is not acceptable (out is then an empty string).
+ * and IPv4/IPv6 literals (as text, IPv6 without brackets, rewritten in
+ * inet_ntop's form). A name whose last label is a number (all digits, or
+ * 0x and hex digits) is an IPv4 address to inet_aton and c-ares: it is
+ * accepted only as the canonical dotted quad (10.0.0.5), never in another
+ * spelling (0177.0.0.1, 127.1, 0x7f000001, 2130706433, a.123). Returns 0,
+ * or -1 when the name is not acceptable (out is then an empty string).
  */
 int route_normalize_name(const char *name, size_t len, char *out, size_t outlen);
 
@@ -44,22 +48,35 @@ int route_name_is_ip(const char *name);
 
 /*
  * route_addr_class names the address class that makes sa unsafe as an
- * egress destination: "loopback", "private" (RFC 1918), "link-local"
- * (including cloud metadata 169.254.169.254), "cgnat", "multicast",
- * "unspecified", "reserved" (documentation, benchmarking, 240/4,
- * broadcast), "ula" (fc00::/7). IPv6 addresses embedding an IPv4 address
- * (mapped ::ffff:0:0/96, compatible ::/96, NAT64 64:ff9b::/96, 6to4
- * 2002::/16) are judged by the embedded address. Returns NULL for an
- * address in none of these classes.
+ * egress destination, or NULL for a globally reachable address. IPv4:
+ * "unspecified" (0/8), "private" (RFC 1918), "cgnat" (100.64/10),
+ * "loopback", "link-local" (169.254/16, cloud metadata), "multicast",
+ * "reserved" (192.0.0/24, documentation, 6to4 relay anycast, benchmarking,
+ * 240/4, broadcast). IPv6, from the IANA special-purpose registry:
+ * "unspecified", "loopback", "ula" (fc00::/7), "link-local", "private"
+ * (fec0::/10), "multicast", "teredo" (2001::/32), and "reserved" for every
+ * other block not globally reachable (2001::/23 but its global entries,
+ * 2001:db8::/32, 3fff::/20, and everything outside 2000::/3: ::/96
+ * IPv4-compatible, ::ffff:0:0:0/96 SIIT, 64:ff9b:1::/48 local NAT64,
+ * 100::/64 discard, 5f00::/16 SRv6, unassigned space). The forms that hand
+ * an IPv4 address to IPv4 when dialed (mapped ::ffff:0:0/96, NAT64
+ * 64:ff9b::/96, 6to4 2002::/16) are judged by that address.
  */
 const char *route_addr_class(const struct sockaddr *sa);
 
+/* The most IPv4 addresses route_addr_embedded_v4 finds in one IPv6 address. */
+#define ROUTE_EMBEDDED_MAX 4
+
 /*
- * route_addr_embedded_v4: when sa is an IPv6 address carrying an IPv4 one
- * (the forms route_addr_class judges by it), writes that IPv4 address
- * (port 0) to v4 and returns 1; else 0. Address blocks given as IPv4 must
- * catch these forms too, or ::ffff:1.2.3.4 would slip past 1.2.3.4/32.
+ * route_addr_embedded_v4 writes to v4 (port 0) every IPv4 address that sa,
+ * an IPv6 address, carries in a translation form: mapped, NAT64 (the well-
+ * known prefix), 6to4, SIIT, IPv4-compatible, Teredo (server and client),
+ * and local-use NAT64 64:ff9b:1::/48 (at each RFC 6052 position, since the
+ * prefix length in use is not known). Returns how many (0 for IPv4 or an
+ * IPv6 address carrying none). Address blocks given as IPv4 must catch
+ * these forms too, or ::ffff:1.2.3.4 would slip past 1.2.3.4/32.
  */
-int route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage *v4);
+size_t route_addr_embedded_v4(const struct sockaddr *sa,
+    struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX]);
 
 #endif

@@ -17,6 +17,38 @@
 
 #define SCORE_EXACT 1000000u
 
+/*
+ * ends_in_number: the last label of name[0..len) is all digits, or "0x"
+ * and hex digits. inet_aton, c-ares and URL parsers (WHATWG's "ends in a
+ * number") read such a name as an IPv4 address in one of many spellings:
+ * 0177.0.0.1, 127.1, 0x7f000001, 2130706433. Which address they make of it
+ * differs between them (octal or decimal parts), so such a name is either
+ * the canonical dotted quad or refused: never a name, never resolved.
+ */
+static int
+ends_in_number(const char *name, size_t len)
+{
+	const char *label = name + len;
+	size_t n, i = 0;
+	int hex = 0;
+
+	while (label > name && label[-1] != '.')
+		label--;
+	n = (size_t)(name + len - label);
+	if (n >= 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X')) {
+		hex = 1;
+		i = 2;
+	} else if (n == 0) {
+		return 0;
+	}
+	for (; i < n; i++) {
+		char c = label[i];
+		if (!((c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))))
+			return 0;
+	}
+	return 1;
+}
+
 int
 route_normalize_name(const char *name, size_t len, char *out, size_t outlen)
 {
@@ -35,9 +67,13 @@ route_normalize_name(const char *name, size_t len, char *out, size_t outlen)
 		out[i] = c;
 	}
 	out[len] = '\0';
-	/* An IPv6 literal (Host: [::1] reaches us as "::1"). */
+	/*
+	 * An IPv6 literal (Host: [::1] reaches us as "::1"), written the one
+	 * way inet_ntop writes it, so equal addresses compare equal as text.
+	 */
 	if (memchr(out, ':', len) != NULL) {
-		if (inet_pton(AF_INET6, out, v6) != 1) {
+		if (inet_pton(AF_INET6, out, v6) != 1 ||
+		    inet_ntop(AF_INET6, v6, out, (socklen_t)outlen) == NULL) {
 			out[0] = '\0';
 			return -1;
 		}
@@ -60,6 +96,9 @@ route_normalize_name(const char *name, size_t len, char *out, size_t outlen)
 	}
 	/* a last label that is empty ("a.b..") or ends in '-' */
 	if (out[len - 1] == '-' || out[len - 1] == '.')
+		goto bad;
+	/* Read as an IPv4 address somewhere downstream: the dotted quad only. */
+	if (ends_in_number(out, len) && inet_pton(AF_INET, out, v6) != 1)
 		goto bad;
 	return 0;
 bad:
@@ -166,41 +205,116 @@ be32(const uint8_t *p)
 }
 
 /*
- * embedded_v4 finds an IPv4 address carried inside an IPv6 one: mapped
- * ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d and 6to4
- * 2002:AABB:CCDD::/48. Returns a pointer to its 4 bytes, or NULL. "::" and
- * "::1" are not IPv4 addresses.
+ * The IPv6 special-purpose registry (IANA, RFC 6890 and its updates), read
+ * entry by entry, plus the address space registry: only 2000::/3 is
+ * global unicast, so everything outside it that is not named here is
+ * refused. The first block that holds the address decides, so the more
+ * specific entries come first; a NULL class means globally reachable.
+ */
+struct v6_block {
+	uint8_t net[16];
+	unsigned prefix;
+	const char *class;
+};
+
+static const struct v6_block v6_blocks[] = {
+    {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01}, 128, NULL}, /* PCP anycast */
+    {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02}, 128, NULL}, /* TURN anycast */
+    {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03}, 128, NULL}, /* DNS-SD SRP */
+    {{0x20, 0x01, 0, 0x02, 0, 0}, 48, "reserved"},          /* 2001:2::/48 benchmarking */
+    {{0x20, 0x01, 0, 0x03}, 32, NULL},                      /* 2001:3::/32 AMT */
+    {{0x20, 0x01, 0, 0x04, 0x01, 0x12}, 48, NULL},          /* 2001:4:112::/48 AS112-v6 */
+    {{0x20, 0x01, 0, 0x10}, 28, "reserved"},                /* 2001:10::/28 ORCHID */
+    {{0x20, 0x01, 0, 0x20}, 28, NULL},                      /* 2001:20::/28 ORCHIDv2 */
+    {{0x20, 0x01, 0, 0x30}, 28, NULL},                      /* 2001:30::/28 DETs */
+    {{0x20, 0x01, 0, 0}, 32, "teredo"},                     /* 2001::/32 embeds IPv4 */
+    {{0x20, 0x01}, 23, "reserved"},                         /* 2001::/23 IETF protocol assignments */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},             /* 2001:db8::/32 documentation */
+    {{0x3f, 0xff, 0}, 20, "reserved"},                      /* 3fff::/20 documentation */
+    {{0x20}, 3, NULL},                                      /* 2000::/3 global unicast */
+    {{0xfc}, 7, "ula"},                                     /* fc00::/7 unique local */
+    {{0xfe, 0x80}, 10, "link-local"},                       /* fe80::/10 */
+    {{0xfe, 0xc0}, 10, "private"},                          /* fec0::/10 site-local, deprecated */
+    {{0xff}, 8, "multicast"},                               /* ff00::/8 */
+    /*
+     * Everything else: ::/96 IPv4-compatible (deprecated), ::ffff:0:0:0/96
+     * SIIT, 64:ff9b:1::/48 local-use NAT64, 100::/64 discard-only,
+     * 100:0:0:1::/64 dummy, 5f00::/16 SRv6 SIDs, unassigned space.
+     */
+    {{0}, 0, "reserved"},
+};
+
+static int
+v6_in(const uint8_t *a, const uint8_t *net, unsigned prefix)
+{
+	unsigned full = prefix / 8, rest = prefix % 8;
+
+	if (memcmp(a, net, full) != 0)
+		return 0;
+	return rest == 0 || ((a[full] ^ net[full]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+static const uint8_t v6_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+static const uint8_t v6_nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+
+/*
+ * translated_v4 finds the IPv4 address that an IPv6 translation form
+ * hands to IPv4 when dialed: mapped ::ffff:0:0/96 (the socket speaks IPv4),
+ * NAT64 64:ff9b::/96 and 6to4 2002::/16. These are judged by the address
+ * inside them. Returns a pointer to its 4 bytes, or NULL.
  */
 static const uint8_t *
-embedded_v4(const uint8_t *a)
+translated_v4(const uint8_t *a)
 {
-	static const uint8_t zero[16];
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-
-	if (memcmp(a, zero, 15) == 0 && a[15] <= 1)
-		return NULL;
-	if (memcmp(a, mapped, 12) == 0 || memcmp(a, nat64, 12) == 0 || memcmp(a, zero, 12) == 0)
+	if (memcmp(a, v6_mapped, 12) == 0 || memcmp(a, v6_nat64, 12) == 0)
 		return a + 12;
 	if (a[0] == 0x20 && a[1] == 0x02)
 		return a + 2;
 	return NULL;
 }
 
-int
-route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage *v4)
+static void
+put_v4(struct sockaddr_storage *out, const uint8_t *p, uint8_t flip)
 {
-	const uint8_t *e;
+	struct sockaddr_in *sin = (struct sockaddr_in *)out;
+	uint8_t b[4] = {(uint8_t)(p[0] ^ flip), (uint8_t)(p[1] ^ flip), (uint8_t)(p[2] ^ flip),
+	    (uint8_t)(p[3] ^ flip)};
+
+	memset(out, 0, sizeof(*out));
+	sin->sin_family = AF_INET;
+	memcpy(&sin->sin_addr, b, 4);
+}
+
+size_t
+route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX])
+{
+	static const uint8_t zero[16];
+	static const uint8_t siit[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+	static const uint8_t nat64_local[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
+	const uint8_t *a, *e;
+	size_t n = 0;
 
 	if (sa->sa_family != AF_INET6)
 		return 0;
-	e = embedded_v4(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
-	if (e == NULL)
-		return 0;
-	memset(v4, 0, sizeof(*v4));
-	((struct sockaddr_in *)v4)->sin_family = AF_INET;
-	memcpy(&((struct sockaddr_in *)v4)->sin_addr, e, 4);
-	return 1;
+	a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+	if ((e = translated_v4(a)) != NULL) {
+		put_v4(&v4[n++], e, 0);
+	} else if (memcmp(a, siit, 12) == 0 ||
+		   (memcmp(a, zero, 12) == 0 && !(memcmp(a, zero, 15) == 0 && a[15] <= 1))) {
+		put_v4(&v4[n++], a + 12, 0); /* SIIT, IPv4-compatible (not :: or ::1) */
+	} else if (memcmp(a, nat64_local, 6) == 0) {
+		/* RFC 6052 places the address by prefix length; bits 64-71 are skipped. */
+		const uint8_t at48[4] = {a[6], a[7], a[9], a[10]};
+		const uint8_t at56[4] = {a[7], a[9], a[10], a[11]};
+		put_v4(&v4[n++], at48, 0);
+		put_v4(&v4[n++], at56, 0);
+		put_v4(&v4[n++], a + 9, 0);
+		put_v4(&v4[n++], a + 12, 0);
+	} else if (v6_in(a, (const uint8_t[]){0x20, 0x01, 0, 0}, 32)) {
+		put_v4(&v4[n++], a + 4, 0);     /* Teredo server */
+		put_v4(&v4[n++], a + 12, 0xff); /* Teredo client, obfuscated */
+	}
+	return n;
 }
 
 static const char *
@@ -213,22 +327,14 @@ v6_class(const uint8_t *a)
 		return "unspecified";
 	if (memcmp(a, zero, 15) == 0 && a[15] == 1)
 		return "loopback";
-	/* IPv4 inside IPv6: judge the embedded address. */
-	if ((e = embedded_v4(a)) != NULL)
+	/* IPv4 inside IPv6, handed to IPv4 when dialed: judge that address. */
+	if ((e = translated_v4(a)) != NULL)
 		return v4_class(be32(e));
-	if (a[0] == 0xff)
-		return "multicast";
-	if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
-		return "link-local";
-	if ((a[0] & 0xfe) == 0xfc)
-		return "ula";
-	if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0x0d && a[3] == 0xb8)
-		return "reserved"; /* 2001:db8::/32 documentation */
-	if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
-		return "private"; /* fec0::/10, deprecated site-local */
-	return NULL;
+	for (size_t i = 0; i < sizeof(v6_blocks) / sizeof(v6_blocks[0]); i++)
+		if (v6_in(a, v6_blocks[i].net, v6_blocks[i].prefix))
+			return v6_blocks[i].class;
+	return "reserved";
 }
-
 const char *
 route_addr_class(const struct sockaddr *sa)
 {

@@ -599,7 +599,7 @@ connect_next(struct session *s)
 /*
  * address_refused says why an egress session must not dial sa, or NULL.
  * deny_ranges always refuse (an IPv4 block also catches the address
- * written inside IPv6: mapped, NAT64, 6to4); allow_ranges, and an allow
+ * written inside IPv6 in every translation form); allow_ranges, and an allow
  * entry naming this very IP literal, re-allow what the default address
  * classes refuse.
  */
@@ -607,15 +607,18 @@ static const char *
 address_refused(const struct session *s, const struct sockaddr *sa)
 {
 	const struct config_listener *c = s->conf;
-	struct sockaddr_storage v4;
-	int has_v4 = route_addr_embedded_v4(sa, &v4);
+	struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX];
+	size_t n_v4 = c->n_deny_ranges > 0 ? route_addr_embedded_v4(sa, v4) : 0;
 	const char *class;
 
 	/* An IPv4 block also denies that address written inside IPv6. */
-	for (size_t i = 0; i < c->n_deny_ranges; i++)
-		if (config_cidr_contains(&c->deny_ranges[i], sa) ||
-		    (has_v4 && config_cidr_contains(&c->deny_ranges[i], (struct sockaddr *)&v4)))
+	for (size_t i = 0; i < c->n_deny_ranges; i++) {
+		if (config_cidr_contains(&c->deny_ranges[i], sa))
 			return "in deny_ranges";
+		for (size_t j = 0; j < n_v4; j++)
+			if (config_cidr_contains(&c->deny_ranges[i], (struct sockaddr *)&v4[j]))
+				return "in deny_ranges";
+	}
 	for (size_t i = 0; i < c->n_allow_ranges; i++)
 		if (config_cidr_contains(&c->allow_ranges[i], sa))
 			return NULL;
@@ -750,14 +753,17 @@ upstream_chosen(struct session *s)
 }
 
 /*
- * pattern_score scores a route pattern or allow pattern for the name. On
- * an egress listener an IP-literal name matches only the very same
- * literal: wildcards and "*" never let an address through.
+ * pattern_score scores a route pattern for the name. On an egress
+ * listener, and for a route whose upstream is "$host", an IP-literal name
+ * matches only the very same literal: wildcards and "*" never let an
+ * address through.
  */
 static unsigned
-pattern_score(const struct session *s, const char *pattern, const char *name)
+pattern_score(const struct session *s, const struct config_route *rt, const char *pattern,
+    const char *name)
 {
-	if (name != NULL && config_listener_guarded(s->conf) && route_name_is_ip(name))
+	if (name != NULL && (config_listener_guarded(s->conf) || rt->upstream.sniffed_host) &&
+	    route_name_is_ip(name))
 		return strcmp(pattern, name) == 0 ? route_pattern_score(pattern, name) : 0;
 	return route_pattern_score(pattern, name);
 }
@@ -823,7 +829,7 @@ choose(struct session *s, const char *name, int *route, int *allow, char *rule, 
 	for (size_t i = 0; i < c->n_routes; i++) {
 		const struct config_route *rt = &c->routes[i];
 		for (size_t j = 0; j < rt->match.n; j++) {
-			if ((score = pattern_score(s, rt->match.v[j], name)) > best) {
+			if ((score = pattern_score(s, rt, rt->match.v[j], name)) > best) {
 				best = score;
 				*route = (int)i;
 				if (rule != NULL)
@@ -884,6 +890,12 @@ route(struct session *s)
 	if (s->target->sniffed_host && name == NULL) {
 		s->decision = "deny";
 		session_fail(s, "no_name");
+		return;
+	}
+	if (s->target == &c->upstream && c->upstream.sniffed_host && route_name_is_ip(name)) {
+		/* A "$host" catch-all is for names: only a rule naming an address admits it. */
+		s->decision = "deny";
+		session_fail(s, "not_allowed");
 		return;
 	}
 	upstream_chosen(s);

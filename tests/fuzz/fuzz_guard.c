@@ -9,16 +9,21 @@
  *   0: an address (family bit + 16 bytes). The class must be the
  *      reference class for every range the spec lists (never less strict),
  *      anything else refused must be one of the known extra special-purpose
- *      blocks, and an IPv6 form embedding IPv4 (mapped, compatible, NAT64,
- *      6to4) must get the embedded address's class.
+ *      blocks; an IPv6 form that hands IPv4 to IPv4 when dialed (mapped,
+ *      NAT64, 6to4) must get the embedded address's class, every other
+ *      translation form (SIIT, Teredo, local NAT64) is refused, and
+ *      route_addr_embedded_v4 finds the IPv4 address inside every form.
  *   1: a block and an address (family bits, 16 + 16 bytes, prefix byte).
  *      Containment must equal a bitwise prefix compare; a block never
  *      contains an address of the other family; an address is inside every
  *      block built from itself, and inside every shorter prefix of a block
  *      that contains it.
  *   2: a name. If it normalizes, route_name_is_ip must agree with
- *      inet_pton on the normalized text, and a literal's address gets a
- *      class without crashing, the same as the binary address's.
+ *      inet_pton on the normalized text, a literal's address gets a
+ *      class without crashing, the same as the binary address's, a name
+ *      whose last label is a number (digits, or 0x and hex) is only ever
+ *      the dotted quad, and an IPv6 literal comes out as inet_ntop writes
+ *      it.
  * A violation traps.
  */
 #include <stddef.h>
@@ -61,22 +66,38 @@ static const struct ref_block ref_v4[] = {
     {{255, 255, 255, 255}, 32, "reserved"},
 };
 
-/* Native IPv6 blocks (the embedded-IPv4 forms are handled apart). */
+/*
+ * IPv6, from the special-purpose registry: globally reachable entries
+ * inside refused blocks (checked first), then the refused blocks. An
+ * address in none of them is global inside 2000::/3 and "reserved"
+ * anywhere else. The translation forms are handled apart.
+ */
+static const struct ref_block ref_v6_global[] = {
+    {{0x20, 0x01, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128, NULL},
+    {{0x20, 0x01, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}, 128, NULL},
+    {{0x20, 0x01, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}, 128, NULL},
+    {{0x20, 0x01, 0, 3}, 32, NULL},
+    {{0x20, 0x01, 0, 4, 1, 0x12}, 48, NULL},
+    {{0x20, 0x01, 0, 0x20}, 28, NULL},
+    {{0x20, 0x01, 0, 0x30}, 28, NULL},
+};
 static const struct ref_block ref_v6[] = {
     {{0}, 128, "unspecified"},
     {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128, "loopback"},
     {{0xfe, 0x80}, 10, "link-local"},
+    {{0xfe, 0xc0}, 10, "private"},
     {{0xff}, 8, "multicast"},
     {{0xfc}, 7, "ula"},
+    {{0x20, 0x01, 0, 0}, 32, "teredo"},
+    {{0x20, 0x01}, 23, "reserved"},
     {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},
+    {{0x3f, 0xff}, 20, "reserved"},
 };
+static const uint8_t global_unicast[16] = {0x20}; /* 2000::/3 */
 
 /* Blocks the implementation may refuse beyond the spec's list. */
 static const struct ref_block extra_v4[] = {
     {{192, 88, 99}, 24, NULL}, /* 6to4 relay anycast */
-};
-static const struct ref_block extra_v6[] = {
-    {{0xfe, 0xc0}, 10, NULL}, /* site-local, deprecated */
 };
 
 static int
@@ -111,14 +132,12 @@ ref_v4_class(const uint8_t *a4)
 }
 
 /*
- * The embedded IPv4 address of an IPv6 form that carries one, or NULL:
- * mapped ::ffff:0:0/96, NAT64 64:ff9b::/96, 6to4 2002::/16, and
- * compatible ::/96 other than :: and ::1.
+ * The IPv4 address an IPv6 form hands to IPv4 when dialed, or NULL:
+ * mapped ::ffff:0:0/96, NAT64 64:ff9b::/96 and 6to4 2002::/16.
  */
 static const uint8_t *
 embedded_v4(const uint8_t *a)
 {
-	static const uint8_t zero[16];
 	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
 
@@ -126,22 +145,22 @@ embedded_v4(const uint8_t *a)
 		return a + 12;
 	if (a[0] == 0x20 && a[1] == 0x02)
 		return a + 2;
-	if (memcmp(a, zero, 12) == 0 && !(memcmp(a, zero, 15) == 0 && a[15] <= 1))
-		return a + 12;
 	return NULL;
 }
 
 static const char *
 ref_v6_class(const uint8_t *a)
 {
-	const struct ref_block *b = find(ref_v6, N(ref_v6), a);
+	const struct ref_block *b;
 	const uint8_t *e;
 
-	if (b != NULL)
-		return b->class;
 	if ((e = embedded_v4(a)) != NULL)
 		return ref_v4_class(e);
-	return NULL;
+	if (find(ref_v6_global, N(ref_v6_global), a) != NULL)
+		return NULL;
+	if ((b = find(ref_v6, N(ref_v6), a)) != NULL)
+		return b->class;
+	return prefix_match(a, global_unicast, 3) ? NULL : "reserved";
 }
 
 static int
@@ -151,8 +170,6 @@ extra_ok(int v6, const uint8_t *a)
 
 	if (!v6)
 		return find(extra_v4, N(extra_v4), a) != NULL;
-	if (find(extra_v6, N(extra_v6), a) != NULL)
-		return 1;
 	return (e = embedded_v4(a)) != NULL && find(extra_v4, N(extra_v4), e) != NULL;
 }
 
@@ -203,29 +220,47 @@ check_class(int v6, const uint8_t *a)
 	else if (got != NULL)
 		CHECK(extra_ok(v6, a));
 	if (v6) {
-		/* an IPv6 form embedding IPv4 is judged by the IPv4 address */
-		if ((e = embedded_v4(a)) != NULL && find(ref_v6, N(ref_v6), a) == NULL)
+		/* a form handing IPv4 to IPv4 is judged by that address */
+		if ((e = embedded_v4(a)) != NULL)
 			CHECK(same_class(got, class_of(0, e)));
 	} else {
-		/* every embedding of this IPv4 address gets its class */
-		static const uint8_t pre[3][12] = {
-		    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
-		    {0x00, 0x64, 0xff, 0x9b},
-		    {0},
+		/*
+		 * Every translation form of this IPv4 address: the dialed ones
+		 * get its class, and deny_ranges must find it inside each one.
+		 */
+		static const struct {
+			uint8_t pre[16];
+			unsigned at; /* where the address goes */
+			uint8_t flip; /* Teredo's client is stored inverted */
+			int judged;
+		} forms[] = {
+		    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 12, 0, 1}, /* mapped */
+		    {{0x00, 0x64, 0xff, 0x9b}, 12, 0, 1},                   /* NAT64 */
+		    {{0x20, 0x02}, 2, 0, 1},                                /* 6to4 */
+		    {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 12, 0, 0},       /* SIIT */
+		    {{0x20, 0x01, 0, 0}, 4, 0, 0},                          /* Teredo server */
+		    {{0x20, 0x01, 0, 0, 9, 9, 9, 9}, 12, 0xff, 0},          /* Teredo client */
+		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 12, 0, 0},       /* local NAT64 /96 */
+		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 9, 0, 0},        /* local NAT64 /64 */
 		};
+		struct sockaddr_storage ss, v4[ROUTE_EMBEDDED_MAX];
 		uint8_t m[16];
-		for (int i = 0; i < 3; i++) {
-			memcpy(m, pre[i], 12);
-			memcpy(m + 12, a, 4);
-			if (i == 2 && memcmp(m, (const uint8_t[16]){0}, 15) == 0 && m[15] <= 1)
-				continue; /* :: and ::1 are themselves, not 0.0.0.x */
-			CHECK(same_class(class_of(1, m), got));
+		for (size_t i = 0; i < N(forms); i++) {
+			size_t n, found = 0;
+			memcpy(m, forms[i].pre, 16);
+			for (int k = 0; k < 4; k++)
+				m[forms[i].at + (unsigned)k] = (uint8_t)(a[k] ^ forms[i].flip);
+			if (forms[i].judged)
+				CHECK(same_class(class_of(1, m), got));
+			else
+				CHECK(class_of(1, m) != NULL); /* refused whatever it carries */
+			to_sockaddr(1, m, &ss);
+			n = route_addr_embedded_v4((const struct sockaddr *)&ss, v4);
+			CHECK(n <= ROUTE_EMBEDDED_MAX);
+			for (size_t j = 0; j < n; j++)
+				found |= memcmp(&((struct sockaddr_in *)&v4[j])->sin_addr, a, 4) == 0;
+			CHECK(found);
 		}
-		memset(m, 0, sizeof(m));
-		m[0] = 0x20;
-		m[1] = 0x02;
-		memcpy(m + 2, a, 4);
-		CHECK(same_class(class_of(1, m), got));
 	}
 }
 
@@ -271,6 +306,27 @@ check_name(const uint8_t *data, size_t size)
 	is4 = inet_pton(AF_INET, name, buf) == 1;
 	is6 = !is4 && inet_pton(AF_INET6, name, buf) == 1;
 	CHECK(route_name_is_ip(name) == (is4 || is6));
+	{
+		/* the last label, by hand: digits only, or 0x and hex digits */
+		const char *last = strrchr(name, '.');
+		size_t k = 0;
+		int numeric;
+		last = last ? last + 1 : name;
+		if (last[0] == '0' && last[1] == 'x')
+			k = 2;
+		numeric = last[k] != '\0' || k == 2;
+		for (; last[k] != '\0'; k++)
+			if (!(last[k] >= '0' && last[k] <= '9') &&
+			    !(k >= 2 && last[1] == 'x' && ((last[k] >= 'a' && last[k] <= 'f'))))
+				numeric = 0;
+		if (numeric && !is6)
+			CHECK(is4);
+	}
+	if (is6) {
+		char text[INET6_ADDRSTRLEN];
+		CHECK(inet_ntop(AF_INET6, buf, text, sizeof(text)) != NULL);
+		CHECK(strcmp(text, name) == 0);
+	}
 	if (is4 || is6) {
 		const char *got = class_of(is6, buf);
 		const char *want = is6 ? ref_v6_class(buf) : ref_v4_class(buf);

@@ -36,6 +36,19 @@ test_normalize_good(void **state)
 	    {"10.0.0.1", "10.0.0.1"},         /* IPv4 literal (Host header) */
 	    {"::1", "::1"},                   /* IPv6 literal, brackets already removed */
 	    {"2001:DB8::1", "2001:db8::1"},
+	    /* IPv6 literals come out in inet_ntop's one spelling */
+	    {"0:0:0:0:0:0:0:1", "::1"},
+	    {"0::1", "::1"},
+	    {"2001:0db8:0000::0001", "2001:db8::1"},
+	    {"::FFFF:0A00:0005", "::ffff:10.0.0.5"},
+	    {"0.0.0.0", "0.0.0.0"},
+	    {"255.255.255.255", "255.255.255.255"},
+	    /* a last label with a letter is a name, digits elsewhere are fine */
+	    {"127.0.0.1.nip.io", "127.0.0.1.nip.io"},
+	    {"1.2.3.4a", "1.2.3.4a"},
+	    {"0x7f.example", "0x7f.example"},
+	    {"a.0xg", "a.0xg"},
+	    {"123.com", "123.com"},
 	};
 	char out[ROUTE_NAME_MAX + 1];
 
@@ -65,6 +78,27 @@ test_normalize_bad(void **state)
 	    "a%00b",
 	    "1::2::3",         /* not an IPv6 address */
 	    "\xc3\xa9t\xc3\xa9.fr", /* non-ASCII (IDNs arrive as punycode) */
+	    /* IPv4 in any spelling but the dotted quad (inet_aton, c-ares, URLs) */
+	    "127.000.000.003", /* leading zeros: octal to some, decimal to others */
+	    "0177.0.0.3",      /* octal */
+	    "010.0.0.5",
+	    "127.0.0.03",
+	    "0x7f.0.0.3",      /* hex part */
+	    "0X7F.0.0.3",
+	    "0x7f000001",      /* one hex number */
+	    "0x",              /* WHATWG: zero */
+	    "2130706435",      /* one decimal number */
+	    "017700000003",    /* one octal number */
+	    "127.1",           /* fewer than four parts */
+	    "127.0.1",
+	    "169.254.43518",
+	    "1.2.3.4.5",       /* more than four */
+	    "256.0.0.1",       /* out of range */
+	    "foo.123",         /* a numeric last label is never a name */
+	    "foo.0x1f",
+	    "127.000.000.003.",
+	    "::ffff:010.0.0.5", /* leading zero inside an IPv6 literal */
+	    "::ffff:127.1",
 	};
 	char out[ROUTE_NAME_MAX + 1];
 
@@ -207,7 +241,40 @@ test_addr_classes(void **state)
 	    {"::ffff:10.0.0.5", "private"}, {"::ffff:8.8.8.8", NULL},
 	    {"64:ff9b::a00:5", "private"}, {"64:ff9b::808:808", NULL},
 	    {"2002:a9fe:a9fe::1", "link-local"}, {"2002:808:808::1", NULL},
-	    {"::127.0.0.1", "loopback"},
+	    /* IPv4-compatible ::/96 is deprecated: refused whatever it holds */
+	    {"::127.0.0.1", "reserved"}, {"::8.8.8.8", "reserved"},
+	    /* the IANA special-purpose registry, entry by entry */
+	    {"::ffff:0:a00:5", "reserved"},  /* SIIT ::ffff:0:0:0/96 */
+	    {"::ffff:0:808:808", "reserved"},
+	    {"64:ff9b:1::a00:5", "reserved"}, /* local-use NAT64, RFC 8215 */
+	    {"64:ff9b:1::808:808", "reserved"},
+	    {"100::5", "reserved"},           /* discard-only 100::/64 */
+	    {"100:0:0:1::5", "reserved"},     /* dummy prefix */
+	    {"2001::5", "teredo"},            /* 2001::/32 */
+	    {"2001:0:4136:e378:8000:63bf:3fff:fdd2", "teredo"},
+	    {"2001:1::1", NULL}, {"2001:1::2", NULL}, {"2001:1::3", NULL}, /* anycast */
+	    {"2001:1::4", "reserved"},
+	    {"2001:2::5", "reserved"},        /* benchmarking 2001:2::/48 */
+	    {"2001:2:0:1::5", "reserved"},
+	    {"2001:3::5", NULL},              /* AMT */
+	    {"2001:4:112::5", NULL},          /* AS112-v6 */
+	    {"2001:4:113::5", "reserved"},
+	    {"2001:10::5", "reserved"},       /* ORCHID, deprecated */
+	    {"2001:1f::5", "reserved"},
+	    {"2001:20::5", NULL},             /* ORCHIDv2 */
+	    {"2001:30::5", NULL},             /* DETs */
+	    {"2001:1ff::5", "reserved"},      /* rest of 2001::/23 */
+	    {"2001:200::1", NULL},            /* just past 2001::/23 */
+	    {"2620:4f:8000::5", NULL},        /* AS112 direct delegation */
+	    {"3fff::5", "reserved"},          /* documentation, RFC 9637 */
+	    {"3fff:fff::5", "reserved"},
+	    {"3fff:1000::5", NULL},
+	    {"5f00::5", "reserved"},          /* SRv6 SIDs */
+	    {"4000::1", "reserved"},          /* outside 2000::/3 */
+	    {"1fff::1", "reserved"},
+	    {"fec0::5", "private"},           /* site-local, deprecated */
+	    {"2002:102:305::1", NULL},        /* 6to4 of a public address */
+	    {"2002:7f00:1::1", "loopback"},
 	};
 
 	(void)state;
@@ -223,21 +290,44 @@ test_addr_classes(void **state)
 static void
 test_embedded_v4(void **state)
 {
-	static const char *const carrying[] = {"::ffff:1.2.3.4", "64:ff9b::102:304",
-	    "2002:102:304::1", "::1.2.3.4"};
-	static const char *const not_carrying[] = {"::", "::1", "2606:4700::1", "1.2.3.4"};
-	struct sockaddr_storage ss, v4;
+	/* Each form carrying 1.2.3.4, and how many candidates it yields. */
+	static const struct {
+		const char *ip;
+		size_t n;
+	} carrying[] = {
+	    {"::ffff:1.2.3.4", 1},       /* mapped */
+	    {"64:ff9b::102:304", 1},     /* NAT64 */
+	    {"2002:102:304::1", 1},      /* 6to4 */
+	    {"::1.2.3.4", 1},            /* compatible */
+	    {"::ffff:0:102:304", 1},     /* SIIT */
+	    {"2001:0:102:304::", 2},     /* Teredo server */
+	    {"2001:0:5::fefd:fcfb", 2},  /* Teredo client: ~1.2.3.4 */
+	    {"64:ff9b:1:102:3:400::", 4}, /* local NAT64 /48: 1.2 | u | 3.4 */
+	    {"64:ff9b:1:1:2:304::", 4},   /* /56: 1 | u | 2.3.4 */
+	    {"64:ff9b:1::1:203:400:0", 4}, /* /64 */
+	    {"64:ff9b:1::102:304", 4},   /* /96 */
+	};
+	static const char *const not_carrying[] = {"::", "::1", "2606:4700::1", "1.2.3.4",
+	    "2001:db8::1", "fe80::1"};
+	struct sockaddr_storage ss, v4[ROUTE_EMBEDDED_MAX];
 	socklen_t len;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(carrying) / sizeof(carrying[0]); i++) {
-		net_parse_ip(carrying[i], 80, &ss, &len);
-		assert_int_equal(route_addr_embedded_v4((struct sockaddr *)&ss, &v4), 1);
-		assert_int_equal(((struct sockaddr_in *)&v4)->sin_addr.s_addr, htonl(0x01020304));
+		size_t n, hits = 0;
+		assert_int_equal(net_parse_ip(carrying[i].ip, 80, &ss, &len), 0);
+		n = route_addr_embedded_v4((struct sockaddr *)&ss, v4);
+		assert_int_equal(n, carrying[i].n);
+		for (size_t j = 0; j < n; j++) {
+			assert_int_equal(v4[j].ss_family, AF_INET);
+			hits += ((struct sockaddr_in *)&v4[j])->sin_addr.s_addr == htonl(0x01020304);
+		}
+		if (hits == 0)
+			fail_msg("%s: 1.2.3.4 not among its embedded addresses", carrying[i].ip);
 	}
 	for (size_t i = 0; i < sizeof(not_carrying) / sizeof(not_carrying[0]); i++) {
-		net_parse_ip(not_carrying[i], 80, &ss, &len);
-		assert_int_equal(route_addr_embedded_v4((struct sockaddr *)&ss, &v4), 0);
+		assert_int_equal(net_parse_ip(not_carrying[i], 80, &ss, &len), 0);
+		assert_int_equal(route_addr_embedded_v4((struct sockaddr *)&ss, v4), 0);
 	}
 }
 
