@@ -29,8 +29,8 @@ struct resolver_addrs {
 };
 
 /*
- * resolver_new creates the c-ares channel on base. nameservers from cfg
- * override /etc/resolv.conf. Returns NULL and logs on failure.
+ * resolver_new creates the c-ares channels on base. nameservers from cfg
+ * override /etc/resolv.conf's. Returns NULL and logs on failure.
  */
 struct resolver *resolver_new(struct event_base *base, const struct config_resolver *cfg);
 
@@ -47,6 +47,22 @@ void resolver_free(struct resolver *res);
  * upstream, is not looked up for every connection.
  */
 struct resolver_name *resolver_watch(struct resolver *res, const char *host, uint16_t port);
+
+/*
+ * How a name is looked up. CONFIGURED: as the system would, with
+ * resolv.conf's search list and /etc/hosts (names from the config).
+ * EXACT: the very name, in DNS only: no search list, no ndots, no
+ * /etc/hosts (names read from the wire: SNI, Host, CONNECT). The same
+ * name watched both ways is two names, with answers of their own.
+ */
+enum resolver_lookup {
+	RESOLVER_CONFIGURED,
+	RESOLVER_EXACT,
+};
+
+/* resolver_watch_as is resolver_watch with the way of lookup chosen; resolver_watch is CONFIGURED. */
+struct resolver_name *resolver_watch_as(struct resolver *res, const char *host, uint16_t port,
+    enum resolver_lookup how);
 void resolver_unwatch(struct resolver_name *name);
 
 /* resolver_ref takes one more watch of a watched name (NULL stays NULL); resolver_unwatch drops it. */

@@ -9,6 +9,15 @@
  * answer replaces the address snapshot and schedules the next lookup at
  * clamp(lowest TTL, min_ttl, refresh); a failure keeps the old snapshot and
  * retries with exponential back-off capped at refresh.
+ *
+ * Two channels: configured names are looked up the way the system would
+ * (resolv.conf's search list, /etc/hosts first), since an operator may
+ * name a short host or one /etc/hosts holds. Names read from the wire go
+ * through a channel that looks up exactly the name given, in DNS only:
+ * with a search list, an allowed name that does not exist would be
+ * retried under the container's search domains and that other name's
+ * address dialed, and /etc/hosts would answer for names nobody allowed it
+ * to.
  */
 #include <ares.h>
 #include <arpa/inet.h>
@@ -29,10 +38,16 @@
 #define MAX_IN_FLIGHT 64
 #define IN_FLIGHT_WAIT_MS 50
 
+/* One c-ares channel of the resolver. */
+struct channel {
+	struct resolver *res;
+	ares_channel ch;
+};
+
 struct sock_watch {
 	ares_socket_t fd;
 	struct event *ev;
-	struct resolver *res;
+	struct channel *chan;
 	LIST_ENTRY(sock_watch) entry;
 };
 
@@ -43,6 +58,7 @@ struct resolver_name {
 	uint16_t port;
 	unsigned refs;
 	int literal;
+	enum resolver_lookup how;
 	int in_flight;
 	unsigned failures;
 	const char *error;    /* why the last lookup failed (a static string), NULL after a success */
@@ -55,7 +71,7 @@ struct resolver_name {
 
 struct resolver {
 	struct event_base *base;
-	ares_channel channel;
+	struct channel chan[2]; /* by enum resolver_lookup */
 	struct event *timeout_ev;
 	LIST_HEAD(, sock_watch) socks;
 	TAILQ_HEAD(, resolver_name) names;
@@ -69,9 +85,10 @@ static void lookup_start(struct resolver_name *n);
 static void
 arm_timeout(struct resolver *res)
 {
-	struct timeval tv, *tvp;
+	struct timeval tv[2], *tvp;
 
-	tvp = ares_timeout(res->channel, NULL, &tv);
+	tvp = ares_timeout(res->chan[0].ch, NULL, &tv[0]);
+	tvp = ares_timeout(res->chan[1].ch, tvp, &tv[1]);
 	if (tvp != NULL)
 		evtimer_add(res->timeout_ev, tvp);
 	else
@@ -85,7 +102,8 @@ on_ares_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	ares_process_fd(res->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	ares_process_fd(res->chan[0].ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	ares_process_fd(res->chan[1].ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 	arm_timeout(res);
 }
 
@@ -93,10 +111,11 @@ static void
 on_ares_socket(evutil_socket_t fd, short what, void *arg)
 {
 	struct sock_watch *sw = arg;
-	struct resolver *res = sw->res;
+	struct channel *chan = sw->chan;
+	struct resolver *res = chan->res;
 
-	/* sw may be freed inside ares_process_fd (socket closed): use res only. */
-	ares_process_fd(res->channel, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	/* sw may be freed inside ares_process_fd (socket closed): use chan only. */
+	ares_process_fd(chan->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
 	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 	arm_timeout(res);
 }
@@ -105,11 +124,12 @@ on_ares_socket(evutil_socket_t fd, short what, void *arg)
 static void
 on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 {
-	struct resolver *res = data;
+	struct channel *chan = data;
+	struct resolver *res = chan->res;
 	struct sock_watch *sw;
 
 	LIST_FOREACH(sw, &res->socks, entry)
-		if (sw->fd == fd)
+		if (sw->fd == fd && sw->chan == chan)
 			break;
 	if (sw != NULL) {
 		event_free(sw->ev);
@@ -128,7 +148,7 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 			return;
 		}
 		sw->fd = fd;
-		sw->res = res;
+		sw->chan = chan;
 		LIST_INSERT_HEAD(&res->socks, sw, entry);
 	}
 	sw->ev = event_new(res->base, fd,
@@ -138,34 +158,36 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		log_error("resolver: cannot watch a DNS socket");
 }
 
-struct resolver *
-resolver_new(struct event_base *base, const struct config_resolver *cfg)
+/*
+ * channel_init makes one channel: exact (names from the wire) asks DNS for
+ * the very name, with no search domains and no /etc/hosts. nameservers
+ * from cfg override resolv.conf's. Returns 0, or -1 after logging.
+ */
+static int
+channel_init(struct resolver *res, struct channel *chan, const struct config_resolver *cfg,
+    int exact)
 {
-	struct resolver *res;
+	static char dns_only[] = "b";
 	struct ares_options opts;
 	int rc, mask;
 
-	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
-		log_error("resolver: c-ares init failed: %s", ares_strerror(rc));
-		return NULL;
-	}
-	if ((res = calloc(1, sizeof(*res))) == NULL)
-		return NULL;
-	res->base = base;
-	res->refresh_ms = cfg->refresh;
-	res->min_ttl_ms = cfg->min_ttl;
-	LIST_INIT(&res->socks);
-	TAILQ_INIT(&res->names);
+	chan->res = res;
 	memset(&opts, 0, sizeof(opts));
 	opts.sock_state_cb = on_sock_state;
-	opts.sock_state_cb_data = res;
+	opts.sock_state_cb_data = chan;
 	opts.timeout = (int)cfg->timeout;
 	opts.tries = 2;
 	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
-	if ((rc = ares_init_options(&res->channel, &opts, mask)) != ARES_SUCCESS) {
+	if (exact) {
+		opts.flags = ARES_FLAG_NOSEARCH;
+		opts.domains = NULL;
+		opts.ndomains = 0; /* and no search list from resolv.conf */
+		opts.lookups = dns_only;
+		mask |= ARES_OPT_FLAGS | ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS;
+	}
+	if ((rc = ares_init_options(&chan->ch, &opts, mask)) != ARES_SUCCESS) {
 		log_error("resolver: c-ares channel: %s", ares_strerror(rc));
-		free(res);
-		return NULL;
+		return -1;
 	}
 	if (cfg->nameservers.n > 0) {
 		/* "ip" or "ip:port" / "[v6]:port", comma-separated, as c-ares wants. */
@@ -180,18 +202,48 @@ resolver_new(struct event_base *base, const struct config_resolver *cfg)
 				strcat(csv, ",");
 			strcat(csv, cfg->nameservers.v[i]);
 		}
-		rc = ares_set_servers_ports_csv(res->channel, csv);
+		rc = ares_set_servers_ports_csv(chan->ch, csv);
 		free(csv);
 		if (rc != ARES_SUCCESS) {
 			log_error("resolver: nameservers: %s", ares_strerror(rc));
 			goto fail;
 		}
 	}
+	return 0;
+fail:
+	ares_destroy(chan->ch);
+	chan->ch = NULL;
+	return -1;
+}
+
+struct resolver *
+resolver_new(struct event_base *base, const struct config_resolver *cfg)
+{
+	struct resolver *res;
+	int rc;
+
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		log_error("resolver: c-ares init failed: %s", ares_strerror(rc));
+		return NULL;
+	}
+	if ((res = calloc(1, sizeof(*res))) == NULL)
+		return NULL;
+	res->base = base;
+	res->refresh_ms = cfg->refresh;
+	res->min_ttl_ms = cfg->min_ttl;
+	LIST_INIT(&res->socks);
+	TAILQ_INIT(&res->names);
+	if (channel_init(res, &res->chan[RESOLVER_CONFIGURED], cfg, 0) == -1)
+		goto fail;
+	if (channel_init(res, &res->chan[RESOLVER_EXACT], cfg, 1) == -1)
+		goto fail;
 	if ((res->timeout_ev = evtimer_new(base, on_ares_timeout, res)) == NULL)
 		goto fail;
 	return res;
 fail:
-	ares_destroy(res->channel);
+	for (int i = 0; i < 2; i++)
+		if (res->chan[i].ch != NULL)
+			ares_destroy(res->chan[i].ch);
 	free(res);
 	return NULL;
 }
@@ -261,7 +313,8 @@ resolver_free(struct resolver *res)
 	if (res == NULL)
 		return;
 	/* Pending callbacks run now with ARES_EDESTRUCTION. */
-	ares_destroy(res->channel);
+	ares_destroy(res->chan[0].ch);
+	ares_destroy(res->chan[1].ch);
 	while ((n = TAILQ_FIRST(&res->names)) != NULL) {
 		TAILQ_REMOVE(&res->names, n, entry);
 		name_free(n);
@@ -506,7 +559,7 @@ lookup_start(struct resolver_name *n)
 	n->in_flight = 1;
 	n->res->in_flight++;
 	clock_now_tv(&n->last_lookup);
-	ares_getaddrinfo(n->res->channel, n->host, NULL, &hints, on_answer, n);
+	ares_getaddrinfo(n->res->chan[n->how].ch, n->host, NULL, &hints, on_answer, n);
 	arm_timeout(n->res);
 }
 
@@ -529,12 +582,18 @@ on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 struct resolver_name *
 resolver_watch(struct resolver *res, const char *host, uint16_t port)
 {
+	return resolver_watch_as(res, host, port, RESOLVER_CONFIGURED);
+}
+
+struct resolver_name *
+resolver_watch_as(struct resolver *res, const char *host, uint16_t port, enum resolver_lookup how)
+{
 	struct resolver_name *n;
 	struct sockaddr_storage ss;
 	socklen_t len;
 
 	TAILQ_FOREACH(n, &res->names, entry) {
-		if (n->port == port && strcmp(n->host, host) == 0) {
+		if (n->port == port && n->how == how && strcmp(n->host, host) == 0) {
 			n->refs++;
 			return n;
 		}
@@ -544,6 +603,7 @@ resolver_watch(struct resolver *res, const char *host, uint16_t port)
 	TAILQ_INIT(&n->waiters);
 	n->res = res;
 	n->port = port;
+	n->how = how;
 	n->refs = 1;
 	if ((n->host = strdup(host)) == NULL)
 		goto fail;

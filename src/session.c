@@ -737,7 +737,9 @@ upstream_chosen(struct session *s)
 		start_connect(s);
 		return;
 	}
-	s->dynamic = resolver_watch(listener_resolver(s->listener), s->name, s->target->port);
+	/* A name from the wire: looked up exactly as written, in DNS only. */
+	s->dynamic = resolver_watch_as(listener_resolver(s->listener), s->name, s->target->port,
+	    RESOLVER_EXACT);
 	if (s->dynamic == NULL) {
 		session_close(s, "out_of_memory");
 		return;
