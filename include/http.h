@@ -27,6 +27,12 @@ struct config_http;
 struct http_peer {
 	const struct sockaddr *client; /* the client: TCP peer, or what PROXY said */
 	int trusted;                   /* the TCP peer may set forwarding headers */
+	/*
+	 * A forward proxy's client (mode connect, absolute-form requests):
+	 * its requests go on with their own headers and none of ours, less
+	 * Proxy-Authorization, and a CONNECT among them is misdirected.
+	 */
+	int proxy;
 };
 
 /* What http_rewrite_head learned about the request. */
@@ -48,7 +54,10 @@ struct http_head {
  * is not NULL, writes the head to send upstream into out, which must hold
  * 2 * req->head_len + HTTP_REWRITE_EXTRA bytes; *out_len gets its length.
  * last adds "Connection: close" (the connection's last request). Returns
- * NULL, or the refusal reason: "smuggling" or "bad_method" (CONNECT).
+ * NULL, or the refusal reason: "smuggling" (ambiguous framing, a Connection
+ * header naming a header gatekeeper frames, routes or writes on, a framing
+ * header spelled with '_') or "bad_method" (CONNECT). An Upgrade to HTTP/2
+ * (h2c) is dropped: the request goes on as HTTP/1.1.
  */
 const char *http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
     const struct config_http *conf, const struct http_peer *peer, int last, struct http_head *info,

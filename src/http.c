@@ -49,6 +49,8 @@ enum header_kind {
 	HDR_XFH,
 	HDR_XRIP,
 	HDR_FORWARDED,
+	HDR_XF_OTHER,    /* any other X-Forwarded-*: a client's claim like the rest */
+	HDR_PROXY_AUTHORIZATION,
 };
 
 static const struct {
@@ -68,6 +70,7 @@ static const struct {
     {"x-forwarded-host", HDR_XFH},
     {"x-real-ip", HDR_XRIP},
     {"forwarded", HDR_FORWARDED},
+    {"proxy-authorization", HDR_PROXY_AUTHORIZATION},
 };
 
 /* One header line of a head sniff_http accepted: "name:OWS value OWS". */
@@ -77,6 +80,12 @@ struct header {
 	const uint8_t *name, *value;
 	size_t name_len, value_len; /* value trimmed of OWS */
 	enum header_kind kind;
+	/*
+	 * A name that reads as one of ours only with '_' taken for '-'
+	 * (X_Forwarded_For): CGI, WSGI and PHP backends map both spellings
+	 * to the same variable. HDR_OTHER when the name is not such a one.
+	 */
+	enum header_kind folded;
 };
 
 static int
@@ -90,6 +99,55 @@ ieq(const uint8_t *a, size_t alen, const char *b)
 		if (tolower(a[i]) != tolower((unsigned char)b[i]))
 			return 0;
 	return 1;
+}
+
+/* folds_to: a equals b when case is ignored and '_' is read as '-'. */
+static int
+folds_to(const uint8_t *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+
+	if (alen != blen)
+		return 0;
+	for (size_t i = 0; i < alen; i++) {
+		int c = a[i] == '_' ? '-' : tolower(a[i]);
+		if (c != b[i])
+			return 0;
+	}
+	return 1;
+}
+
+/* is_xf: "x-forwarded-" and more, with '_' read as '-'. */
+static int
+is_xf(const uint8_t *name, size_t len)
+{
+	return len > 12 && folds_to(name, 12, "x-forwarded-");
+}
+
+/*
+ * header_kind names a header, by its exact name (any case), and by the
+ * name it folds to with '_' read as '-' (*folded, HDR_OTHER if none).
+ */
+static enum header_kind
+header_kind(const uint8_t *name, size_t len, enum header_kind *folded)
+{
+	enum header_kind k = HDR_OTHER;
+	int underscore = memchr(name, '_', len) != NULL;
+
+	*folded = HDR_OTHER;
+	for (size_t i = 0; i < sizeof(header_names) / sizeof(header_names[0]); i++) {
+		if (!underscore && ieq(name, len, header_names[i].name))
+			return header_names[i].kind;
+		if (underscore && folds_to(name, len, header_names[i].name))
+			k = header_names[i].kind;
+	}
+	if (is_xf(name, len)) {
+		if (!underscore)
+			return HDR_XF_OTHER;
+		k = HDR_XF_OTHER;
+	}
+	*folded = k;
+	return HDR_OTHER;
 }
 
 static int
@@ -124,12 +182,7 @@ next_header(const uint8_t *buf, size_t end, size_t *pos, struct header *h)
 	h->value_len = eol - p;
 	while (h->value_len > 0 && is_ows(h->value[h->value_len - 1]))
 		h->value_len--;
-	h->kind = HDR_OTHER;
-	for (size_t i = 0; i < sizeof(header_names) / sizeof(header_names[0]); i++)
-		if (ieq(h->name, h->name_len, header_names[i].name)) {
-			h->kind = header_names[i].kind;
-			break;
-		}
+	h->kind = header_kind(h->name, h->name_len, &h->folded);
 	*pos = eol + 2;
 	return 1;
 }
@@ -204,6 +257,42 @@ puts_(struct out *o, const char *s)
 	put(o, s, strlen(s));
 }
 
+/* is_h2_token: an Upgrade token that would switch to HTTP/2 ("h2c"; "h2" is not one, but never pass it). */
+static int
+is_h2_token(const struct token *t)
+{
+	return ieq(t->p, t->len, "h2c") || ieq(t->p, t->len, "h2");
+}
+
+/*
+ * protected_token: may a Connection header not name this header? Removing
+ * a header that gatekeeper framed the request on (Content-Length,
+ * Transfer-Encoding), routed it on (Host) or writes itself (the
+ * forwarding headers) would let the upstream read a request other than
+ * the one checked: a body with no length is the next request, smuggled.
+ */
+static int
+protected_token(const struct token *t)
+{
+	enum header_kind folded, k = header_kind(t->p, t->len, &folded);
+
+	if (k == HDR_OTHER)
+		k = folded;
+	switch (k) {
+	case HDR_HOST:
+	case HDR_CONTENT_LENGTH:
+	case HDR_TRANSFER_ENCODING:
+	case HDR_XFF:
+	case HDR_XFP:
+	case HDR_XFH:
+	case HDR_XRIP:
+	case HDR_FORWARDED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 /* Everything learned from the header lines, first pass. */
 struct scan {
 	int n_cl, n_te, chunked, conn_close, conn_keepalive, conn_upgrade, has_upgrade;
@@ -226,6 +315,9 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 
 	memset(sc, 0, sizeof(*sc));
 	while (next_header(buf, head_len, &pos, &h)) {
+		/* Content_Length frames the body for some backend, not for us. */
+		if (h.folded == HDR_CONTENT_LENGTH || h.folded == HDR_TRANSFER_ENCODING)
+			return "smuggling";
 		switch (h.kind) {
 		case HDR_CONTENT_LENGTH:
 			tp = 0;
@@ -253,6 +345,8 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 					sc->conn_keepalive = 1;
 				else if (ieq(t.p, t.len, "upgrade"))
 					sc->conn_upgrade = 1;
+				else if (protected_token(&t))
+					return "smuggling";
 				else if (sc->n_listed == HTTP_MAX_CONNECTION_TOKENS)
 					return "malformed";
 				else
@@ -260,7 +354,11 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 			}
 			break;
 		case HDR_UPGRADE:
-			sc->has_upgrade = 1;
+			/* An HTTP/2 upgrade is never passed on: only other protocols count. */
+			tp = 0;
+			while (next_token(h.value, h.value_len, &tp, &t))
+				if (!is_h2_token(&t))
+					sc->has_upgrade = 1;
 			break;
 		case HDR_HOST:
 			sc->host = h.value;
@@ -302,14 +400,20 @@ listed(const struct scan *sc, const struct header *h)
 
 /*
  * keep_line says whether a header line goes upstream as it is. Hop-by-hop
- * headers never do; forwarding headers gatekeeper sets are rebuilt at the
- * end (a trusted peer's values kept inside them, or kept as they are).
+ * headers never do. A forwarding header is a claim about the client: only
+ * a trusted peer's is kept (inside gatekeeper's own, or as it is), and
+ * never a spelling with '_' that a backend would read as one. The
+ * forwarding headers gatekeeper sets are rebuilt at the end. A forward
+ * proxy's client (peer->proxy) is trusted with its own headers, and its
+ * Proxy-Authorization was meant for gatekeeper.
  */
 static int
 keep_line(const struct header *h, const struct scan *sc, const struct config_http *c,
     const struct http_peer *peer, const struct http_head *info)
 {
-	if (listed(sc, h))
+	int trusted = peer->trusted || peer->proxy;
+
+	if (listed(sc, h) || h->folded != HDR_OTHER)
 		return 0;
 	switch (h->kind) {
 	case HDR_CONNECTION:
@@ -319,19 +423,41 @@ keep_line(const struct header *h, const struct scan *sc, const struct config_htt
 		return 0;
 	case HDR_UPGRADE:
 		return info->upgrade;
+	case HDR_PROXY_AUTHORIZATION:
+		return !peer->proxy;
 	case HDR_XFF:
-		return !c->x_forwarded_for;
+		return !c->x_forwarded_for && trusted;
 	case HDR_FORWARDED:
-		return !c->forwarded;
+		return !c->forwarded && trusted;
 	case HDR_XFP:
-		return !c->x_forwarded_proto || peer->trusted;
 	case HDR_XFH:
-		return !c->x_forwarded_host || peer->trusted;
 	case HDR_XRIP:
-		return !c->x_real_ip || peer->trusted;
+	case HDR_XF_OTHER:
+		return trusted;
 	default:
 		return 1;
 	}
+}
+
+/*
+ * put_upgrade writes an Upgrade line without its HTTP/2 tokens, or nothing
+ * when none is left.
+ */
+static void
+put_upgrade(struct out *o, const struct header *h)
+{
+	struct token t;
+	size_t tp = 0;
+	int n = 0;
+
+	while (next_token(h->value, h->value_len, &tp, &t)) {
+		if (is_h2_token(&t))
+			continue;
+		puts_(o, n++ ? ", " : "Upgrade: ");
+		put(o, t.p, t.len);
+	}
+	if (n > 0)
+		puts_(o, "\r\n");
 }
 
 /* put_joined writes the values of every kind line, joined with ", ". Returns how many. */
@@ -368,6 +494,11 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 	memset(info, 0, sizeof(*info));
 	if (strcmp(req->method, "CONNECT") == 0)
 		return "bad_method";
+	if (peer->proxy) {
+		/* A forward proxy passes the client's request on as it is: no headers of ours. */
+		static const struct config_http none;
+		c = &none;
+	}
 	while (first + 1 < req->head_len && !(buf[first] == '\r' && buf[first + 1] == '\n'))
 		first++;
 	first += 2;
@@ -391,6 +522,10 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 	for (pos = first; next_header(buf, req->head_len, &pos, &h);) {
 		if (!keep_line(&h, &sc, c, peer, info))
 			continue;
+		if (h.kind == HDR_UPGRADE) {
+			put_upgrade(&o, &h);
+			continue;
+		}
 		put(&o, h.line, h.line_len);
 		puts_(&o, "\r\n");
 	}
@@ -473,6 +608,7 @@ static const struct http_refusal_text {
     {0, "full", "503 Service Unavailable", "too many connections, try again", ""},
     {0, "connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
     {0, "connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
+    {0, "bad_response", "502 Bad Gateway", "upstream sent an invalid response", ""},
 };
 
 size_t
@@ -700,6 +836,8 @@ struct http_stream {
 	uint8_t owed_head[HTTP_MAX_OUTSTANDING]; /* per unanswered request: was it HEAD? */
 	int resp_done, resp_status;
 	int resp_unparsed;   /* the upstream's bytes stopped parsing as responses */
+	int resp_started;    /* some of the response being parsed went to the client */
+	int resp_bad_101;    /* a 101 answered a request that asked for no upgrade */
 	const char *refusal; /* ST_REFUSING: the reason */
 	int ended;           /* ops->end was called: nothing more happens */
 };
@@ -720,8 +858,19 @@ on_resp_headers(http_parser *p)
 	struct http_stream *h = p->data;
 
 	h->resp_status = p->status_code;
-	if (p->status_code == 101)
+	if (p->status_code == 101) {
+		/*
+		 * Only the answer to the upgrade request the stream waits on may
+		 * switch; any other 101 would make the rest of the connection
+		 * raw, with requests nobody checked. Stop here: the head goes
+		 * nowhere.
+		 */
+		if (h->state != ST_WAIT_101 || h->responses + 1 != h->requests) {
+			h->resp_bad_101 = 1;
+			return -1;
+		}
 		return 2; /* no body, and nothing HTTP after it */
+	}
 	/* A HEAD response announces a body it does not have. */
 	if (p->status_code >= 200 && h->responses < h->requests &&
 	    h->owed_head[h->responses % HTTP_MAX_OUTSTANDING])
@@ -735,6 +884,7 @@ on_resp_complete(http_parser *p)
 	struct http_stream *h = p->data;
 
 	h->resp_done = 1;
+	h->resp_started = 0;
 	http_parser_pause(p, 1);
 	return 0;
 }
@@ -770,6 +920,7 @@ http_stream_init(void *mem, const struct config_http *conf, const struct http_pe
 	memcpy(&h->client, peer->client, net_sockaddr_len(peer->client));
 	h->peer.client = (struct sockaddr *)&h->client;
 	h->peer.trusted = peer->trusted;
+	h->peer.proxy = peer->proxy;
 	h->ops = ops;
 	h->arg = arg;
 	h->state = ST_HEAD;
@@ -824,7 +975,7 @@ refuse(struct http_stream *h, const char *reason)
 	h->head_len = 0;
 	if (h->responses < h->requests)
 		return; /* on_resp_complete's caller comes back here */
-	if ((n = http_refusal(reason, 0, buf, sizeof(buf))) > 0)
+	if ((n = http_refusal(reason, h->peer.proxy, buf, sizeof(buf))) > 0)
 		h->ops->send(h->arg, 0, buf, n);
 	finish(h, reason);
 }
@@ -850,7 +1001,8 @@ take_head(struct http_stream *h, size_t len)
 		return -1;
 	}
 	if (strcmp(req.method, "CONNECT") == 0) {
-		refuse(h, "bad_method");
+		/* A forward proxy's tunnel to somewhere needs a connection of its own. */
+		refuse(h, h->peer.proxy ? "misdirected" : "bad_method");
 		return -1;
 	}
 	if (h->requests > 0 && (why = h->ops->admit(h->arg, &req, h->head)) != NULL) {
@@ -1037,6 +1189,21 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 		h->resp_done = 0;
 		n = http_parser_execute(&h->resp, &resp_settings, (const char *)data, len);
 		e = HTTP_PARSER_ERRNO(&h->resp);
+		if (h->resp_bad_101) {
+			/*
+			 * A broken upstream: the client is told so, unless part
+			 * of this response already reached it (then it only
+			 * sees the connection close). Nothing more goes up.
+			 */
+			char buf[512];
+			size_t m;
+			h->state = ST_REFUSING;
+			if (!h->resp_started &&
+			    (m = http_refusal("bad_response", h->peer.proxy, buf, sizeof(buf))) > 0)
+				h->ops->send(h->arg, 0, buf, m);
+			finish(h, "bad_response");
+			return;
+		}
 		if ((e != HPE_OK && e != HPE_PAUSED) ||
 		    (h->responses >= h->requests && n > 0 && !h->resp_done)) {
 			/*
@@ -1051,6 +1218,7 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 			break;
 		}
 		h->ops->send(h->arg, 0, data, n);
+		h->resp_started = n > 0 && !h->resp_done;
 		data += n;
 		len -= n;
 		if (h->resp.upgrade && h->resp_status == 101) {
@@ -1077,6 +1245,10 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 	}
 	if (len > 0 && (h->state == ST_RAW || h->resp_unparsed))
 		h->ops->send(h->arg, 0, data, len);
+	if (h->resp_unparsed && h->state == ST_REFUSING && !h->ended) {
+		/* The response a refusal waits for will never be told complete. */
+		finish(h, h->refusal != NULL ? h->refusal : "bad_response");
+	}
 }
 
 int

@@ -128,6 +128,9 @@ static void connect_next(struct session *s);
 static void session_fail(struct session *s, const char *reason);
 static int choose(struct session *s, const char *name, int *route, int *allow, char *rule,
     size_t rulelen);
+static const char *proxy_form_refusal(const struct sniff_http_request *req);
+static const char *proxy_auth_refusal(const struct session *s, const uint8_t *buf,
+    const struct sniff_http_request *req);
 
 static void
 arm_timer(struct session *s, int64_t ms)
@@ -152,6 +155,13 @@ requested_port(const struct session *s)
 	if (s->conf->n_allow > 0)
 		return s->conf->port ? (uint16_t)s->conf->port : net_port(listener_bound(s->listener));
 	return 0;
+}
+
+/* proxy_requests: a connect session serving absolute-form requests (not a CONNECT tunnel). */
+static int
+proxy_requests(const struct session *s)
+{
+	return s->conf->mode == CONFIG_MODE_CONNECT && s->head_len > 0 && !s->connect_method;
 }
 
 static void
@@ -181,7 +191,7 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_NUM("bytes_in", s->relay.bytes[RELAY_CLIENT]);
 	f[n++] = LOG_NUM("bytes_out", s->relay.bytes[RELAY_UPSTREAM]);
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
-	if (s->conf->mode == CONFIG_MODE_HTTP)
+	if (s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s))
 		f[n++] = LOG_NUM("requests", s->http ? http_stream_requests(s->http) : 0);
 	f[n++] = LOG_STR("reason", reason);
 	if (s->error[0] != '\0')
@@ -390,6 +400,41 @@ http_send(void *arg, int to, const void *data, size_t len)
  * the same allow entry and name). Anything else would reach the wrong
  * upstream, so it is refused instead.
  */
+/*
+ * proxy_admit decides a later absolute-form request on a connect listener
+ * on its own: its form, the proxy credentials, the name and port. One
+ * for the connection's origin goes on; one for another origin never rides
+ * this upstream connection: refused as not_allowed when the policy would
+ * refuse it anyway, else as misdirected (421: the client asks again on a
+ * new connection).
+ */
+static const char *
+proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8_t *buf)
+{
+	char name[ROUTE_NAME_MAX + 1] = "", error[sizeof(s->error)];
+	uint16_t port, asked = s->want_port;
+	const char *why;
+	int route, allow, matched;
+
+	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL)
+		return why;
+	if (route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
+		return "malformed";
+	port = req->port ? req->port : req->https ? 443 : 80;
+	if (port == asked && strcmp(name, s->name) == 0)
+		return NULL;
+	memcpy(error, s->error, sizeof(error));
+	s->want_port = port;
+	matched = choose(s, name, &route, &allow, NULL, 0);
+	s->want_port = asked;
+	memcpy(s->error, error, sizeof(error));
+	if (!matched || allow < 0) {
+		s->decision = "deny";
+		return "not_allowed";
+	}
+	return "misdirected";
+}
+
 static const char *
 http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
@@ -397,7 +442,8 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	char name[ROUTE_NAME_MAX + 1] = "";
 	int route, allow, matched;
 
-	(void)buf;
+	if (s->conf->mode == CONFIG_MODE_CONNECT)
+		return proxy_admit(s, req, buf);
 	if (req->host_len == 0 && req->version_minor == 1)
 		return "no_name";
 	if (req->host_len > 0 &&
@@ -476,7 +522,8 @@ http_trusted(const struct session *s)
 static int
 http_start(struct session *s)
 {
-	struct http_peer peer = {(const struct sockaddr *)&s->client, http_trusted(s)};
+	struct http_peer peer = {(const struct sockaddr *)&s->client, http_trusted(s),
+	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct timeval now;
 
 	clock_now_tv(&now);
@@ -511,7 +558,7 @@ connected(struct session *s)
 	}
 	if (send_proxy_header(s) == -1)
 		goto oom;
-	if (s->conf->mode == CONFIG_MODE_HTTP) {
+	if (s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s)) {
 		/* The first request goes through the stream like every later one. */
 		if (http_start(s) == -1)
 			goto oom;
@@ -962,62 +1009,53 @@ creds_match(const struct config_strlist *creds, const char *v, size_t vlen)
 	return found;
 }
 
-/*
- * strip_header removes the header line holding head[off..] from the
- * sniffed bytes (the Proxy-Authorization a client meant for us, not for
- * the origin). head is s->in + s->in_off.
- */
-static void
-strip_header(struct session *s, uint8_t *head, size_t head_len, size_t off)
+/* proxy_form_refusal: why a request cannot go to a forward proxy, or NULL. */
+static const char *
+proxy_form_refusal(const struct sniff_http_request *req)
 {
-	size_t start = off, end = off;
-	uint8_t *tail = s->in + s->in_len;
+	if (req->form == SNIFF_HTTP_ASTERISK)
+		return "bad_method";
+	if (req->form == SNIFF_HTTP_ORIGIN)
+		return "not_proxy_request";
+	return NULL;
+}
 
-	while (start > 0 && head[start - 1] != '\n')
-		start--;
-	while (end + 1 < head_len && !(head[end] == '\r' && head[end + 1] == '\n'))
-		end++;
-	end += 2;
-	memmove(head + start, head + end, (size_t)(tail - (head + end)));
-	s->in_len -= end - start;
+/* proxy_auth_refusal checks a request's proxy credentials: NULL, "auth_required" or "auth_failed". */
+static const char *
+proxy_auth_refusal(const struct session *s, const uint8_t *buf,
+    const struct sniff_http_request *req)
+{
+	const struct config_strlist *creds = &s->conf->proxy_auth_b64;
+	const char *v = (const char *)buf + req->proxy_auth_off;
+	size_t vlen = req->proxy_auth_len;
+
+	if (creds->n == 0)
+		return NULL;
+	if (vlen == 0)
+		return "auth_required";
+	if (vlen < 6 || strncasecmp(v, "basic ", 6) != 0)
+		return "auth_failed";
+	for (v += 6, vlen -= 6; vlen > 0 && *v == ' '; v++, vlen--)
+		;
+	return creds_match(creds, v, vlen) ? NULL : "auth_failed";
 }
 
 /*
  * proxy_request checks a request on a connect listener: the form (CONNECT
  * host:port, or an absolute URL as HTTP_PROXY clients send), the proxy
- * credentials, and which port is asked for. Returns 0, or -1 after
- * failing the session.
+ * credentials, and which port is asked for. An absolute-form request then
+ * goes through the http stream like every later one on the connection
+ * (which drops the Proxy-Authorization meant for us). Returns 0, or -1
+ * after failing the session.
  */
 static int
 proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *req)
 {
-	const struct config_strlist *creds = &s->conf->proxy_auth_b64;
+	const char *why;
 
-	if (req->form == SNIFF_HTTP_ASTERISK) {
-		session_fail(s, "bad_method");
+	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL) {
+		session_fail(s, why);
 		return -1;
-	}
-	if (req->form == SNIFF_HTTP_ORIGIN) {
-		session_fail(s, "not_proxy_request");
-		return -1;
-	}
-	if (creds->n > 0) {
-		const char *v = (const char *)buf + req->proxy_auth_off;
-		size_t vlen = req->proxy_auth_len;
-		if (vlen == 0) {
-			session_fail(s, "auth_required");
-			return -1;
-		}
-		if (vlen < 6 || strncasecmp(v, "basic ", 6) != 0) {
-			session_fail(s, "auth_failed");
-			return -1;
-		}
-		for (v += 6, vlen -= 6; vlen > 0 && *v == ' '; v++, vlen--)
-			;
-		if (!creds_match(creds, v, vlen)) {
-			session_fail(s, "auth_failed");
-			return -1;
-		}
 	}
 	s->head_len = req->head_len;
 	if (req->form == SNIFF_HTTP_AUTHORITY) {
@@ -1026,9 +1064,6 @@ proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *
 		return 0;
 	}
 	s->want_port = req->port ? req->port : req->https ? 443 : 80;
-	/* An absolute-form request goes on: without our credentials in it. */
-	if (req->proxy_auth_len > 0)
-		strip_header(s, buf, req->head_len, req->proxy_auth_off);
 	return 0;
 }
 
@@ -1057,7 +1092,8 @@ static int
 http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
     const struct sniff_http_request *req)
 {
-	struct http_peer peer = {(const struct sockaddr *)&s->client, 0};
+	struct http_peer peer = {(const struct sockaddr *)&s->client, 0,
+	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct http_head info;
 	const char *why;
 
@@ -1125,7 +1161,8 @@ sniff_name(struct session *s)
 	}
 	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, buf, &req) == -1)
 		return -1;
-	if (s->conf->mode == CONFIG_MODE_HTTP && http_request_refused(s, buf, r, &req))
+	if ((s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s)) &&
+	    http_request_refused(s, buf, r, &req))
 		return -1;
 	if (r == PARSE_NOT_FOUND) {
 		s->name[0] = '\0';

@@ -701,12 +701,14 @@ def test_forwarding_headers_from_a_trusted_peer_are_kept_and_extended(gk, whoami
 def test_forwarded_header_when_enabled(gk, whoami):
     """RFC 7239 Forwarded: added last (after X-Real-IP) with for/host/proto;
     an untrusted peer's is replaced, a trusted peer's extended; with the
-    switch off (the default) an incoming one passes untouched."""
+    switch off (the default) an untrusted peer's is removed (a backend
+    would take it for gatekeeper's) and a trusted peer's passes untouched."""
     wa = whoami(name="A")
     g = gk(http_config(
         http_listener("fwd", upstream=wa.addr, http={"forwarded": True}),
         http_listener("fwdtrusted", upstream=wa.addr, http={"forwarded": True, "trusted": ["127.0.0.0/8"]}),
-        http_listener("plain", upstream=wa.addr)))
+        http_listener("plain", upstream=wa.addr),
+        http_listener("plaintrusted", upstream=wa.addr, http={"trusted": ["127.0.0.0/8"]})))
     forged = "Forwarded: for=6.6.6.6;proto=https"
 
     sent = req(A, "/f", extra=["Accept: */*", forged])
@@ -727,6 +729,13 @@ def test_forwarded_header_when_enabled(gk, whoami):
         r = c.response()
     head = forwarded_head(r)
     _, lines = head_lines(head)
+    assert [l for l in lines if hname(l) == "forwarded"] == [], head
+
+    with Client(g.addr("plaintrusted")) as c:
+        c.send(sent)
+        r = c.response()
+    head = forwarded_head(r)
+    _, lines = head_lines(head)
     assert [l for l in lines if hname(l) == "forwarded"] == [forged.encode()], head
     # untouched means in place too: right after Accept, before the added ones
     assert lines.index(forged.encode()) == 2, head
@@ -734,26 +743,39 @@ def test_forwarded_header_when_enabled(gk, whoami):
 
 
 @pytest.mark.parametrize("switch", ["x_forwarded_for", "x_forwarded_proto", "x_forwarded_host", "x_real_ip"])
-def test_forwarding_header_switched_off_is_untouched(gk, whoami, switch):
+def test_forwarding_header_switched_off(gk, whoami, switch):
+    """A switched-off forwarding header is not written. A trusted peer's
+    lines of it pass untouched, in place; an untrusted peer's are removed,
+    since a backend would take the client's claim for gatekeeper's."""
     wa = whoami(name="A")
-    g = gk(http_config(http_listener("web", upstream=wa.addr, http={switch: False})))
+    g = gk(http_config(http_listener("web", upstream=wa.addr, http={switch: False}),
+                       http_listener("trusted", upstream=wa.addr,
+                                     http={switch: False, "trusted": ["127.0.0.0/8"]})))
     name = switch.replace("_", "-")
     sent = req(A, "/off", extra=["Accept: */*"] + FORGED + ["User-Agent: raw"])
+    sent_lines = head_lines(sent)[1]
+    others = set(FWD_NAMES[:4]) - {name}
     with Client(g.addr("web")) as c:
+        c.send(sent)
+        r = c.response()
+    _, lines = head_lines(forwarded_head(r))
+    assert not values(lines, name), lines
+    kept = [l for l in lines if hname(l) not in others and hname(l) != "connection"]
+    assert kept == [l for l in sent_lines if hname(l) not in others and hname(l) != name], lines
+    # the others are replaced and appended in order
+    exp = [e for e in expected_added(C4, A) if e[0] != name]
+    tail = [(hname(l), hval(l)) for l in lines if hname(l) != "connection"][-len(exp):]
+    assert tail == exp, lines
+
+    with Client(g.addr("trusted")) as c:
         c.send(sent)
         r = c.response()
     head = forwarded_head(r)
     _, lines = head_lines(head)
-    sent_lines = head_lines(sent)[1]
     # the switched-off header: exactly the client's lines, in place among
     # the headers gatekeeper leaves alone, and nothing of it added
-    others = set(FWD_NAMES[:4]) - {name}
     untouched = [l for l in lines if hname(l) not in others and hname(l) != "connection"]
     assert untouched == [l for l in sent_lines if hname(l) not in others], head
-    # the others are replaced and appended in order
-    exp = [e for e in expected_added(C4, A) if e[0] != name]
-    tail = [(hname(l), hval(l)) for l in lines if hname(l) != "connection"][-len(exp):]
-    assert tail == exp, head
 
     # with nothing incoming, nothing of it is added
     with Client(g.addr("web")) as c:
@@ -764,15 +786,23 @@ def test_forwarding_header_switched_off_is_untouched(gk, whoami, switch):
 
 
 def test_all_switches_off_forwards_the_head_unchanged(gk, whoami):
+    """With every forwarding header off, a trusted peer's head goes on byte
+    for byte; an untrusted peer's loses only its forwarding headers."""
+    off = {"x_forwarded_for": False, "x_forwarded_proto": False, "x_forwarded_host": False,
+           "x_real_ip": False, "forwarded": False}
     wa = whoami(name="A")
-    g = gk(http_config(http_listener("web", upstream=wa.addr, http={
-        "x_forwarded_for": False, "x_forwarded_proto": False, "x_forwarded_host": False,
-        "x_real_ip": False, "forwarded": False})))
+    g = gk(http_config(http_listener("web", upstream=wa.addr, http=off),
+                       http_listener("trusted", upstream=wa.addr,
+                                     http=dict(off, trusted=["127.0.0.0/8"]))))
     sent = req(A, "/same", extra=FORGED + ["Forwarded: for=1.2.3.4", "Accept: */*"])
-    with Client(g.addr("web")) as c:
+    with Client(g.addr("trusted")) as c:
         c.send(sent)
         r = c.response()
     assert forwarded_head(r) == sent
+    with Client(g.addr("web")) as c:
+        c.send(sent)
+        r = c.response()
+    assert forwarded_head(r) == req(A, "/same", extra=["Accept: */*"])
 
 
 def test_forwarding_headers_over_ipv6(gk, whoami, ipv6_available):
