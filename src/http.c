@@ -117,11 +117,11 @@ folds_to(const uint8_t *a, size_t alen, const char *b)
 	return 1;
 }
 
-/* is_xf: "x-forwarded-" and more, with '_' read as '-'. */
+/* is_xf: "x-forwarded-" and what follows, with '_' read as '-'. */
 static int
 is_xf(const uint8_t *name, size_t len)
 {
-	return len > 12 && folds_to(name, 12, "x-forwarded-");
+	return len >= 12 && folds_to(name, 12, "x-forwarded-");
 }
 
 /*
@@ -141,7 +141,7 @@ header_kind(const uint8_t *name, size_t len, enum header_kind *folded)
 		if (underscore && folds_to(name, len, header_names[i].name))
 			k = header_names[i].kind;
 	}
-	if (is_xf(name, len)) {
+	if (k == HDR_OTHER && is_xf(name, len)) {
 		if (!underscore)
 			return HDR_XF_OTHER;
 		k = HDR_XF_OTHER;
@@ -663,18 +663,22 @@ struct body {
 /*
  * Fields that frame or route a message never come as trailers (RFC 9110
  * 6.5.1): a server that merged one into the head could read the message
- * differently.
+ * differently. Nor do the forwarding headers and proxy credentials: a
+ * trailer would slip past what the head's rewrite removed.
  */
 static int
 forbidden_trailer(const struct body *b)
 {
 	static const char *const names[] = {"content-length", "transfer-encoding", "host",
-	    "connection", "upgrade", "trailer", "te"};
+	    "connection", "upgrade", "trailer", "te", "x-real-ip", "forwarded",
+	    "proxy-authorization"};
+	const uint8_t *name = (const uint8_t *)b->name;
 
+	/* Read with '_' as '-': a backend that merges trailers may map both. */
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (ieq((const uint8_t *)b->name, b->name_len, names[i]))
+		if (folds_to(name, b->name_len, names[i]))
 			return 1;
-	return 0;
+	return is_xf(name, b->name_len); /* a forwarding claim, not gatekeeper's */
 }
 
 static void
@@ -775,7 +779,7 @@ body_read(struct body *b, const uint8_t *data, size_t len, size_t limit)
 			break;
 		case B_TRAILER_NAME:
 			if (c == ':') {
-				if (b->name_len < sizeof(b->name) && forbidden_trailer(b))
+				if (forbidden_trailer(b))
 					return -1;
 				b->state = B_TRAILER;
 			} else if (!is_token_char(c) || ++b->extra > limit) {

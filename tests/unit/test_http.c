@@ -46,6 +46,7 @@ peer(const char *ip, int trusted)
 	socklen_t len;
 
 	assert_int_equal(net_parse_ip(ip, 5555, &client_ss, &len), 0);
+	memset(&p, 0, sizeof(p));
 	p.client = (struct sockaddr *)&client_ss;
 	p.trusted = trusted;
 	return p;
@@ -143,7 +144,7 @@ static void
 test_switches_off_leave_headers_alone(void **state)
 {
 	struct config_http c = defaults();
-	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_peer p = peer("192.0.2.7", 1);
 	struct http_head info;
 	const char *head = "GET / HTTP/1.1\r\n"
 			   "Host: a.test\r\n"
@@ -155,8 +156,151 @@ test_switches_off_leave_headers_alone(void **state)
 
 	(void)state;
 	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	/* a trusted peer's: as they are */
 	assert_null(rewrite(head, &c, &p, 0, &info));
 	assert_string_equal((char *)out, head);
+	/* an untrusted peer's: a claim the backend would take for ours, removed */
+	p.trusted = 0;
+	assert_null(rewrite(head, &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+}
+
+/*
+ * A Connection header may not name a header gatekeeper framed, routed or
+ * rewrote the request on: removing it afterwards would hand the upstream a
+ * different request (a POST with no length, its body the next request).
+ */
+static void
+test_connection_may_not_name_what_gatekeeper_reads(void **state)
+{
+	static const char *const names[] = {"content-length", "Content-Length", "transfer-encoding",
+	    "host", "HOST", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
+	    "forwarded", "content_length", "Transfer_Encoding", "X_Forwarded_For", "x-real_ip"};
+	static const char *const lists[][2] = {{"", ""}, {"close, ", ""}, {"", ", keep-alive"},
+	    {"foo,", ",bar"}, {" ", " "}, {"keep-alive\r\nConnection: ", ""}};
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 1);
+	struct http_head info;
+	char head[512], conn[128];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		for (size_t j = 0; j < sizeof(lists) / sizeof(lists[0]); j++) {
+			snprintf(conn, sizeof(conn), "%s%s%s", lists[j][0], names[i], lists[j][1]);
+			snprintf(head, sizeof(head),
+			    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: %s\r\n\r\n",
+			    conn);
+			if (rewrite(head, &c, &p, 0, &info) == NULL ||
+			    strcmp(rewrite(head, &c, &p, 0, &info), "smuggling") != 0)
+				fail_msg("Connection: %s was not refused", conn);
+		}
+	}
+	/* other names are hop-by-hop as ever */
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: x-hostname, hosts\r\n\r\n",
+	    &c, &p, 0, &info));
+}
+
+/* '_' for '-': CGI, WSGI and PHP read X_Forwarded_For as X-Forwarded-For. */
+static void
+test_underscore_spellings(void **state)
+{
+	static const char *const framing[] = {"Content_Length: 3", "content_length: 3",
+	    "Transfer_Encoding: chunked"};
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 1); /* even from a trusted peer */
+	struct http_head info;
+	char head[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++) {
+		snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nHost: a\r\n%s\r\n\r\n", framing[i]);
+		assert_string_equal(rewrite(head, &c, &p, 0, &info), "smuggling");
+	}
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\n"
+			    "X_Forwarded_For: 6.6.6.6\r\n"
+			    "X-Real_IP: 6.6.6.6\r\n"
+			    "x_forwarded_host: evil\r\n"
+			    "X-Forwarded_Proto: https\r\n"
+			    "X_Forwarded_Port: 1\r\n"
+			    "X-Forwarded-Port: 2\r\n"
+			    "X_Kept: 1\r\n"
+			    "\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out,
+	    "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\nX_Kept: 1\r\n\r\n");
+	/* an untrusted peer's other X-Forwarded-* go as well */
+	p.trusted = 0;
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\n"
+			    "X-Forwarded-Server: s\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+}
+
+/* After a 101 to h2c the upstream would read HTTP/2 streams nobody checked. */
+static void
+test_h2c_is_never_forwarded(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\n"
+			    "Connection: Upgrade, HTTP2-Settings\r\n"
+			    "Upgrade: h2c\r\n"
+			    "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+			    "\r\n",
+	    &c, &p, 0, &info));
+	assert_false(info.upgrade);
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+			    "Upgrade: H2C, h2\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_false(info.upgrade);
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	/* among others, only h2c goes */
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
+			    "Upgrade: h2c, websocket\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_true(info.upgrade);
+	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+					 "Connection: upgrade\r\n\r\n");
+}
+
+/* A forward proxy's request goes on with the client's headers, none of ours, less its credentials. */
+static void
+test_forward_proxy_rewrite(void **state)
+{
+	struct config_http c = defaults();
+	struct http_peer p = peer("192.0.2.7", 0);
+	struct http_head info;
+
+	(void)state;
+	c.forwarded = 1;
+	p.proxy = 1;
+	assert_null(rewrite("GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+			    "Proxy-Authorization: Basic dTpw\r\n"
+			    "Proxy-Connection: keep-alive\r\n"
+			    "Proxy_Authorization: Basic dTpw\r\n"
+			    "X-Forwarded-For: 1.1.1.1\r\n"
+			    "Accept: */*\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_string_equal((char *)out, "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+					 "X-Forwarded-For: 1.1.1.1\r\nAccept: */*\r\n\r\n");
+	/* the framing rules are the same */
+	assert_string_equal(rewrite("POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
+				    "Content-Length: 5\r\nConnection: content-length\r\n\r\n",
+			        &c, &p, 0, &info),
+	    "smuggling");
+	/* a reverse proxy passes Proxy-Authorization on, as before */
+	p.proxy = 0;
+	c = defaults();
+	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
+	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: Basic dTpw\r\n\r\n",
+	    &c, &p, 0, &info));
+	assert_non_null(strstr((char *)out, "Proxy-Authorization: Basic dTpw\r\n"));
 }
 
 static void
@@ -468,6 +612,45 @@ test_stream_upgrade_goes_raw_on_101_only(void **state)
 	http_stream_free(h);
 }
 
+/* A 101 answers only the upgrade request waited on; any other is a broken upstream. */
+static void
+test_stream_unasked_101_is_bad_response(void **state)
+{
+	struct config_http c = defaults();
+	struct rec r;
+	struct http_stream *h = stream(&r, &c);
+
+	(void)state;
+	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+		   "\x00\x00\x00\x04");
+	assert_false(r.raw);
+	assert_string_equal(r.ended, "bad_response");
+	assert_non_null(strstr(r.sent[0], "HTTP/1.1 502 Bad Gateway\r\n"));
+	assert_null(strstr(r.sent[0], "101"));
+	assert_false(http_stream_may_read(h, 0) && strstr(r.sent[1], "later") != NULL);
+	http_stream_free(h);
+
+	/* h2c stripped: the request asked for nothing, so its 101 is refused too */
+	h = stream(&r, &c);
+	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\n");
+	feed(h, 1, "Upgrade: h2c\r\n\r\n");
+	assert_false(r.raw);
+	assert_string_equal(r.ended, "bad_response");
+	http_stream_free(h);
+
+	/* a 101 to the first of two requests, the second the upgrade one */
+	h = stream(&r, &c);
+	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+		   "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+	assert_int_equal(http_stream_requests(h), 2);
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+	assert_false(r.raw);
+	assert_string_equal(r.ended, "bad_response");
+	http_stream_free(h);
+}
+
 static void
 test_stream_limits(void **state)
 {
@@ -536,6 +719,13 @@ test_stream_chunk_framing_is_strict(void **state)
 	    "0\r\nhello\r\n\r\n",              /* a trailer line that is not a field */
 	    "0\r\nA B: 1\r\n\r\n",             /* a space in a trailer's name */
 	    "0\r\nContent-Length: 3\r\n\r\n",  /* framing fields never come as trailers */
+	    "0\r\nContent_Length: 3\r\n\r\n",  /* nor spelled with '_' */
+	    "0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", /* nor forwarding claims */
+	    "0\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n",
+	    "0\r\nX-Forwarded-Anything-Long-Name: 1\r\n\r\n",
+	    "0\r\nForwarded: for=6.6.6.6\r\n\r\n",
+	    "0\r\nX-Real_IP: 6.6.6.6\r\n\r\n",
+	    "0\r\nProxy-Authorization: Basic eA==\r\n\r\n",
 	    "0\r\ntransfer-encoding: chunked\r\n\r\n",
 	};
 	static const char *const good[] = {
@@ -586,6 +776,10 @@ main(void)
 		cmocka_unit_test(test_untrusted_client_gets_its_own_address),
 		cmocka_unit_test(test_trusted_peer_values_are_kept_and_extended),
 		cmocka_unit_test(test_switches_off_leave_headers_alone),
+		cmocka_unit_test(test_connection_may_not_name_what_gatekeeper_reads),
+		cmocka_unit_test(test_underscore_spellings),
+		cmocka_unit_test(test_h2c_is_never_forwarded),
+		cmocka_unit_test(test_forward_proxy_rewrite),
 		cmocka_unit_test(test_hop_by_hop_headers_are_dropped),
 		cmocka_unit_test(test_connection_header_says_what_is_needed),
 		cmocka_unit_test(test_framing_that_reads_two_ways_is_refused),
@@ -594,6 +788,7 @@ main(void)
 		cmocka_unit_test(test_stream_refusal_waits_for_the_responses_owed),
 		cmocka_unit_test(test_stream_head_response_and_interim_responses),
 		cmocka_unit_test(test_stream_upgrade_goes_raw_on_101_only),
+		cmocka_unit_test(test_stream_unasked_101_is_bad_response),
 		cmocka_unit_test(test_stream_limits),
 		cmocka_unit_test(test_stream_chunk_framing_is_strict),
 	};
