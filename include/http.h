@@ -35,10 +35,14 @@ struct http_peer {
 	int proxy;
 };
 
+/* The most bytes of Upgrade tokens a request may offer. */
+#define HTTP_UPGRADE_MAX 128
+
 /* What http_rewrite_head learned about the request. */
 struct http_head {
 	int head_method;   /* HEAD: its response has no body */
 	int upgrade;       /* Connection: upgrade with an Upgrade header */
+	char offered[HTTP_UPGRADE_MAX]; /* upgrade: the protocols offered, lower case, comma-joined */
 	int wants_close;   /* the client ends the connection after this request */
 	int has_body;      /* Content-Length > 0 or chunked */
 	int chunked;       /* Transfer-Encoding: chunked */

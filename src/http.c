@@ -50,6 +50,7 @@ enum header_kind {
 	HDR_XRIP,
 	HDR_FORWARDED,
 	HDR_XF_OTHER,    /* any other X-Forwarded-*: a client's claim like the rest */
+	HDR_CLIENT_CLAIM, /* another header naming the client's address (Client-IP, ...) */
 	HDR_PROXY_AUTHORIZATION,
 };
 
@@ -71,6 +72,15 @@ static const struct {
     {"x-real-ip", HDR_XRIP},
     {"forwarded", HDR_FORWARDED},
     {"proxy-authorization", HDR_PROXY_AUTHORIZATION},
+    /* what CDNs and other proxies write, and frameworks read as the client */
+    {"x-forwarded", HDR_CLIENT_CLAIM},
+    {"client-ip", HDR_CLIENT_CLAIM},
+    {"true-client-ip", HDR_CLIENT_CLAIM},
+    {"x-client-ip", HDR_CLIENT_CLAIM},
+    {"cf-connecting-ip", HDR_CLIENT_CLAIM},
+    {"fastly-client-ip", HDR_CLIENT_CLAIM},
+    {"x-cluster-client-ip", HDR_CLIENT_CLAIM},
+    {"x-original-forwarded-for", HDR_CLIENT_CLAIM},
 };
 
 /* One header line of a head sniff_http accepted: "name:OWS value OWS". */
@@ -302,6 +312,7 @@ struct scan {
 	int has_xff, has_xfp, has_xfh, has_xrip, has_forwarded;
 	const uint8_t *host; /* the Host header's value */
 	size_t host_len;
+	char offered[HTTP_UPGRADE_MAX]; /* the Upgrade tokens but HTTP/2's, lower case, comma-joined */
 };
 
 /* scan_headers fills sc. Returns NULL, or "smuggling" / "malformed". */
@@ -356,9 +367,19 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 		case HDR_UPGRADE:
 			/* An HTTP/2 upgrade is never passed on: only other protocols count. */
 			tp = 0;
-			while (next_token(h.value, h.value_len, &tp, &t))
-				if (!is_h2_token(&t))
-					sc->has_upgrade = 1;
+			while (next_token(h.value, h.value_len, &tp, &t)) {
+				size_t at = strlen(sc->offered);
+				if (is_h2_token(&t))
+					continue;
+				sc->has_upgrade = 1;
+				if (at + t.len + 2 > sizeof(sc->offered))
+					return "malformed"; /* no client offers that much */
+				if (at > 0)
+					sc->offered[at++] = ',';
+				for (size_t i = 0; i < t.len; i++)
+					sc->offered[at++] = (char)tolower(t.p[i]);
+				sc->offered[at] = '\0';
+			}
 			break;
 		case HDR_HOST:
 			sc->host = h.value;
@@ -433,6 +454,7 @@ keep_line(const struct header *h, const struct scan *sc, const struct config_htt
 	case HDR_XFH:
 	case HDR_XRIP:
 	case HDR_XF_OTHER:
+	case HDR_CLIENT_CLAIM:
 		return trusted;
 	default:
 		return 1;
@@ -508,6 +530,8 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 		return "smuggling"; /* HTTP/1.0 has no chunked coding */
 	info->head_method = strcmp(req->method, "HEAD") == 0;
 	info->upgrade = sc.conn_upgrade && sc.has_upgrade;
+	if (info->upgrade)
+		memcpy(info->offered, sc.offered, sizeof(info->offered));
 	info->wants_close = sc.conn_close || (req->version_minor == 0 && !sc.conn_keepalive);
 	info->has_body = sc.chunked || sc.length > 0;
 	info->chunked = sc.chunked;
@@ -842,6 +866,11 @@ struct http_stream {
 	int resp_unparsed;   /* the upstream's bytes stopped parsing as responses */
 	int resp_started;    /* some of the response being parsed went to the client */
 	int resp_bad_101;    /* a 101 answered a request that asked for no upgrade */
+	char offered[HTTP_UPGRADE_MAX]; /* ST_WAIT_101: the protocols the request offered */
+	/* the Upgrade header of the response being parsed, as far as it went */
+	char resp_field[16], resp_upgrade[HTTP_UPGRADE_MAX];
+	size_t resp_field_len, resp_upgrade_len;
+	int resp_in_value, resp_is_upgrade, resp_upgrade_long;
 	const char *refusal; /* ST_REFUSING: the reason */
 	int ended;           /* ops->end was called: nothing more happens */
 };
@@ -856,6 +885,8 @@ finish(struct http_stream *h, const char *reason)
 /* No callbacks: http-parser only gives its verdict on a head (bodies are body_read's). */
 static const http_parser_settings req_settings;
 
+static int switch_offered(const struct http_stream *h);
+
 static int
 on_resp_headers(http_parser *p)
 {
@@ -869,7 +900,7 @@ on_resp_headers(http_parser *p)
 		 * raw, with requests nobody checked. Stop here: the head goes
 		 * nowhere.
 		 */
-		if (h->state != ST_WAIT_101 || h->responses + 1 != h->requests) {
+		if (h->state != ST_WAIT_101 || h->responses + 1 != h->requests || !switch_offered(h)) {
 			h->resp_bad_101 = 1;
 			return -1;
 		}
@@ -880,6 +911,83 @@ on_resp_headers(http_parser *p)
 	    h->owed_head[h->responses % HTTP_MAX_OUTSTANDING])
 		return 1;
 	return 0;
+}
+
+static int
+on_resp_begin(http_parser *p)
+{
+	struct http_stream *h = p->data;
+
+	h->resp_field_len = h->resp_upgrade_len = 0;
+	h->resp_in_value = h->resp_is_upgrade = h->resp_upgrade_long = 0;
+	return 0;
+}
+
+static int
+on_resp_field(http_parser *p, const char *at, size_t n)
+{
+	struct http_stream *h = p->data;
+
+	if (h->resp_in_value) {
+		h->resp_in_value = 0;
+		h->resp_field_len = 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (h->resp_field_len < sizeof(h->resp_field))
+			h->resp_field[h->resp_field_len++] = (char)tolower((unsigned char)at[i]);
+		else
+			h->resp_field_len = sizeof(h->resp_field) + 1; /* too long to be Upgrade */
+	return 0;
+}
+
+static int
+on_resp_value(http_parser *p, const char *at, size_t n)
+{
+	struct http_stream *h = p->data;
+
+	if (!h->resp_in_value) {
+		h->resp_in_value = 1;
+		h->resp_is_upgrade = h->resp_field_len == 7 && memcmp(h->resp_field, "upgrade", 7) == 0;
+		if (h->resp_is_upgrade && h->resp_upgrade_len > 0 &&
+		    h->resp_upgrade_len < sizeof(h->resp_upgrade))
+			h->resp_upgrade[h->resp_upgrade_len++] = ','; /* a second Upgrade line */
+	}
+	if (!h->resp_is_upgrade)
+		return 0;
+	if (n > sizeof(h->resp_upgrade) - h->resp_upgrade_len) {
+		h->resp_upgrade_long = 1;
+		return 0;
+	}
+	memcpy(h->resp_upgrade + h->resp_upgrade_len, at, n);
+	h->resp_upgrade_len += n;
+	return 0;
+}
+
+/*
+ * switch_offered: does the 101's Upgrade name only protocols the request
+ * offered (RFC 9110 7.8)? A switch to anything else, h2c above all, would
+ * relay a protocol nobody asked for, with nothing checking it.
+ */
+static int
+switch_offered(const struct http_stream *h)
+{
+	struct token t, o;
+	size_t tp = 0, op, n = 0;
+
+	if (h->resp_upgrade_long)
+		return 0;
+	while (next_token((const uint8_t *)h->resp_upgrade, h->resp_upgrade_len, &tp, &t)) {
+		int found = 0;
+		if (is_h2_token(&t))
+			return 0;
+		op = 0;
+		while (!found && next_token((const uint8_t *)h->offered, strlen(h->offered), &op, &o))
+			found = o.len == t.len && strncasecmp((const char *)o.p, (const char *)t.p, t.len) == 0;
+		if (!found)
+			return 0;
+		n++;
+	}
+	return n > 0;
 }
 
 static int
@@ -894,6 +1002,9 @@ on_resp_complete(http_parser *p)
 }
 
 static const http_parser_settings resp_settings = {
+    .on_message_begin = on_resp_begin,
+    .on_header_field = on_resp_field,
+    .on_header_value = on_resp_value,
     .on_headers_complete = on_resp_headers,
     .on_message_complete = on_resp_complete,
 };
@@ -1027,6 +1138,8 @@ take_head(struct http_stream *h, size_t len)
 		return -1;
 	}
 	h->owed_head[h->requests % HTTP_MAX_OUTSTANDING] = (uint8_t)info.head_method;
+	if (info.upgrade)
+		memcpy(h->offered, info.offered, sizeof(h->offered));
 	h->requests++;
 	h->ops->send(h->arg, 1, out, out_len);
 	h->after_body = info.upgrade ? ST_WAIT_101 : last || info.wants_close ? ST_DONE : ST_HEAD;
@@ -1208,8 +1321,7 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 			finish(h, "bad_response");
 			return;
 		}
-		if ((e != HPE_OK && e != HPE_PAUSED) ||
-		    (h->responses >= h->requests && n > 0 && !h->resp_done)) {
+		if ((e != HPE_OK && e != HPE_PAUSED) || (h->responses >= h->requests && n > 0)) {
 			/*
 			 * Not responses to what was asked (not HTTP, or bytes
 			 * nobody asked for): the client gets them as they are, but
@@ -1274,7 +1386,8 @@ http_stream_may_read(const struct http_stream *h, int from)
 	switch (h->state) {
 	case ST_HEAD:
 	case ST_BODY:
-		return h->requests - h->responses < HTTP_MAX_OUTSTANDING;
+		return h->responses >= h->requests ||
+		       h->requests - h->responses < HTTP_MAX_OUTSTANDING;
 	case ST_RAW:
 	case ST_DONE:
 		return 1;

@@ -229,10 +229,14 @@ test_underscore_spellings(void **state)
 	    &c, &p, 0, &info));
 	assert_string_equal((char *)out,
 	    "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\nX_Kept: 1\r\n\r\n");
-	/* an untrusted peer's other X-Forwarded-* go as well */
+	/* an untrusted peer's other X-Forwarded-* and client-address claims go as well */
 	p.trusted = 0;
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\n"
-			    "X-Forwarded-Server: s\r\n\r\n",
+			    "X-Forwarded-Server: s\r\nX-Forwarded: for=6.6.6.6\r\nClient-IP: 6.6.6.6\r\n"
+			    "True-Client-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\n"
+			    "CF-Connecting-IP: 6.6.6.6\r\nFastly-Client-IP: 6.6.6.6\r\n"
+			    "X-Cluster-Client-IP: 6.6.6.6\r\nX-Original-Forwarded-For: 6.6.6.6\r\n"
+			    "True_Client_IP: 6.6.6.6\r\n\r\n",
 	    &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 }
@@ -638,6 +642,40 @@ test_stream_unasked_101_is_bad_response(void **state)
 	feed(h, 1, "Upgrade: h2c\r\n\r\n");
 	assert_false(r.raw);
 	assert_string_equal(r.ended, "bad_response");
+	http_stream_free(h);
+
+	/* a 101 switching to a protocol the request did not offer */
+	h = stream(&r, &c);
+	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
+	assert_false(r.raw);
+	assert_string_equal(r.ended, "bad_response");
+	http_stream_free(h);
+	/* or naming none */
+	h = stream(&r, &c);
+	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\n\r\n");
+	assert_false(r.raw);
+	assert_string_equal(r.ended, "bad_response");
+	http_stream_free(h);
+	/* the one offered, in any case, split across reads: switched */
+	h = stream(&r, &c);
+	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nUpg");
+	feed(h, 1, "rade: webso");
+	feed(h, 1, "cket\r\n\r\n");
+	assert_true(r.raw);
+	assert_null(r.ended);
+	http_stream_free(h);
+
+	/* a response nobody asked for: no more requests, and the client may still be read */
+	h = stream(&r, &c);
+	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+		   "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	assert_true(http_stream_may_read(h, 0));
+	feed(h, 0, "GET /later HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_null(strstr(r.sent[1], "/later"));
 	http_stream_free(h);
 
 	/* a 101 to the first of two requests, the second the upgrade one */
