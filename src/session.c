@@ -898,6 +898,16 @@ choose(struct session *s, const char *name, int *route, int *allow, char *rule, 
 	return best > 0;
 }
 
+/* has_host_route: does a route of c send names to "$host"? (an IP literal it refused is not allowed) */
+static int
+has_host_route(const struct config_listener *c)
+{
+	for (size_t i = 0; i < c->n_routes; i++)
+		if (c->routes[i].upstream.sniffed_host)
+			return 1;
+	return 0;
+}
+
 /*
  * route picks the upstream for the sniffed name (s->name, "" for none);
  * the listener's own upstream serves names nothing matches. An allow entry
@@ -931,7 +941,9 @@ route(struct session *s)
 	}
 	if (s->target == NULL) {
 		s->decision = "deny";
-		session_fail(s, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ? "not_allowed" :
+		session_fail(s, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
+				    (name != NULL && route_name_is_ip(name) && has_host_route(c)) ?
+				"not_allowed" :
 				name ? "no_route" :
 				       "no_name");
 		return;
