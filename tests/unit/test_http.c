@@ -616,76 +616,87 @@ test_stream_upgrade_goes_raw_on_101_only(void **state)
 	http_stream_free(h);
 }
 
+/*
+ * switched_after runs request, then the upstream's reply in its pieces (NULL
+ * ends them), through a fresh stream; returns it with r recorded. The
+ * client's next bytes ("later") are fed too: they must never go up raw.
+ */
+static struct http_stream *
+switched_after(struct rec *r, struct config_http *c, const char *request,
+    const char *const *reply)
+{
+	struct http_stream *h = stream(r, c);
+
+	feed(h, 0, request);
+	for (size_t i = 0; reply[i] != NULL; i++)
+		feed(h, 1, reply[i]);
+	if (http_stream_may_read(h, 0))
+		feed(h, 0, "later");
+	return h;
+}
+
 /* A 101 answers only the upgrade request waited on; any other is a broken upstream. */
 static void
 test_stream_unasked_101_is_bad_response(void **state)
 {
+	static const char ws[] =
+	    "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+	static const struct {
+		const char *why, *request, *reply[4];
+	} bad[] = {
+	    {"a plain request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		{"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+		 "\x00\x00\x00\x04"}},
+	    /* h2c stripped: the request asked for nothing */
+	    {"only h2c asked", "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+		{"HTTP/1.1 101 Switching Protocols\r\n", "Upgrade: h2c\r\n\r\n"}},
+	    {"a protocol not offered", ws,
+		{"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"}},
+	    {"no protocol named", ws, {"HTTP/1.1 101 Switching Protocols\r\n\r\n"}},
+	    /* the first of two requests, the second the upgrade one */
+	    {"an earlier request",
+		"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+		"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+		{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"}},
+	};
+	static const char *const offered[] = {"HTTP/1.1 101 Switching Protocols\r\nUpg", "rade: webso",
+	    "cket\r\n\r\n", NULL};
+	static const char *const surplus[] = {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+					      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	    NULL};
 	struct config_http c = defaults();
 	struct rec r;
-	struct http_stream *h = stream(&r, &c);
+	struct http_stream *h;
 
 	(void)state;
-	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
-		   "\x00\x00\x00\x04");
-	assert_false(r.raw);
-	assert_string_equal(r.ended, "bad_response");
-	assert_non_null(strstr(r.sent[0], "HTTP/1.1 502 Bad Gateway\r\n"));
-	assert_null(strstr(r.sent[0], "101"));
-	assert_false(http_stream_may_read(h, 0) && strstr(r.sent[1], "later") != NULL);
-	http_stream_free(h);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h = switched_after(&r, &c, bad[i].request, bad[i].reply);
+		if (r.raw || r.ended == NULL || strcmp(r.ended, "bad_response") != 0)
+			fail_msg("a 101 to %s: raw %d, ended %s", bad[i].why, r.raw,
+			    r.ended ? r.ended : "-");
+		assert_null(strstr(r.sent[1], "later"));
+		/* A 101 that came whole is replaced; one begun in an earlier read only closes. */
+		if (bad[i].reply[1] == NULL) {
+			assert_non_null(strstr(r.sent[0], "HTTP/1.1 502 Bad Gateway\r\n"));
+			assert_null(strstr(r.sent[0], "101"));
+		}
+		http_stream_free(h);
+	}
 
-	/* h2c stripped: the request asked for nothing, so its 101 is refused too */
-	h = stream(&r, &c);
-	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\n");
-	feed(h, 1, "Upgrade: h2c\r\n\r\n");
-	assert_false(r.raw);
-	assert_string_equal(r.ended, "bad_response");
-	http_stream_free(h);
-
-	/* a 101 switching to a protocol the request did not offer */
-	h = stream(&r, &c);
-	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
-	assert_false(r.raw);
-	assert_string_equal(r.ended, "bad_response");
-	http_stream_free(h);
-	/* or naming none */
-	h = stream(&r, &c);
-	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\n\r\n");
-	assert_false(r.raw);
-	assert_string_equal(r.ended, "bad_response");
-	http_stream_free(h);
-	/* the one offered, in any case, split across reads: switched */
-	h = stream(&r, &c);
-	feed(h, 0, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nUpg");
-	feed(h, 1, "rade: webso");
-	feed(h, 1, "cket\r\n\r\n");
+	/* the protocol offered, in any case, split across reads: switched */
+	c = defaults();
+	h = switched_after(&r, &c,
+	    "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket\r\n\r\n",
+	    offered);
 	assert_true(r.raw);
 	assert_null(r.ended);
 	http_stream_free(h);
 
 	/* a response nobody asked for: no more requests, and the client may still be read */
-	h = stream(&r, &c);
-	feed(h, 0, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-		   "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+	h = switched_after(&r, &c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", surplus);
 	assert_true(http_stream_may_read(h, 0));
 	feed(h, 0, "GET /later HTTP/1.1\r\nHost: a\r\n\r\n");
 	assert_null(strstr(r.sent[1], "/later"));
-	http_stream_free(h);
-
-	/* a 101 to the first of two requests, the second the upgrade one */
-	h = stream(&r, &c);
-	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
-		   "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
-	assert_int_equal(http_stream_requests(h), 2);
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
-	assert_false(r.raw);
-	assert_string_equal(r.ended, "bad_response");
 	http_stream_free(h);
 }
 
