@@ -258,20 +258,33 @@ def _header_values(head, name):
     return out
 
 
-def _one_request(buf):
-    """(length, wants_close) of the complete request at the start of buf, or
-    None when it is not complete yet."""
-    end = buf.find(b"\r\n\r\n")
+def _framed(buf, pos=0):
+    """(head, end) of the message starting at buf[pos]: end is where its
+    Content-Length body ends (the head's end without one), or None when the
+    head is not complete or its Content-Length is not a number."""
+    end = buf.find(b"\r\n\r\n", pos)
     if end < 0:
         return None
-    head = buf[:end]
+    head = buf[pos:end]
     n = end + 4
     cl = _header_values(head, b"content-length")
     if cl:
         try:
             n += int(cl[0])
         except ValueError:
-            pass
+            return head, None
+    return head, n
+
+
+def _one_request(buf):
+    """(length, wants_close) of the complete request at the start of buf, or
+    None when it is not complete yet (a bad Content-Length counts as none)."""
+    framed = _framed(buf)
+    if framed is None:
+        return None
+    head, n = framed
+    if n is None:
+        n = buf.find(b"\r\n\r\n") + 4
     if len(buf) < n:
         return None
     conn = b",".join(_header_values(head, b"connection")).lower()
@@ -285,21 +298,13 @@ def count_responses(data):
     of its head, like "200 Connection established")."""
     count, pos = 0, 0
     for _ in range(100):
-        end = data.find(b"\r\n\r\n", pos)
-        if end < 0 or not data.startswith(b"HTTP/1.", pos):
+        if not data.startswith(b"HTTP/1.", pos):
             break
-        head = data[pos:end]
-        n = end + 4
-        cl = _header_values(head, b"content-length")
-        if cl:
-            try:
-                n += int(cl[0])
-            except ValueError:
-                break
-        if len(data) < n:
+        framed = _framed(data, pos)
+        if framed is None or framed[1] is None or len(data) < framed[1]:
             break
         count += 1
-        pos = n
+        pos = framed[1]
     return count
 
 
