@@ -149,6 +149,16 @@ class DnsServer:
         with self._log_lock:
             return "".join(self._log)
 
+    def logged(self, text, timeout=10):
+        """True once dnsmasq's log holds text. Its lines arrive through a
+        reader thread, so a line may trail the answer gatekeeper already has."""
+        deadline = time.monotonic() + timeout
+        while text not in self.logs():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     # -- hosts file ---------------------------------------------------------
 
     def _write_hosts(self):

@@ -1102,6 +1102,7 @@ def test_a_burst_for_one_unknown_name_does_not_flood_dns(gk, dns, pool):
     acc = g.wait_access(200, timeout=30)
     assert sum(1 for a in acc if a.get("name") == "nx-burst.files.gk.test"
                and a["reason"] == "no_address") == 200
+    dns.logged("nx-burst.files.gk.test")
     queries = [l for l in dns.logs().splitlines()
                if re.search(r"query\[\w+\] nx-burst\.files\.gk\.test", l)]
     assert 1 <= len(queries) <= 30, "%d DNS queries for one name:\n%s" % (
