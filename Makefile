@@ -84,6 +84,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libgk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(B)/libgk.a $(LDLIBS) -lcmocka
 
+# The policy's tests link the module and the leaves it needs, nothing more.
+$(B)/tests/test_policy: tests/unit/test_policy.c $(B)/obj/policy.o $(B)/obj/route.o $(B)/obj/net.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -lcmocka
+
 run:
 	@scripts/deps.sh build
 	@$(MAKE) --no-print-directory all

@@ -32,6 +32,8 @@ enum config_proxy_send {
 };
 
 /* An address to listen on: an IP literal and a port (0 = ephemeral). */
+struct policy;
+
 struct config_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -118,6 +120,7 @@ struct config_listener {
 	struct config_http http;
 	int line, col;           /* where it was defined, for messages */
 	unsigned seen;           /* keys present in the file, one bit per key */
+	struct policy *policy;   /* its decisions, compiled once the configuration is valid */
 };
 
 struct config_resolver {
@@ -211,8 +214,5 @@ const char *config_mode_name(enum config_mode mode);
 
 /* config_cidr_contains: 1 if sa (AF_INET or AF_INET6) is inside c. */
 int config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa);
-
-/* config_listener_guarded: 1 if the listener's routes are egress routes (address guard on). */
-int config_listener_guarded(const struct config_listener *l);
 
 #endif

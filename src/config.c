@@ -25,6 +25,7 @@
 
 #include "config.h"
 #include "net.h"
+#include "policy.h"
 #include "route.h"
 
 #define UNSET (-1)
@@ -442,12 +443,6 @@ bad:
 	snprintf(err, errlen, "invalid allow entry '%s' (use a name, '*.example.com', an address "
 			      "or ADDRESS/PREFIX, each optionally with :PORT)", text);
 	return -1;
-}
-
-int
-config_listener_guarded(const struct config_listener *l)
-{
-	return l->egress || l->n_allow > 0 || l->mode == CONFIG_MODE_CONNECT;
 }
 
 int
@@ -1349,6 +1344,19 @@ validate(struct config *cfg, struct report *r, int quick, const yaml_node_t *min
 	}
 }
 
+/* compile_policies builds each listener's policy once the model is whole (pointers stay put). */
+static void
+compile_policies(struct config *cfg, struct report *r)
+{
+	char err[128];
+
+	for (size_t i = 0; i < cfg->n_listeners && r->errors == 0; i++) {
+		struct config_listener *l = &cfg->listeners[i];
+		if ((l->policy = policy_new(l, err, sizeof(err))) == NULL)
+			report_error(r, NULL, "%s", err);
+	}
+}
+
 static struct config *
 load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 {
@@ -1393,6 +1401,7 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 	struct walk w = {&r, &doc, cfg, flags, NULL, 0};
 	walk_mapping(&w, root, top_keys, cfg, "the top level");
 	validate(cfg, &r, 0, w.min_ttl, w.listeners_bad);
+	compile_policies(cfg, &r);
 done:
 	free(flags);
 	yaml_document_delete(&doc);
@@ -1527,6 +1536,7 @@ config_quick_finish(struct config *cfg, FILE *errs)
 	if (l->name == NULL && (l->name = strdup("default")) == NULL)
 		report_error(&r, NULL, "out of memory");
 	validate(cfg, &r, 1, NULL, 1);
+	compile_policies(cfg, &r);
 	return r.errors ? -1 : 0;
 }
 
@@ -1775,6 +1785,7 @@ config_free(struct config *cfg)
 		return;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct config_listener *l = &cfg->listeners[i];
+		policy_free(l->policy);
 		for (size_t j = 0; j < l->n_routes; j++) {
 			strlist_clear(&l->routes[j].match);
 			free(l->routes[j].upstream.host);

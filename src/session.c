@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "policy.h"
 #include "pool.h"
 #include "proxyproto.h"
 #include "relay.h"
@@ -69,10 +70,9 @@ struct session {
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
 	const char *decision;
 	char rule[ROUTE_NAME_MAX + 16]; /* the route pattern or allow entry that matched */
-	int route;                     /* index, -1 = listener upstream or allow */
-	const struct config_hostport *target;
-	struct config_hostport allow_target; /* $host:PORT for an allow entry */
-	int guarded;                   /* egress: check addresses before dialing */
+	struct policy_verdict verdict; /* where the policy sends the client */
+	int route;                     /* verdict.route: -1 = listener upstream or allow */
+	const struct config_hostport *target; /* verdict.target */
 	uint16_t want_port;            /* CONNECT / absolute-form: the port asked for */
 	int connect_method;            /* CONNECT (answer 200, drop the head) */
 	size_t head_len;
@@ -96,7 +96,6 @@ struct session {
 	struct relay relay;
 	struct http_stream *http; /* mode http, once relaying */
 	struct relay_filter filter;
-	int allow_index;     /* the allow entry that matched, -1 none */
 };
 
 /*
@@ -126,11 +125,6 @@ session_size(void)
 
 static void connect_next(struct session *s);
 static void session_fail(struct session *s, const char *reason);
-static int choose(struct session *s, const char *name, int *route, int *allow, char *rule,
-    size_t rulelen);
-static const char *proxy_form_refusal(const struct sniff_http_request *req);
-static const char *proxy_auth_refusal(const struct session *s, const uint8_t *buf,
-    const struct sniff_http_request *req);
 
 static void
 arm_timer(struct session *s, int64_t ms)
@@ -155,6 +149,13 @@ requested_port(const struct session *s)
 	if (s->conf->n_allow > 0)
 		return s->conf->port ? (uint16_t)s->conf->port : net_port(listener_bound(s->listener));
 	return 0;
+}
+
+/* listen_port: the port the client connected to (an allow entry's upstream port by default). */
+static uint16_t
+listen_port(const struct session *s)
+{
+	return net_port(listener_bound(s->listener));
 }
 
 /* proxy_requests: a connect session serving absolute-form requests (not a CONNECT tunnel). */
@@ -411,24 +412,19 @@ http_send(void *arg, int to, const void *data, size_t len)
 static const char *
 proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8_t *buf)
 {
-	char name[ROUTE_NAME_MAX + 1] = "", error[sizeof(s->error)];
-	uint16_t port, asked = s->want_port;
-	const char *why;
-	int route, allow, matched;
+	char name[ROUTE_NAME_MAX + 1] = "";
+	struct policy_verdict v;
+	enum reason why;
+	uint16_t port;
 
-	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL)
-		return why;
+	if (policy_proxy_request(s->conf->policy, req, buf, &why) == -1)
+		return reason_name(why);
 	if (route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
 		return "malformed";
 	port = req->port ? req->port : req->https ? 443 : 80;
-	if (port == asked && strcmp(name, s->name) == 0)
+	if (port == s->want_port && strcmp(name, s->name) == 0)
 		return NULL;
-	memcpy(error, s->error, sizeof(error));
-	s->want_port = port;
-	matched = choose(s, name, &route, &allow, NULL, 0);
-	s->want_port = asked;
-	memcpy(s->error, error, sizeof(error));
-	if (!matched || allow < 0) {
+	if (policy_route(s->conf->policy, name, port, listen_port(s), &v) == -1) {
 		s->decision = "deny";
 		return "not_allowed";
 	}
@@ -440,7 +436,7 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	struct session *s = arg;
 	char name[ROUTE_NAME_MAX + 1] = "";
-	int route, allow, matched;
+	struct policy_verdict v;
 
 	if (s->conf->mode == CONFIG_MODE_CONNECT)
 		return proxy_admit(s, req, buf);
@@ -449,10 +445,11 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	if (req->host_len > 0 &&
 	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
 		return "malformed";
-	matched = choose(s, name[0] ? name : NULL, &route, &allow, NULL, 0);
-	if (!matched && s->conf->upstream.host == NULL)
+	policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s), &v);
+	if (!v.matched && s->conf->upstream.host == NULL)
 		return name[0] ? "no_route" : "no_name";
-	if (route != s->route || allow != s->allow_index ||
+	/* The same rule, and for "$host" the same name: else another upstream. */
+	if (v.route != s->verdict.route || v.allow != s->verdict.allow ||
 	    (s->target->sniffed_host && strcmp(name, s->name) != 0))
 		return "misdirected";
 	return NULL;
@@ -506,23 +503,11 @@ http_filter_may_read(void *arg, int from)
 	return http_stream_may_read(s->http, from);
 }
 
-/* http_trusted: may this TCP peer set forwarding headers? */
-static int
-http_trusted(const struct session *s)
-{
-	const struct config_http *h = &s->conf->http;
-
-	for (size_t i = 0; i < h->n_trusted; i++)
-		if (config_cidr_contains(&h->trusted[i], (const struct sockaddr *)&s->peer))
-			return 1;
-	return 0;
-}
-
 /* http_start puts an http_stream between the sides. Returns 0 or -1. */
 static int
 http_start(struct session *s)
 {
-	struct http_peer peer = {(const struct sockaddr *)&s->client, http_trusted(s),
+	struct http_peer peer = {(const struct sockaddr *)&s->client, policy_forwarding_trusted(s->conf->policy, (const struct sockaddr *)&s->peer),
 	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct timeval now;
 
@@ -644,42 +629,6 @@ connect_next(struct session *s)
 }
 
 /*
- * address_refused says why an egress session must not dial sa, or NULL.
- * deny_ranges always refuse (an IPv4 block also catches the address
- * written inside IPv6 in every translation form); allow_ranges, and an allow
- * entry naming this very IP literal, re-allow what the default address
- * classes refuse.
- */
-static const char *
-address_refused(const struct session *s, const struct sockaddr *sa)
-{
-	const struct config_listener *c = s->conf;
-	struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX];
-	size_t n_v4 = c->n_deny_ranges > 0 ? route_addr_embedded_v4(sa, v4) : 0;
-	const char *class;
-
-	/* An IPv4 block also denies that address written inside IPv6. */
-	for (size_t i = 0; i < c->n_deny_ranges; i++) {
-		if (config_cidr_contains(&c->deny_ranges[i], sa))
-			return "in deny_ranges";
-		for (size_t j = 0; j < n_v4; j++)
-			if (config_cidr_contains(&c->deny_ranges[i], (struct sockaddr *)&v4[j]))
-				return "in deny_ranges";
-	}
-	for (size_t i = 0; i < c->n_allow_ranges; i++)
-		if (config_cidr_contains(&c->allow_ranges[i], sa))
-			return NULL;
-	if ((class = route_addr_class(sa)) == NULL)
-		return NULL;
-	if (route_name_is_ip(s->name))
-		for (size_t i = 0; i < c->n_allow; i++)
-			if (c->allow[i].pattern == NULL &&
-			    config_cidr_contains(&c->allow[i].cidr, sa))
-				return NULL;
-	return class;
-}
-
-/*
  * guard_addresses keeps only the addresses an egress session may dial, in
  * a snapshot of the session's own. The addresses dialed are exactly the
  * ones checked here: nothing is resolved again. Returns 0, or -1 after
@@ -702,7 +651,7 @@ guard_addresses(struct session *s)
 	for (size_t i = 0; i < s->addrs->n; i++) {
 		size_t j = (s->first + i) % s->addrs->n;
 		const struct sockaddr *sa = (const struct sockaddr *)&s->addrs->addr[j];
-		if ((why = address_refused(s, sa)) == NULL) {
+		if ((why = policy_guard(s->conf->policy, sa, s->verdict.literal)) == NULL) {
 			ok->addr[n++] = s->addrs->addr[j];
 			continue;
 		}
@@ -737,7 +686,7 @@ start_connect(struct session *s)
 		session_fail(s, "no_address");
 		return;
 	}
-	if (s->guarded && guard_addresses(s) == -1)
+	if (s->verdict.guarded && guard_addresses(s) == -1)
 		return;
 	s->state = SESSION_CONNECTING;
 	connect_next(s);
@@ -764,7 +713,6 @@ upstream_chosen(struct session *s)
 	struct timeval budget;
 
 	s->decision = "allow";
-	s->guarded = config_listener_guarded(s->conf) || s->target->sniffed_host;
 	budget = clock_tv(s->conf->connect_timeout);
 	clock_now_tv(&s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
@@ -802,113 +750,6 @@ upstream_chosen(struct session *s)
 }
 
 /*
- * pattern_score scores a route pattern for the name. On an egress
- * listener, and for a route whose upstream is "$host", an IP-literal name
- * matches only the very same literal: wildcards and "*" never let an
- * address through.
- */
-static unsigned
-pattern_score(const struct session *s, const struct config_route *rt, const char *pattern,
-    const char *name)
-{
-	if (name != NULL && (config_listener_guarded(s->conf) || rt->upstream.sniffed_host) &&
-	    route_name_is_ip(name))
-		return strcmp(pattern, name) == 0 ? route_pattern_score(pattern, name) : 0;
-	return route_pattern_score(pattern, name);
-}
-
-/*
- * allow_score scores one allow entry: a name pattern for names, an
- * address block for IP-literal names (above every pattern: it names the
- * address). In connect mode the port asked for must be the entry's (443
- * when it has none); a mismatch is noted in s->error.
- */
-static unsigned
-allow_score(struct session *s, const struct config_allow *a, const char *name)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	unsigned score;
-
-	if (name == NULL)
-		return 0;
-	if (a->pattern != NULL)
-		score = route_name_is_ip(name) ? 0 : route_pattern_score(a->pattern, name);
-	else
-		score = net_parse_ip(name, 0, &ss, &len) == 0 &&
-				config_cidr_contains(&a->cidr, (struct sockaddr *)&ss) ?
-			    2000000u + a->cidr.prefix :
-			    0;
-	if (score > 0 && s->want_port != 0 && s->want_port != (a->port ? a->port : 443)) {
-		snprintf(s->error, sizeof(s->error), "port %u not allowed", s->want_port);
-		return 0;
-	}
-	return score;
-}
-
-static void
-format_allow(const struct config_allow *a, char *buf, size_t len)
-{
-	char abuf[NET_ADDRSTRLEN];
-
-	if (a->pattern != NULL)
-		snprintf(buf, len, "%s", a->pattern);
-	else
-		snprintf(buf, len, "%s/%u",
-		    net_addr_format((const struct sockaddr *)&a->cidr.addr, abuf, sizeof(abuf)),
-		    a->cidr.prefix);
-	if (a->port != 0)
-		snprintf(buf + strlen(buf), len - strlen(buf), ":%u", a->port);
-}
-
-/*
- * choose finds the best match for name (NULL for none): the best-scoring
- * route pattern or allow entry wins, ties go to the one listed first
- * (routes before allow). Returns 1 with *route (index or -1) and *allow
- * (index or -1) set, 0 when nothing matched (the listener's own upstream,
- * if any, then serves). rule, when not NULL, gets the pattern that won.
- */
-static int
-choose(struct session *s, const char *name, int *route, int *allow, char *rule, size_t rulelen)
-{
-	const struct config_listener *c = s->conf;
-	unsigned best = 0, score;
-
-	*route = *allow = -1;
-	for (size_t i = 0; i < c->n_routes; i++) {
-		const struct config_route *rt = &c->routes[i];
-		for (size_t j = 0; j < rt->match.n; j++) {
-			if ((score = pattern_score(s, rt, rt->match.v[j], name)) > best) {
-				best = score;
-				*route = (int)i;
-				if (rule != NULL)
-					snprintf(rule, rulelen, "%s", rt->match.v[j]);
-			}
-		}
-	}
-	for (size_t i = 0; i < c->n_allow; i++) {
-		if ((score = allow_score(s, &c->allow[i], name)) > best) {
-			best = score;
-			*route = -1;
-			*allow = (int)i;
-		}
-	}
-	if (*allow >= 0 && rule != NULL)
-		format_allow(&c->allow[*allow], rule, rulelen);
-	return best > 0;
-}
-
-/* has_host_route: does a route of c send names to "$host"? (an IP literal it refused is not allowed) */
-static int
-has_host_route(const struct config_listener *c)
-{
-	for (size_t i = 0; i < c->n_routes; i++)
-		if (c->routes[i].upstream.sniffed_host)
-			return 1;
-	return 0;
-}
-
-/*
  * route picks the upstream for the sniffed name (s->name, "" for none);
  * the listener's own upstream serves names nothing matches. An allow entry
  * means "$host" at the port asked for (connect mode), the listener's
@@ -917,46 +758,24 @@ has_host_route(const struct config_listener *c)
 static void
 route(struct session *s)
 {
-	const struct config_listener *c = s->conf;
 	const char *name = s->name[0] ? s->name : NULL;
+	struct policy_verdict *v = &s->verdict;
+	int refused;
 
-	if (c->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
+	if (s->conf->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
 		/* Over max_connections: an HTTP client is told so (503) after its head. */
 		session_fail(s, "full");
 		return;
 	}
-	choose(s, name, &s->route, &s->allow_index, s->rule, sizeof(s->rule));
-	if (s->allow_index >= 0) {
-		s->error[0] = '\0';
-		s->allow_target.host = "$host";
-		s->allow_target.sniffed_host = 1;
-		s->allow_target.port = s->want_port ? s->want_port :
-				       c->port ? (uint16_t)c->port :
-						 net_port(listener_bound(s->listener));
-		s->target = &s->allow_target;
-	} else {
-		s->target = s->route >= 0 ? &c->routes[s->route].upstream :
-			    c->upstream.host != NULL ? &c->upstream :
-						       NULL;
-	}
-	if (s->target == NULL) {
+	refused = policy_route(s->conf->policy, name, s->want_port, listen_port(s), v) == -1;
+	s->route = v->route;
+	s->target = v->target;
+	policy_rule(s->conf->policy, v, s->rule, sizeof(s->rule));
+	if (v->port_refused != 0)
+		snprintf(s->error, sizeof(s->error), "port %u not allowed", v->port_refused);
+	if (refused) {
 		s->decision = "deny";
-		session_fail(s, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
-				    (name != NULL && route_name_is_ip(name) && has_host_route(c)) ?
-				"not_allowed" :
-				name ? "no_route" :
-				       "no_name");
-		return;
-	}
-	if (s->target->sniffed_host && name == NULL) {
-		s->decision = "deny";
-		session_fail(s, "no_name");
-		return;
-	}
-	if (s->target == &c->upstream && c->upstream.sniffed_host && route_name_is_ip(name)) {
-		/* A "$host" catch-all is for names: only a rule naming an address admits it. */
-		s->decision = "deny";
-		session_fail(s, "not_allowed");
+		session_fail(s, reason_name(v->refusal));
 		return;
 	}
 	upstream_chosen(s);
@@ -972,13 +791,10 @@ route(struct session *s)
 static int
 read_proxy_header(struct session *s)
 {
-	const struct config_proxy_protocol *pp = &s->conf->proxy;
 	struct proxyproto_header h;
 	enum parse_result r;
-	int trusted = pp->n_trusted == 0;
+	int trusted = policy_proxy_trusted(s->conf->policy, (struct sockaddr *)&s->peer);
 
-	for (size_t i = 0; i < pp->n_trusted && !trusted; i++)
-		trusted = config_cidr_contains(&pp->trusted[i], (struct sockaddr *)&s->peer);
 	r = proxyproto_parse(s->in + s->in_off, s->in_len - s->in_off, &h);
 	if (r == PARSE_NEED_MORE)
 		return 0;
@@ -1004,54 +820,6 @@ read_proxy_header(struct session *s)
 	return 1;
 }
 
-/* creds_match compares a Basic credential with the configured ones, in constant time each. */
-static int
-creds_match(const struct config_strlist *creds, const char *v, size_t vlen)
-{
-	int found = 0;
-
-	for (size_t i = 0; i < creds->n; i++) {
-		const char *c = creds->v[i];
-		size_t clen = strlen(c);
-		unsigned diff = clen != vlen;
-		for (size_t j = 0; j < clen && j < vlen; j++)
-			diff |= (unsigned)(c[j] ^ v[j]);
-		found |= diff == 0;
-	}
-	return found;
-}
-
-/* proxy_form_refusal: why a request cannot go to a forward proxy, or NULL. */
-static const char *
-proxy_form_refusal(const struct sniff_http_request *req)
-{
-	if (req->form == SNIFF_HTTP_ASTERISK)
-		return "bad_method";
-	if (req->form == SNIFF_HTTP_ORIGIN)
-		return "not_proxy_request";
-	return NULL;
-}
-
-/* proxy_auth_refusal checks a request's proxy credentials: NULL, "auth_required" or "auth_failed". */
-static const char *
-proxy_auth_refusal(const struct session *s, const uint8_t *buf,
-    const struct sniff_http_request *req)
-{
-	const struct config_strlist *creds = &s->conf->proxy_auth_b64;
-	const char *v = (const char *)buf + req->proxy_auth_off;
-	size_t vlen = req->proxy_auth_len;
-
-	if (creds->n == 0)
-		return NULL;
-	if (vlen == 0)
-		return "auth_required";
-	if (vlen < 6 || strncasecmp(v, "basic ", 6) != 0)
-		return "auth_failed";
-	for (v += 6, vlen -= 6; vlen > 0 && *v == ' '; v++, vlen--)
-		;
-	return creds_match(creds, v, vlen) ? NULL : "auth_failed";
-}
-
 /*
  * proxy_request checks a request on a connect listener: the form (CONNECT
  * host:port, or an absolute URL as HTTP_PROXY clients send), the proxy
@@ -1063,10 +831,10 @@ proxy_auth_refusal(const struct session *s, const uint8_t *buf,
 static int
 proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *req)
 {
-	const char *why;
+	enum reason why;
 
-	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL) {
-		session_fail(s, why);
+	if (policy_proxy_request(s->conf->policy, req, buf, &why) == -1) {
+		session_fail(s, reason_name(why));
 		return -1;
 	}
 	s->head_len = req->head_len;
