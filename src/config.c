@@ -19,19 +19,25 @@
 #include "net.h"
 
 void
-report_error(struct report *r, int line, int col, const char *fmt, ...)
+report_verror(struct report *r, int line, int col, const char *fmt, va_list ap)
 {
-	va_list ap;
-
 	if (line > 0)
 		fprintf(r->out, "%s:%d:%d: ", r->name, line, col);
 	else
 		fprintf(r->out, "%s: ", r->name);
-	va_start(ap, fmt);
 	vfprintf(r->out, fmt, ap);
-	va_end(ap);
 	fputc('\n', r->out);
 	r->errors++;
+}
+
+void
+report_error(struct report *r, int line, int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	report_verror(r, line, col, fmt, ap);
+	va_end(ap);
 }
 
 const char *

@@ -13,6 +13,7 @@
 #ifndef GK_CONFIG_IMPL_H
 #define GK_CONFIG_IMPL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -122,6 +123,8 @@ struct report {
 /* report_error writes "NAME:LINE:COL: message" (line 0: "NAME: message") and counts it. */
 void report_error(struct report *r, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+void report_verror(struct report *r, int line, int col, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /* A position in the file for messages about the whole config; line 0 = none. */
 struct config_where {

@@ -227,6 +227,12 @@ const struct key config_top_keys[] = {
 	END,
 };
 
+/* A mapping's 'seen' set has one bit per entry of its table. */
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]) - 1)
+_Static_assert(NKEYS(config_top_keys) <= 32, "too many top-level keys for 'seen'");
+_Static_assert(NKEYS(config_listener_keys) <= 32, "too many listener keys for 'seen'");
+_Static_assert(NKEYS(config_route_keys) <= 32, "too many route keys for 'seen'");
+
 const struct key *
 key_find(const struct key *table, const char *name)
 {

@@ -27,17 +27,15 @@ static void report_node(struct report *r, const yaml_node_t *node, const char *f
 static void
 report_node(struct report *r, const yaml_node_t *node, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (node == NULL)
-		report_error(r, 0, 0, "%s", msg);
+		report_verror(r, 0, 0, fmt, ap);
 	else
-		report_error(r, (int)node->start_mark.line + 1, (int)node->start_mark.column + 1,
-		    "%s", msg);
+		report_verror(r, (int)node->start_mark.line + 1, (int)node->start_mark.column + 1,
+		    fmt, ap);
+	va_end(ap);
 }
 
 /* ---- environment variables in values ---- */
