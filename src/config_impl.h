@@ -48,7 +48,7 @@ enum key_type {
 #define KF_INHERIT 0x01     /* unset until validation, then the same key of 'defaults' */
 #define KF_OMIT_UNSET 0x02  /* the dump leaves it out while unset, empty, false or 0 */
 #define KF_MODE_HTTP 0x04   /* a section that applies to mode http only */
-#define KF_CONNECT_ALL 0x08 /* dumped in mode connect even when empty (deny all) */
+#define KF_CONNECT_ALL 0x08 /* dumped even when empty if all the listener routes by (deny all) */
 
 /*
  * One setting. Sections, listeners and routes are entries too, with the

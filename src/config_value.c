@@ -233,6 +233,51 @@ parse_nameserver(const char *text, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * utf8_valid: 1 if s is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF). A file is UTF-8 by the time libyaml hands it
+ * over; an option or a variable may hold any bytes, and those could not be
+ * written back as YAML by the dump.
+ */
+static int
+utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		unsigned c = *p, n, cp;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return 0;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
+static int
+not_utf8(const struct key *k, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "'%s' must be UTF-8 text", k->name);
+	return -1;
+}
+
 /* ---- one parser per type ---- */
 
 typedef int (*parse_fn)(const struct key *k, const char *text, void *dst, char *err,
@@ -247,6 +292,8 @@ parse_string(const struct key *k, const char *text, void *dst, char *err, size_t
 		snprintf(err, errlen, "'%s' must not be empty", k->name);
 		return -1;
 	}
+	if (!utf8_valid(text))
+		return not_utf8(k, err, errlen);
 	free(*s);
 	if ((*s = strdup(text)) == NULL)
 		return nomem(err, errlen);
@@ -484,6 +531,8 @@ parse_credentials(const struct key *k, const char *text, void *dst, char *err, s
 		snprintf(err, errlen, "invalid credentials in '%s' (use \"USER:PASSWORD\")", k->name);
 		return -1;
 	}
+	if (!utf8_valid(text))
+		return not_utf8(k, err, errlen);
 	if (config_strlist_add(dst, text) == -1)
 		return nomem(err, errlen);
 	return 0;

@@ -1449,6 +1449,16 @@ test_quick_egress_gateway(void **state)
 	assert_string_equal(dump_string(cfg), dump_string(file));
 	round_trip(cfg);
 
+	/* An empty allowlist with no upstream denies everything, and the dump says so. */
+	round_trip(load_ok("listeners:\n  - name: a\n    listen: \":1\"\n    mode: tls\n"
+			   "    allow: []\n"));
+	cfg = own_cfg(config_quick_new());
+	assert_int_equal(qset(cfg, "name", "caf\xc3\xa9", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "listen", ":1", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "upstream", "a:1", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	round_trip(cfg);
+
 	/* Every egress key, lists replaced by a later value. */
 	cfg = own_cfg(config_quick_new());
 	assert_int_equal(qset(cfg, "mode", "connect", err, sizeof(err)), 0);
@@ -1510,6 +1520,10 @@ test_quick_egress_bad_values(void **state)
 		{"proxy-auth", "nocolon", "invalid credentials in 'proxy_auth' (use"},
 		{"port", "0", "invalid number '0' for 'port' (use a whole number from 1 to 65535)"},
 		{"egress", "maybe", "invalid value 'maybe' for 'egress' (use true or false)"},
+		/* A file is UTF-8 by the time it is read; settings must be too. */
+		{"name", "caf\xe9", "'name' must be UTF-8 text"},
+		{"user", "\xc0\xaf", "'user' must be UTF-8 text"},
+		{"proxy-auth", "ann:\xed\xa0\x80", "'proxy_auth' must be UTF-8 text"},
 	};
 
 	(void)state;
