@@ -364,10 +364,10 @@ walk_options(key_visit fn, void *arg)
 	return walk_keys(config_top_keys, "", 0, fn, arg);
 }
 
+/* What nth_option and nth_key look for: the want-th entry they accept. */
 struct nth {
 	size_t want, seen;
 	const struct key *k;
-	const char *path;
 	struct config_keyinfo *info;
 };
 
@@ -386,7 +386,7 @@ nth_option(const struct key *k, const char *path, void *arg)
 const struct config_option *
 config_option(size_t i)
 {
-	struct nth n = {i, 0, NULL, NULL, NULL};
+	struct nth n = {i, 0, NULL, NULL};
 
 	return walk_options(nth_option, &n) ? &n.k->opt : NULL;
 }
@@ -467,7 +467,7 @@ nth_key(const struct key *k, const char *path, void *arg)
 int
 config_key_info(size_t i, struct config_keyinfo *info)
 {
-	struct nth n = {i, 0, NULL, NULL, info};
+	struct nth n = {i, 0, NULL, info};
 
 	return walk_keys(config_top_keys, "", 1, nth_key, &n) ? 0 : -1;
 }
