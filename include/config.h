@@ -3,9 +3,12 @@
  *
  * A config is built in one go, from a YAML file (config_load) or from
  * quick-mode settings (config_quick_new + config_quick_set +
- * config_quick_finish), and is read-only afterwards. Durations are stored in
- * milliseconds. Errors are written to a caller stream as FILE:LINE:COL:
- * message, all of them, never only the first.
+ * config_quick_finish), and is read-only afterwards. Both ways build the
+ * same model and pass the same validation. Every setting, its default, its
+ * quick-mode option and variable and its help are described once, by the
+ * key table in config_keys.c; config_option and config_key_info read it.
+ * Durations are stored in milliseconds. Errors are written to a caller
+ * stream as FILE:LINE:COL: message, all of them, never only the first.
  */
 #ifndef GK_CONFIG_H
 #define GK_CONFIG_H
@@ -69,7 +72,7 @@ struct config_route {
 	struct config_hostport upstream;
 	int send;                    /* enum config_proxy_send, or INHERIT */
 	int line, col;
-	unsigned seen;               /* keys present in the file */
+	unsigned seen;               /* keys present in the file, one bit per key */
 };
 
 /*
@@ -119,7 +122,7 @@ struct config_listener {
 	int64_t max_connections; /* 0 = unlimited */
 	struct config_http http;
 	int line, col;           /* where it was defined, for messages */
-	unsigned seen;           /* keys present in the file, one bit per key */
+	unsigned seen;           /* keys present in the file (or set in quick mode) */
 	struct policy *policy;   /* its decisions, compiled once the configuration is valid */
 };
 
@@ -169,20 +172,62 @@ struct config *config_load(const char *path, FILE *errs);
 struct config *config_load_string(const char *name, const char *text, size_t len, FILE *errs);
 
 /*
- * Quick mode: one listener, settings by name (the long option without
- * dashes: "listen", "upstream", "mode", "name", "connect-timeout",
- * "idle-timeout", "max-connections", "log-level", "log-format",
- * "nameservers", "refresh", "min-ttl", "drain-timeout", "sniff-timeout").
- * config_quick_set returns 0, -1 with a message in err for a bad value, or
- * -2 for an unknown setting. config_quick_finish validates; it returns 0, or
- * -1 after writing errors to errs.
+ * A quick-mode setting: a long option and the environment variable that
+ * gives the same value. Every one is an entry of the key table (see
+ * config_keys.c), which is also where config_quick_set looks it up.
+ */
+struct config_option {
+	const char *flag; /* the long option without dashes: "connect-timeout" */
+	const char *env;  /* its variable: "GATEKEEPER_CONNECT_TIMEOUT" */
+	const char *arg;  /* what the value looks like, for the usage text: "DURATION" */
+	int passive;      /* set alone, the variable does not select quick mode */
+};
+
+/*
+ * config_option returns the i-th quick-mode setting (from 0, in the order
+ * of the usage text), or NULL past the last one.
+ */
+const struct config_option *config_option(size_t i);
+
+/*
+ * config_option_suggest returns the quick-mode option nearest to flag
+ * (without dashes), for a did-you-mean, or NULL when none is close.
+ */
+const char *config_option_suggest(const char *flag);
+
+/* config_usage writes the quick-mode options, one a line with help and default. */
+void config_usage(FILE *out);
+
+/*
+ * One setting of the key table, for documentation and its tests: the YAML
+ * path ("resolver.min_ttl", "listeners[].http.trusted"), its default as
+ * text (NULL: none; "defaults.X": inherited), its help, and its quick-mode
+ * option (NULL when it has none).
+ */
+struct config_keyinfo {
+	char path[96];
+	const char *name; /* the last part of path */
+	const char *def;
+	const char *help;
+	const struct config_option *opt;
+	char def_buf[64]; /* where def is, when it is built */
+};
+
+/* config_key_info fills info for the i-th setting (from 0); 0, or -1 past the last. */
+int config_key_info(size_t i, struct config_keyinfo *info);
+
+/*
+ * Quick mode: one listener, settings by option name ("listen",
+ * "connect-timeout", ...; see config_option). config_quick_set returns 0,
+ * -1 with a message in err for a bad value, or -2 for an unknown setting;
+ * a list setting takes its items comma-separated and replaces what an
+ * earlier call set. config_quick_finish validates exactly as config_load
+ * does; it returns 0, or -1 after writing every error to errs.
  */
 struct config *config_quick_new(void);
 int config_quick_set(struct config *cfg, const char *setting, const char *value, char *err,
     size_t errlen);
 int config_quick_finish(struct config *cfg, FILE *errs);
-/* The quick-mode setting names, NULL-terminated, in documentation order. */
-extern const char *const config_quick_settings[];
 
 /* config_dump prints the normalized config as YAML. */
 void config_dump(const struct config *cfg, FILE *out);

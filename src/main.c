@@ -8,7 +8,6 @@
  * ordinary events, not in signal context), so the handlers below may do
  * real work: SIGTERM/SIGINT start a drain, a second one exits at once.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -49,32 +48,17 @@ usage(FILE *out)
 	    "  -T        check the config and print it normalized\n"
 	    "\n"
 	    "quick mode (no file; each option also reads GATEKEEPER_<NAME>, e.g.\n"
-	    "GATEKEEPER_UPSTREAM; a flag beats its environment variable):\n"
-	    "  --listen ADDR:PORT         --upstream HOST:PORT       --mode tcp|tls|http\n"
-	    "  --name NAME                --connect-timeout 5s       --idle-timeout 5m\n"
-	    "  --max-connections N        --log-level info           --log-format logfmt|json\n"
-	    "  --nameservers IP[:PORT],.. --refresh 30s              --min-ttl 1s\n"
-	    "  --drain-timeout 8s         --sniff-timeout 5s         --splice auto|on|off\n"
-	    "  --workers auto|N           --admin ADDR:PORT\n"
-	    "  --user NAME|UID            --group NAME|GID           --allow-root true|false\n"
+	    "GATEKEEPER_UPSTREAM; a flag beats its environment variable; lists are\n"
+	    "comma-separated):\n",
+	    DEFAULT_CONFIG);
+	config_usage(out);
+	fprintf(out,
 	    "\n"
 	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
 	    "                                answers (default: admin.listen of the config)\n"
 	    "gatekeeper audit --expect-open|--expect-closed HOST:PORT --expect-no-dns NAME ...\n"
 	    "                                check what this container can reach; exit 1\n"
-	    "                                when reality differs\n",
-	    DEFAULT_CONFIG);
-}
-
-/* env_name turns "connect-timeout" into "GATEKEEPER_CONNECT_TIMEOUT". */
-static void
-env_name(const char *setting, char *buf, size_t len)
-{
-	size_t n = (size_t)snprintf(buf, len, "GATEKEEPER_");
-
-	for (; *setting && n + 1 < len; setting++)
-		buf[n++] = *setting == '-' ? '_' : (char)toupper((unsigned char)*setting);
-	buf[n] = '\0';
+	    "                                when reality differs\n");
 }
 
 struct flag {
@@ -84,30 +68,30 @@ struct flag {
 
 /*
  * quick_config builds the one-listener config: environment first, then the
- * flags on top, so a flag wins. Returns NULL after printing errors.
+ * flags on top, so a flag wins. Each bad value is reported with where it
+ * came from (the variable or the flag). Returns NULL after printing errors.
  */
 static struct config *
 quick_config(const struct flag *flags, size_t nflags)
 {
 	struct config *cfg = config_quick_new();
-	char err[512], var[64];
+	const struct config_option *o;
+	char err[512];
 	int errors = 0;
 
 	if (cfg == NULL) {
 		fprintf(stderr, "gatekeeper: out of memory\n");
 		return NULL;
 	}
-	for (size_t i = 0; config_quick_settings[i] != NULL; i++) {
+	for (size_t i = 0; (o = config_option(i)) != NULL; i++) {
 		const char *v;
-		env_name(config_quick_settings[i], var, sizeof(var));
-		if ((v = getenv(var)) == NULL || *v == '\0')
+		if ((v = getenv(o->env)) == NULL || *v == '\0')
 			continue;
 		for (size_t j = 0; j < nflags; j++)
-			if (strcmp(flags[j].setting, config_quick_settings[i]) == 0)
+			if (strcmp(flags[j].setting, o->flag) == 0)
 				v = NULL;
-		if (v != NULL && config_quick_set(cfg, config_quick_settings[i], v, err,
-				     sizeof(err)) != 0) {
-			fprintf(stderr, "%s: %s\n", var, err);
+		if (v != NULL && config_quick_set(cfg, o->flag, v, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s: %s\n", o->env, err);
 			errors++;
 		}
 	}
@@ -124,19 +108,67 @@ quick_config(const struct flag *flags, size_t nflags)
 	return cfg;
 }
 
-/* quick_env_present: is any GATEKEEPER_<setting> variable set? */
+/*
+ * quick_env_present: is any GATEKEEPER_* setting variable set? A passive
+ * one (GATEKEEPER_PORT, which container platforms set for a service of
+ * that name) counts only next to another.
+ */
 static int
 quick_env_present(void)
 {
-	char var[64];
+	const struct config_option *o;
 	const char *v;
 
-	for (size_t i = 0; config_quick_settings[i] != NULL; i++) {
-		env_name(config_quick_settings[i], var, sizeof(var));
-		if ((v = getenv(var)) != NULL && *v != '\0')
+	for (size_t i = 0; (o = config_option(i)) != NULL; i++)
+		if (!o->passive && (v = getenv(o->env)) != NULL && *v != '\0')
 			return 1;
-	}
 	return 0;
+}
+
+/*
+ * long_options builds getopt's table: every quick-mode option of the key
+ * table, then --version, --help and --config. The caller frees it.
+ */
+static struct option *
+long_options(void)
+{
+	static const struct option fixed[] = {
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"config", required_argument, NULL, 'c'},
+	};
+	size_t n = 0, nfixed = sizeof(fixed) / sizeof(fixed[0]);
+	const struct config_option *o;
+	struct option *opts;
+
+	while (config_option(n) != NULL)
+		n++;
+	if ((opts = calloc(n + nfixed + 1, sizeof(*opts))) == NULL)
+		return NULL;
+	for (size_t i = 0; (o = config_option(i)) != NULL; i++)
+		opts[i] = (struct option){o->flag, required_argument, NULL, 0};
+	memcpy(opts + n, fixed, sizeof(fixed));
+	return opts;
+}
+
+/*
+ * suggest_option follows getopt's message about argument at with a
+ * did-you-mean when it is a misspelt long option.
+ */
+static void
+suggest_option(char **argv, int at)
+{
+	const char *arg = argv[at], *hint;
+	char name[64];
+	size_t len;
+
+	if (strncmp(arg, "--", 2) != 0)
+		return;
+	len = strcspn(arg + 2, "=");
+	snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
+	    arg + 2);
+	if ((hint = config_option_suggest(name)) != NULL && strcmp(hint, name) != 0)
+		fprintf(stderr, "gatekeeper: did you mean '--%s'?\n", hint);
 }
 
 void
@@ -727,33 +759,9 @@ health(int argc, char **argv)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"listen", required_argument, NULL, 0},
-	    {"upstream", required_argument, NULL, 0},
-	    {"mode", required_argument, NULL, 0},
-	    {"name", required_argument, NULL, 0},
-	    {"connect-timeout", required_argument, NULL, 0},
-	    {"idle-timeout", required_argument, NULL, 0},
-	    {"max-connections", required_argument, NULL, 0},
-	    {"log-level", required_argument, NULL, 0},
-	    {"log-format", required_argument, NULL, 0},
-	    {"nameservers", required_argument, NULL, 0},
-	    {"refresh", required_argument, NULL, 0},
-	    {"min-ttl", required_argument, NULL, 0},
-	    {"drain-timeout", required_argument, NULL, 0},
-	    {"sniff-timeout", required_argument, NULL, 0},
-	    {"splice", required_argument, NULL, 0},
-	    {"workers", required_argument, NULL, 0},
-	    {"admin", required_argument, NULL, 0},
-	    {"user", required_argument, NULL, 0},
-	    {"group", required_argument, NULL, 0},
-	    {"allow-root", required_argument, NULL, 0},
-	    {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"config", required_argument, NULL, 'c'},
-	    {NULL, 0, NULL, 0},
-	};
-	struct flag flags[sizeof(longopts) / sizeof(longopts[0])];
+	/* Static: reachable until exit, whichever way main ends. */
+	static struct option *longopts;
+	static struct flag *flags;
 	const char *path = NULL;
 	int check = 0, dump = 0, ch, idx, rc;
 	size_t nflags = 0;
@@ -763,6 +771,13 @@ main(int argc, char **argv)
 		return health(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_main(argc - 1, argv + 1, stdout);
+	/* One flag per argument at most; getopt's table comes from the key table. */
+	longopts = long_options();
+	flags = calloc((size_t)argc, sizeof(*flags));
+	if (longopts == NULL || flags == NULL) {
+		fprintf(stderr, "gatekeeper: out of memory\n");
+		return 1;
+	}
 	while ((ch = getopt_long(argc, argv, "c:tThV", longopts, &idx)) != -1) {
 		switch (ch) {
 		case 0:
@@ -787,6 +802,12 @@ main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case '?':
+			/* getopt said what was wrong; add a suggestion for a misspelt option. */
+			if (optind > 1 && optind - 1 < argc)
+				suggest_option(argv, optind - 1);
+			usage(stderr);
+			return 1;
 		default:
 			usage(stderr);
 			return 1;

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "policy.h"
 #include "net.h"
 
 #define NAME "t.yaml"
@@ -1279,14 +1280,14 @@ test_quick_settings_list(void **state)
 
 	(void)state;
 	/* Every listed setting is known: a bad value gives -1, never -2. */
-	for (n = 0; config_quick_settings[n] != NULL; n++) {
+	for (n = 0; config_option(n) != NULL; n++) {
 		struct config *cfg = own_cfg(config_quick_new());
 		char err[256];
-		int rc = qset(cfg, config_quick_settings[n], "\x01", err, sizeof(err));
+		int rc = qset(cfg, config_option(n)->flag, "\x01", err, sizeof(err));
 
 		if (rc == -2)
 			fail_msg("listed setting '%s' is unknown to config_quick_set",
-			    config_quick_settings[n]);
+			    config_option(n)->flag);
 	}
 	/* And each documented one is listed and takes a good value. */
 	for (size_t j = 0; j < sizeof(values) / sizeof(values[0]); j++) {
@@ -1294,11 +1295,11 @@ test_quick_settings_list(void **state)
 		char err[256];
 		size_t k;
 
-		for (k = 0; config_quick_settings[k] != NULL; k++)
-			if (strcmp(config_quick_settings[k], values[j][0]) == 0)
+		for (k = 0; config_option(k) != NULL; k++)
+			if (strcmp(config_option(k)->flag, values[j][0]) == 0)
 				break;
-		if (config_quick_settings[k] == NULL)
-			fail_msg("setting '%s' is not in config_quick_settings", values[j][0]);
+		if (config_option(k) == NULL)
+			fail_msg("setting '%s' is not a quick-mode option", values[j][0]);
 		if (qset(cfg, values[j][0], values[j][1], err, sizeof(err)) != 0)
 			fail_msg("--%s %s: %s", values[j][0], values[j][1], err);
 	}
@@ -1318,9 +1319,11 @@ test_quick_finish_missing(void **state)
 	assert_int_equal(config_quick_finish(cfg, f), -1);
 	fclose(f);
 	own_str(errs);
-	assert_int_equal(count_lines(errs), 2);
-	assert_non_null(strstr(errs, "--listen (or GATEKEEPER_LISTEN) is required\n"));
-	assert_non_null(strstr(errs, "--upstream (or GATEKEEPER_UPSTREAM) is required\n"));
+	assert_string_equal(errs,
+	    "gatekeeper: listeners[0]: missing required key 'listen'; give --listen or "
+	    "GATEKEEPER_LISTEN\n"
+	    "gatekeeper: listeners[0]: missing required key 'upstream'; give --upstream or "
+	    "GATEKEEPER_UPSTREAM\n");
 
 	/* Only the upstream missing. */
 	cfg = own_cfg(config_quick_new());
@@ -1330,8 +1333,8 @@ test_quick_finish_missing(void **state)
 	assert_int_equal(config_quick_finish(cfg, f), -1);
 	fclose(f);
 	own_str(errs);
-	assert_int_equal(count_lines(errs), 1);
-	assert_non_null(strstr(errs, "--upstream (or GATEKEEPER_UPSTREAM) is required\n"));
+	assert_string_equal(errs, "gatekeeper: listeners[0]: missing required key 'upstream'; give "
+				  "--upstream or GATEKEEPER_UPSTREAM\n");
 
 	/* Cross-checks run in quick mode too. */
 	cfg = own_cfg(config_quick_new());
@@ -1346,6 +1349,341 @@ test_quick_finish_missing(void **state)
 	own_str(errs);
 	assert_int_equal(count_lines(errs), 1);
 	assert_non_null(strstr(errs, "min_ttl must not exceed refresh"));
+}
+
+/* finish_errors runs config_quick_finish and returns what it wrote (owned). */
+static char *
+finish_errors(struct config *cfg, int want_rc)
+{
+	char *errs = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&errs, &size);
+
+	assert_non_null(f);
+	assert_int_equal(config_quick_finish(cfg, f), want_rc);
+	fclose(f);
+	return own_str(errs);
+}
+
+/* strip_positions drops each line's "NAME: " or "NAME:LINE:COL: " prefix, in place. */
+static char *
+strip_positions(char *s)
+{
+	char *out = s, *line = s;
+
+	while (*line != '\0') {
+		char *nl = strchr(line, '\n'), *body = strstr(line, ": ");
+		size_t n;
+		if (nl == NULL)
+			nl = line + strlen(line);
+		body = body != NULL && body < nl ? body + 2 : line;
+		n = (size_t)(nl - body) + (*nl == '\n');
+		memmove(out, body, n);
+		out += n;
+		line = *nl == '\n' ? nl + 1 : nl;
+	}
+	*out = '\0';
+	return s;
+}
+
+static void
+test_quick_same_validation_as_a_file(void **state)
+{
+	static const struct {
+		const char *settings[10]; /* setting, value, ..., NULL */
+		const char *yaml;        /* the same listener, as a file */
+	} cases[] = {
+		{{"mode", "connect", "upstream", "x:1", "listen", ":1"},
+		    "  - name: default\n    listen: \":1\"\n    mode: connect\n    upstream: x:1\n"},
+		{{"mode", "tcp", "allow", "a.example.com", "upstream", "x:1", "listen", ":1"},
+		    "  - name: default\n    listen: \":1\"\n    upstream: x:1\n"
+		    "    allow: [a.example.com]\n"},
+		{{"mode", "tls", "allow", "a.example.com:443", "proxy-auth", "u:p", "listen", ":1"},
+		    "  - name: default\n    listen: \":1\"\n    mode: tls\n"
+		    "    allow: [\"a.example.com:443\"]\n    proxy_auth: [\"u:p\"]\n"},
+		{{"mode", "tcp", "upstream", "$host:443", "port", "443", "listen", ":1"},
+		    "  - name: default\n    listen: \":1\"\n    upstream: \"$host:443\"\n"
+		    "    port: 443\n"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = own_cfg(config_quick_new());
+		char err[512], text[512], *quick, *file = NULL;
+
+		for (size_t j = 0; cases[i].settings[j] != NULL; j += 2)
+			if (qset(cfg, cases[i].settings[j], cases[i].settings[j + 1], err,
+				sizeof(err)) != 0)
+				fail_msg("--%s: %s", cases[i].settings[j], err);
+		quick = finish_errors(cfg, -1);
+		snprintf(text, sizeof(text), "listeners:\n%s", cases[i].yaml);
+		assert_null(load(text, &file));
+		/* The same messages, quick mode's without a file position. */
+		assert_int_equal(strncmp(quick, "gatekeeper: listeners[0]: ", 26), 0);
+		assert_int_equal(strncmp(file, NAME ":2:5: listeners[0]: ", 21), 0);
+		assert_string_equal(strip_positions(quick), strip_positions(file));
+	}
+}
+
+static void
+test_quick_egress_gateway(void **state)
+{
+	struct config *cfg = own_cfg(config_quick_new()), *file;
+	const struct config_listener *l;
+	char err[512];
+
+	(void)state;
+	/* The README's example: an allowlisted TLS gateway from settings alone. */
+	assert_int_equal(qset(cfg, "mode", "tls", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "allow", "api.github.com, *.pypi.org,", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "listen", "0.0.0.0:443", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	l = &cfg->listeners[0];
+	assert_int_equal(l->mode, CONFIG_MODE_TLS);
+	assert_null(l->upstream.host);
+	assert_int_equal(l->n_allow, 2);
+	assert_string_equal(l->allow[0].pattern, "api.github.com");
+	assert_string_equal(l->allow[1].pattern, "*.pypi.org");
+	{
+		/* compiled with the configuration: an egress policy, guarded */
+		struct policy_verdict v;
+		assert_non_null(l->policy);
+		assert_int_equal(policy_route(l->policy, "x.pypi.org", 0, 443, &v), 0);
+		assert_true(v.guarded);
+		assert_int_equal(policy_route(l->policy, "pypi.org", 0, 443, &v), -1);
+	}
+	file = load_ok("listeners:\n  - name: default\n    listen: 0.0.0.0:443\n    mode: tls\n"
+		       "    allow: [api.github.com, \"*.pypi.org\"]\n");
+	assert_string_equal(dump_string(cfg), dump_string(file));
+	round_trip(cfg);
+
+	/* An empty allowlist with no upstream denies everything, and the dump says so. */
+	round_trip(load_ok("listeners:\n  - name: a\n    listen: \":1\"\n    mode: tls\n"
+			   "    allow: []\n"));
+	cfg = own_cfg(config_quick_new());
+	assert_int_equal(qset(cfg, "name", "caf\xc3\xa9", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "listen", ":1", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "upstream", "a:1", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	round_trip(cfg);
+
+	/* Every egress key, lists replaced by a later value. */
+	cfg = own_cfg(config_quick_new());
+	assert_int_equal(qset(cfg, "mode", "connect", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "listen", "127.0.0.1:3128", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "allow", "old.example.com", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "allow", "api.example.com:443,10.0.0.0/8:22,[::1]:8443", err,
+			     sizeof(err)),
+	    0);
+	assert_int_equal(qset(cfg, "allow-ranges", "127.0.0.0/8,::1", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "deny-ranges", "127.0.0.9", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "proxy-auth", "ann:secret,bob:pw", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	l = &cfg->listeners[0];
+	assert_int_equal(l->n_allow, 3);
+	assert_string_equal(l->allow[0].pattern, "api.example.com");
+	assert_int_equal(l->allow[0].port, 443);
+	assert_null(l->allow[1].pattern);
+	assert_int_equal(l->allow[1].cidr.prefix, 8);
+	assert_int_equal(l->allow[1].port, 22);
+	assert_int_equal(l->allow[2].cidr.prefix, 128);
+	assert_int_equal(l->n_allow_ranges, 2);
+	assert_int_equal(l->n_deny_ranges, 1);
+	assert_int_equal(l->deny_ranges[0].prefix, 32);
+	assert_int_equal(l->proxy_auth.n, 2);
+	/* Validation computes what clients send, as for a file. */
+	assert_int_equal(l->proxy_auth_b64.n, 2);
+	assert_string_equal(l->proxy_auth_b64.v[0], "YW5uOnNlY3JldA==");
+
+	/* A pinned tunnel: tcp with egress and a port-less upstream check. */
+	cfg = own_cfg(config_quick_new());
+	assert_int_equal(qset(cfg, "listen", ":1", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "upstream", "api.example.com:443", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "egress", "true", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	assert_true(cfg->listeners[0].egress);
+
+	/* tls with allow and an upstream port. */
+	cfg = own_cfg(config_quick_new());
+	assert_int_equal(qset(cfg, "mode", "tls", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "listen", ":1", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "allow", "*.example.com", err, sizeof(err)), 0);
+	assert_int_equal(qset(cfg, "port", "8443", err, sizeof(err)), 0);
+	assert_string_equal(finish_errors(cfg, 0), "");
+	assert_int_equal(cfg->listeners[0].port, 8443);
+}
+
+static void
+test_quick_egress_bad_values(void **state)
+{
+	static const struct {
+		const char *setting, *value, *msg;
+	} cases[] = {
+		{"allow", "api.example.com,bad name", "invalid"},
+		{"allow", "a.example.com:99999", "invalid port in allow entry 'a.example.com:99999'"},
+		{"allow", "10.0.0.0/33", "invalid allow entry '10.0.0.0/33'"},
+		{"allow-ranges", "10.0.0.0/8,nowhere", "invalid address block 'nowhere' in "
+						       "'allow_ranges'"},
+		{"deny-ranges", "::1/129", "invalid address block '::1/129' in 'deny_ranges'"},
+		{"proxy-auth", "nocolon", "invalid credentials in 'proxy_auth' (use"},
+		{"port", "0", "invalid number '0' for 'port' (use a whole number from 1 to 65535)"},
+		{"egress", "maybe", "invalid value 'maybe' for 'egress' (use true or false)"},
+		/* A file is UTF-8 by the time it is read; settings must be too. */
+		{"name", "caf\xe9", "'name' must be UTF-8 text"},
+		{"user", "\xc0\xaf", "'user' must be UTF-8 text"},
+		{"proxy-auth", "ann:\xed\xa0\x80", "'proxy_auth' must be UTF-8 text"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg = own_cfg(config_quick_new());
+		char err[512];
+		int rc = qset(cfg, cases[i].setting, cases[i].value, err, sizeof(err));
+
+		if (rc != -1)
+			fail_msg("--%s %s: got %d, want -1", cases[i].setting, cases[i].value, rc);
+		if (strncmp(err, cases[i].msg, strlen(cases[i].msg)) != 0)
+			fail_msg("--%s %s: message '%s', want it to start with '%s'",
+			    cases[i].setting, cases[i].value, err, cases[i].msg);
+	}
+}
+
+/* ---- the key table and the documents made from it ---- */
+
+/* read_doc returns the text of a file of the tree (owned); root is where the tree is. */
+static char *
+read_doc(const char *rel)
+{
+	char path[512], *text = NULL;
+	size_t size = 0, n;
+	const char *here = __FILE__, *cut = strstr(here, "tests/unit/");
+	FILE *f, *m;
+	char buf[4096];
+
+	snprintf(path, sizeof(path), "%.*s%s", cut ? (int)(cut - here) : 0, here, rel);
+	if ((f = fopen(path, "r")) == NULL)
+		fail_msg("cannot open %s", path);
+	m = open_memstream(&text, &size);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, m);
+	fclose(f);
+	fclose(m);
+	return own_str(text);
+}
+
+/* section returns the part of a Markdown text from the heading to the next of its level. */
+static char *
+section(const char *md, const char *heading)
+{
+	const char *start = strstr(md, heading), *end;
+	size_t level = strspn(heading, "#");
+	char next[16];
+
+	if (start == NULL)
+		fail_msg("README.md has no '%s'", heading);
+	snprintf(next, sizeof(next), "\n%.*s ", (int)level, "#######");
+	end = strstr(start + 1, next);
+	/* A heading of a higher level ends it too. */
+	if (level > 2) {
+		const char *up = strstr(start + 1, "\n## ");
+		if (up != NULL && (end == NULL || up < end))
+			end = up;
+	}
+	return own_str(strndup(start, end ? (size_t)(end - start) : strlen(start)));
+}
+
+/* yaml_mentions: does conf text name key (a word followed by ':') after *from? */
+static int
+yaml_mentions(const char *text, const char *key, const char **from)
+{
+	size_t n = strlen(key);
+
+	for (const char *p = strstr(*from, key); p != NULL; p = strstr(p + 1, key)) {
+		char before = p == text ? '\n' : p[-1];
+		if (p[n] == ':' && strchr("\n #-{", before) != NULL) {
+			*from = p + n;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void
+test_key_table_is_documented(void **state)
+{
+	char *readme = read_doc("README.md"), *conf = read_doc("conf/gatekeeper.yaml");
+	char *ref = section(readme, "## Configuration reference");
+	char *quick = section(readme, "### Quick mode");
+	char *usage = NULL, needle[160];
+	size_t size = 0, n_keys = 0;
+	struct config_keyinfo info;
+	const struct config_option *o;
+	FILE *f;
+
+	(void)state;
+	for (size_t i = 0; config_key_info(i, &info) == 0; i++, n_keys++) {
+		const char *from = conf, *p;
+		char part[96];
+
+		/* README: `path` in the reference (`listeners[]...` for lists of mappings). */
+		snprintf(needle, sizeof(needle), "`%s", info.path);
+		for (p = strstr(ref, needle); p != NULL; p = strstr(p + 1, needle))
+			if (p[strlen(needle)] == '`' || p[strlen(needle)] == '[')
+				break;
+		if (p == NULL)
+			fail_msg("README.md's configuration reference does not name `%s`", info.path);
+		/* conf/gatekeeper.yaml: each part of the path, in order. */
+		for (const char *s = info.path; *s != '\0';) {
+			size_t len = strcspn(s, ".[");
+			snprintf(part, sizeof(part), "%.*s", (int)len, s);
+			if (!yaml_mentions(conf, part, &from))
+				fail_msg("conf/gatekeeper.yaml does not name '%s' (of %s)", part,
+				    info.path);
+			s += len;
+			s += strspn(s, ".[]");
+		}
+		assert_non_null(info.help);
+	}
+	assert_true(n_keys >= 50); /* a walk that stopped early would pass the rest */
+
+	f = open_memstream(&usage, &size);
+	fputc('\n', f); /* each option line starts after a newline */
+	config_usage(f);
+	fclose(f);
+	own_str(usage);
+	for (size_t i = 0; (o = config_option(i)) != NULL; i++) {
+		char env[64];
+		size_t k = (size_t)snprintf(env, sizeof(env), "GATEKEEPER_");
+
+		/* The variable is the option's name, upper case, '_' for '-'. */
+		for (const char *c = o->flag; *c && k + 1 < sizeof(env); c++)
+			env[k++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+		env[k] = '\0';
+		assert_string_equal(o->env, env);
+		snprintf(needle, sizeof(needle), "\n  --%s ", o->flag);
+		if (strstr(usage, needle) == NULL)
+			fail_msg("--help does not show --%s:\n%s", o->flag, usage);
+		snprintf(needle, sizeof(needle), "`--%s", o->flag);
+		if (strstr(quick, needle) == NULL)
+			fail_msg("README.md's quick mode section does not show --%s", o->flag);
+		snprintf(needle, sizeof(needle), "`%s`", o->env);
+		if (strstr(quick, needle) == NULL)
+			fail_msg("README.md's quick mode section does not show %s", o->env);
+		/* And config_quick_set knows it. */
+		assert_int_not_equal(config_quick_set(own_cfg(config_quick_new()), o->flag, "\x01",
+					 needle, sizeof(needle)),
+		    -2);
+	}
+}
+
+static void
+test_option_suggest(void **state)
+{
+	(void)state;
+	assert_string_equal(config_option_suggest("upstrem"), "upstream");
+	assert_string_equal(config_option_suggest("connect_timeout"), "connect-timeout");
+	assert_string_equal(config_option_suggest("Allow-Ranges"), "allow-ranges");
+	assert_null(config_option_suggest("zzzzzzzzzzzz"));
 }
 
 /* ---- environment variables in values ---- */
@@ -1771,6 +2109,11 @@ main(void)
 		cmocka_unit_test_teardown(test_quick_unknown_setting, free_owned),
 		cmocka_unit_test_teardown(test_quick_settings_list, free_owned),
 		cmocka_unit_test_teardown(test_quick_finish_missing, free_owned),
+		cmocka_unit_test_teardown(test_quick_same_validation_as_a_file, free_owned),
+		cmocka_unit_test_teardown(test_quick_egress_gateway, free_owned),
+		cmocka_unit_test_teardown(test_quick_egress_bad_values, free_owned),
+		cmocka_unit_test_teardown(test_key_table_is_documented, free_owned),
+		cmocka_unit_test_teardown(test_option_suggest, free_owned),
 		cmocka_unit_test_teardown(test_env_plain, free_owned_env),
 		cmocka_unit_test_teardown(test_env_default_unset_or_empty, free_owned_env),
 		cmocka_unit_test_teardown(test_env_value_wins_over_default, free_owned_env),
