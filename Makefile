@@ -82,9 +82,11 @@ $(B)/whoami: demo/whoami.c
 
 # A unit test links libgk.a, unless it names the objects it links in
 # <test>_OBJS: test_listener is the worker of listener.c and session.c (a
-# fake one), so it links them and the leaves below them, never worker.o.
+# fake one), so it links them and the leaves below them, never worker.o;
+# test_worker links the real one over them.
 test_listener_OBJS = listener session relay http sniff_tls sniff_http proxyproto route \
                      resolver config net log pool
+test_worker_OBJS   = worker $(test_listener_OBJS)
 unit_link = $(if $($(1)_OBJS),$(patsubst %,$(B)/obj/%.o,$($(1)_OBJS)),$(B)/libgk.a)
 
 $(B)/tests/%: tests/unit/%.c $(B)/libgk.a
