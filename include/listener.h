@@ -1,10 +1,11 @@
 /*
  * listener.h: a bound socket that accepts connections for one listener.
  *
- * A listener owns its socket, its upstream watch and its connection count.
- * It is reference-counted: the process holds one reference while it
- * accepts, and each session holds one, so a listener closed by a drain (or
- * later a reload) stays valid until its last session ends.
+ * A listener owns its socket, its upstream watches and its connection
+ * count. It is reference-counted: its worker (worker.h) holds one
+ * reference while it accepts, and each session holds one, so a listener
+ * closed by a drain or a reload stays valid until its last session ends.
+ * Accepted connections go to session_start in the worker's context.
  */
 #ifndef GK_LISTENER_H
 #define GK_LISTENER_H
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 
 struct gk;
+struct config;
 struct config_listener;
 struct resolver;
 struct resolver_name;
@@ -21,7 +23,8 @@ struct listener;
 /*
  * listener_new binds conf->listen (or addr, when not NULL: the address a
  * first worker actually bound, so port 0 means the same port for all) and
- * starts accepting into sessions. conf belongs to cfg, of which the
+ * starts accepting into sessions, in gk's loop with gk's resolver (gk
+ * must outlive the listener). conf belongs to cfg, of which the
  * listener holds a reference. With several workers the socket is
  * SO_REUSEPORT and max_connections is shared out between them. Returns
  * NULL after logging why (address in use, permission, ...).
@@ -41,7 +44,7 @@ int listener_update(struct listener *l, struct config *cfg, const struct config_
 /* listener_config: the config the listener's settings come from (sessions take a reference). */
 struct config *listener_config(const struct listener *l);
 
-/* listener_close stops accepting and drops the process's reference. */
+/* listener_close stops accepting and drops its worker's reference. */
 void listener_close(struct listener *l);
 
 const struct config_listener *listener_conf(const struct listener *l);
@@ -82,8 +85,8 @@ int listener_over_limit(const struct listener *l);
 
 /*
  * A session holds a reference from listener_session_begin to
- * listener_session_end; the count drives max_connections. decision is the
- * session's routing decision ("allow", "deny" or NULL), counted.
+ * listener_session_end; the count drives max_connections. Its routing
+ * decision is counted at the end, with how it ended (listener_outcome).
  */
 void listener_session_begin(struct listener *l);
 

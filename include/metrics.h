@@ -14,7 +14,8 @@ struct gk;
 /*
  * metrics_render appends the exposition (text format 0.0.4) for the n
  * workers to out. It reads other workers' counters atomically and the
- * resolver of workers[0] directly, so it runs on workers[0]'s thread.
+ * resolver of workers[0] directly, so it runs on workers[0]'s thread,
+ * holding worker_listeners_lock (a reload swaps listener lists under it).
  * Returns 0, or -1 when out of memory.
  */
 int metrics_render(struct evbuffer *out, struct gk *workers, int n);

@@ -23,12 +23,12 @@
 
 #include "admin.h"
 #include "clock.h"
-#include "gk.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
 #include "resolver.h"
+#include "worker.h"
 
 struct admin {
 	struct evhttp *http;
@@ -63,17 +63,19 @@ unresolved_line(void *arg, const char *listener, const char *host, uint16_t port
 static int
 not_ready(struct admin *a, struct evbuffer *body)
 {
-	struct gk *gk = &a->workers[0];
+	const struct gk *gk = &a->workers[0];
 	size_t missing = 0;
 
+	/* Its own thread's worker: no lock to read its listeners. */
 	evbuffer_add_printf(body, "not ready\n");
-	for (size_t i = 0; i < gk->n_listeners; i++) {
-		if (gk->listeners[i] == NULL) {
+	for (size_t i = 0; i < worker_n_listeners(gk); i++) {
+		const struct listener *l = worker_listener(gk, i);
+		if (l == NULL) {
 			evbuffer_add_printf(body, "listener %zu is not bound\n", i);
 			missing++;
 			continue;
 		}
-		missing += listener_unresolved(gk->listeners[i], unresolved_line, body);
+		missing += listener_unresolved(l, unresolved_line, body);
 	}
 	if (missing == 0)
 		evbuffer_drain(body, evbuffer_get_length(body));
@@ -109,9 +111,9 @@ on_request(struct evhttp_request *req, void *arg)
 	} else if (path != NULL && strcmp(path, "/metrics") == 0) {
 		int rc;
 		/* A reloading worker swaps its listeners under this lock. */
-		pthread_mutex_lock(a->workers[0].listeners_lock);
+		worker_listeners_lock(&a->workers[0]);
 		rc = metrics_render(body, a->workers, a->n);
-		pthread_mutex_unlock(a->workers[0].listeners_lock);
+		worker_listeners_unlock(&a->workers[0]);
 		if (rc == -1) {
 			evhttp_send_error(req, 500, "out of memory");
 		} else {
@@ -138,7 +140,7 @@ admin_new(const struct sockaddr *addr, socklen_t len, struct gk *workers, int n,
 	}
 	a->workers = workers;
 	a->n = n;
-	if ((a->http = evhttp_new(workers[0].base)) == NULL) {
+	if ((a->http = evhttp_new(worker_base(&workers[0]))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		free(a);
 		return NULL;

@@ -21,12 +21,12 @@
 
 #include "clock.h"
 #include "config.h"
-#include "gk.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "resolver.h"
 #include "session.h"
+#include "worker.h"
 
 #define LISTEN_BACKLOG 511
 #define FD_PAUSE_MS 250

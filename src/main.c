@@ -1,16 +1,18 @@
 /*
- * main.c: command line, start-up, signals and shutdown.
+ * main.c: command line, the process, signals and reload orchestration.
  *
- * Builds the one struct gk, loads the config (file, or quick mode from
- * flags and GATEKEEPER_* variables), opens every listener before serving
- * anything (a listener that cannot bind stops start-up), then runs the
- * loop. Signals arrive through the loop (libevent runs their callbacks as
- * ordinary events, not in signal context), so the handlers below may do
- * real work: SIGTERM/SIGINT start a drain, a second one exits at once.
+ * Loads the config (file, or quick mode from flags and GATEKEEPER_*
+ * variables), opens every worker (worker.h) with every listener bound
+ * before serving anything (a listener that cannot bind stops start-up),
+ * then runs the first worker's loop on this thread and the others on
+ * their own. Signals arrive through that loop (libevent runs their
+ * callbacks as ordinary events, not in signal context), so the handlers
+ * below may do real work: SIGTERM/SIGINT drain every worker, a second one
+ * exits at once; SIGHUP builds the new config and hands it to the workers,
+ * keeping the old one when it does not load.
  */
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,15 +25,11 @@
 #include "audit.h"
 #include "clock.h"
 #include "config.h"
-#include "gk.h"
-#include "http.h"
-#include "listener.h"
 #include "log.h"
 #include "net.h"
 #include "pool.h"
 #include "privilege.h"
-#include "resolver.h"
-#include "session.h"
+#include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/gatekeeper/gatekeeper.yaml"
 
@@ -171,182 +169,6 @@ suggest_option(char **argv, int at)
 		fprintf(stderr, "gatekeeper: did you mean '--%s'?\n", hint);
 }
 
-void
-gk_session_ended(struct gk *gk)
-{
-	if (gk->draining && gk->n_sessions == 0)
-		event_base_loopexit(gk->base, NULL);
-}
-
-static void
-close_listeners(struct gk *gk)
-{
-	for (size_t i = 0; i < gk->n_listeners; i++)
-		listener_close(gk->listeners[i]);
-	gk->n_listeners = 0;
-}
-
-static void
-on_drain_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct gk *gk = arg;
-
-	(void)fd;
-	(void)what;
-	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("worker", gk->worker),
-	    LOG_NUM("sessions", gk->n_sessions));
-	session_close_all(gk, "shutdown");
-	event_base_loopexit(gk->base, NULL);
-}
-
-/*
- * drain stops one worker from accepting and lets its sessions finish
- * within drain_timeout; its loop ends when the last one is gone.
- */
-static void
-drain(struct gk *gk)
-{
-	struct timeval tv = clock_tv(gk->cfg->defaults.drain_timeout);
-
-	if (gk->draining)
-		return;
-	gk->draining = 1;
-	/* Listeners first: once the line is out, new connections are refused. */
-	close_listeners(gk);
-	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("worker", gk->worker),
-	    LOG_NUM("sessions", gk->n_sessions),
-	    LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
-	if (gk->n_sessions == 0) {
-		event_base_loopexit(gk->base, NULL);
-		return;
-	}
-	gk->drain_timer = evtimer_new(gk->base, on_drain_timeout, gk);
-	if (gk->drain_timer == NULL || evtimer_add(gk->drain_timer, &tv) == -1)
-		on_drain_timeout(-1, 0, gk);
-}
-
-static void
-reload_free(struct gk_reload *r)
-{
-	if (r == NULL)
-		return;
-	config_unref(r->cfg);
-	free(r->bound);
-	free(r);
-}
-
-static int
-same_listen(const struct config_listener *a, const struct config_listener *b)
-{
-	return a->listen.len == b->listen.len &&
-	    net_sockaddr_equal((const struct sockaddr *)&a->listen.ss,
-		(const struct sockaddr *)&b->listen.ss);
-}
-
-/*
- * worker_apply moves one worker to cfg. A listener whose address is in
- * both configs keeps its socket and takes its new settings; the others
- * open or close (closed ones stop accepting, their sessions finish). New
- * sockets are opened first, so when one cannot be (the first worker: an
- * address in use), nothing has changed and -1 is returned. bound gives,
- * for later workers, the addresses the first one bound.
- */
-static int
-worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *bound,
-    size_t *added, size_t *kept, size_t *removed)
-{
-	size_t n = cfg->n_listeners, old_n = gk->n_listeners;
-	struct listener **fresh = calloc(n ? n : 1, sizeof(*fresh)), **old = gk->listeners;
-	int *match = malloc((n ? n : 1) * sizeof(*match));
-	char *taken = calloc(old_n ? old_n : 1, 1);
-
-	if (fresh == NULL || match == NULL || taken == NULL)
-		goto fail;
-	/*
-	 * Same address and same name first (several "IP:0" listeners stay
-	 * who they were), then same address alone (a renamed listener).
-	 */
-	for (int by_name = 1; by_name >= 0; by_name--)
-		for (size_t i = 0; i < n; i++) {
-			if (by_name)
-				match[i] = -1;
-			for (size_t j = 0; j < old_n && match[i] < 0; j++)
-				if (old[j] != NULL && !taken[j] &&
-				    same_listen(listener_conf(old[j]), &cfg->listeners[i]) &&
-				    (!by_name ||
-					strcmp(listener_conf(old[j])->name, cfg->listeners[i].name) == 0)) {
-					match[i] = (int)j;
-					taken[j] = 1;
-				}
-		}
-	for (size_t i = 0; i < n; i++) {
-		if (match[i] >= 0)
-			continue;
-		fresh[i] = listener_new(gk, cfg, &cfg->listeners[i],
-		    bound ? (const struct sockaddr *)&bound[i] : NULL);
-		if (fresh[i] == NULL && gk->worker == 0)
-			goto fail;
-	}
-	*added = *kept = *removed = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (match[i] < 0) {
-			*added += 1;
-			continue;
-		}
-		fresh[i] = old[match[i]];
-		if (listener_update(fresh[i], cfg, &cfg->listeners[i]) == -1)
-			log_kv(LOG_LEVEL_ERROR, "reload: listener keeps its old settings",
-			    LOG_STR("listener", cfg->listeners[i].name), LOG_STR("error", "out of memory"));
-		*kept += 1;
-	}
-	pthread_mutex_lock(gk->listeners_lock);
-	gk->listeners = fresh;
-	gk->n_listeners = n;
-	pthread_mutex_unlock(gk->listeners_lock);
-	for (size_t j = 0; j < old_n; j++)
-		if (!taken[j] && old[j] != NULL) {
-			listener_close(old[j]);
-			*removed += 1;
-		}
-	free(old);
-	free(match);
-	free(taken);
-	config_unref(gk->cfg);
-	gk->cfg = config_ref(cfg);
-	return 0;
-fail:
-	for (size_t i = 0; fresh != NULL && i < n; i++)
-		if (match != NULL && match[i] < 0)
-			listener_close(fresh[i]);
-	free(fresh);
-	free(match);
-	free(taken);
-	return -1;
-}
-
-/* A worker's notify pipe became readable: "d" asks it to drain, "r" to reload. */
-static void
-on_notify(evutil_socket_t fd, short what, void *arg)
-{
-	struct gk *gk = arg;
-	struct gk_reload *r;
-	int stop = 0;
-	char c;
-	size_t added, kept, removed;
-
-	(void)what;
-	while (read(fd, &c, 1) > 0)
-		stop |= c == 'd';
-	if (stop) {
-		drain(gk);
-		return;
-	}
-	r = __atomic_exchange_n(&gk->reload, NULL, __ATOMIC_ACQ_REL);
-	if (r != NULL && !gk->draining)
-		worker_apply(gk, r->cfg, r->bound, &added, &kept, &removed);
-	reload_free(r);
-}
-
 struct process {
 	struct gk *workers;
 	size_t n;
@@ -363,7 +185,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	struct process *p = arg;
 
 	(void)what;
-	if (p->workers[0].draining) {
+	if (worker_draining(&p->workers[0])) {
 		log_kv(LOG_LEVEL_WARN, "second signal, exiting now", LOG_NUM("signal", sig));
 		exit(1);
 	}
@@ -372,9 +194,9 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	admin_free(p->admin);
 	p->admin = NULL;
 	for (size_t i = 1; i < p->n; i++)
-		if (write(p->workers[i].notify[1], "d", 1) == -1)
+		if (worker_ask_drain(&p->workers[i]) == -1)
 			log_warn("cannot ask worker %zu to drain", i);
-	drain(&p->workers[0]);
+	worker_drain(&p->workers[0]);
 }
 
 static int worker_count(const struct config *cfg);
@@ -407,12 +229,11 @@ reload(struct process *p)
 {
 	struct gk *first = &p->workers[0];
 	struct config *cfg, *old = p->cfg;
-	struct sockaddr_storage *bound;
 	char *errs = NULL;
 	size_t errlen = 0, added, kept, removed;
 	FILE *mem;
 
-	if (first->draining)
+	if (worker_draining(first))
 		return;
 	if (!p->reloadable) {
 		log_warnx("SIGHUP: quick mode has no file to reload; restart to change settings");
@@ -427,7 +248,7 @@ reload(struct process *p)
 	if (cfg == NULL) {
 		log_errors("reload failed, the running config stays", errs);
 		free(errs);
-		__atomic_fetch_add(&first->reloads_failed, 1, __ATOMIC_RELAXED);
+		worker_count_reload(first, 0);
 		return;
 	}
 	free(errs);
@@ -445,30 +266,14 @@ reload(struct process *p)
 	if (worker_apply(first, cfg, NULL, &added, &kept, &removed) == -1) {
 		log_kv(LOG_LEVEL_ERROR, "reload failed, the running config stays",
 		    LOG_STR("error", "a new listener could not be opened"));
-		__atomic_fetch_add(&first->reloads_failed, 1, __ATOMIC_RELAXED);
+		worker_count_reload(first, 0);
 		config_unref(cfg);
 		return;
 	}
 	log_setup(cfg->log.level, cfg->log.format);
 	/* The other workers bind what the first one bound (port 0 included). */
-	for (size_t i = 1; i < p->n; i++) {
-		struct gk_reload *r = calloc(1, sizeof(*r)), *prev;
-		bound = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*bound));
-		if (r == NULL || bound == NULL) {
-			free(r);
-			free(bound);
-			log_warnx("reload: worker %zu keeps the old config (out of memory)", i);
-			continue;
-		}
-		for (size_t k = 0; k < cfg->n_listeners; k++)
-			memcpy(&bound[k], listener_bound(first->listeners[k]), sizeof(bound[k]));
-		r->cfg = config_ref(cfg);
-		r->bound = bound;
-		prev = __atomic_exchange_n(&p->workers[i].reload, r, __ATOMIC_ACQ_REL);
-		reload_free(prev);
-		if (write(p->workers[i].notify[1], "r", 1) == -1)
-			log_warn("cannot ask worker %zu to reload", i);
-	}
+	for (size_t i = 1; i < p->n; i++)
+		worker_ask_reload(&p->workers[i], cfg, first);
 	if (cfg->admin_listen.len != old->admin_listen.len ||
 	    memcmp(&cfg->admin_listen.ss, &old->admin_listen.ss, cfg->admin_listen.len) != 0) {
 		char err[256];
@@ -481,7 +286,7 @@ reload(struct process *p)
 	}
 	p->cfg = cfg; /* load's reference */
 	config_unref(old);
-	__atomic_fetch_add(&first->reloads_ok, 1, __ATOMIC_RELAXED);
+	worker_count_reload(first, 1);
 	log_kv(LOG_LEVEL_INFO, "reloaded", LOG_STR("config", cfg->path),
 	    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("added", added), LOG_NUM("kept", kept),
 	    LOG_NUM("removed", removed));
@@ -493,70 +298,6 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	reload(arg);
-}
-
-/*
- * worker_open builds one worker: its loop, resolver and listeners. Workers
- * after the first bind the addresses the first one got, so "port 0" is one
- * port for all. Returns 0, or -1 after logging.
- */
-static int
-worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk *first)
-{
-	memset(gk, 0, sizeof(*gk));
-	TAILQ_INIT(&gk->sessions);
-	pool_init(&gk->session_pool, session_size());
-	pool_init(&gk->http_pool, http_stream_size());
-	gk->cfg = config_ref(cfg);
-	gk->worker = index;
-	gk->n_workers = n;
-	gk->notify[0] = gk->notify[1] = -1;
-	if ((gk->base = event_base_new()) == NULL) {
-		log_error("cannot create an event loop");
-		return -1;
-	}
-	if ((gk->resolver = resolver_new(gk->base, &cfg->resolver)) == NULL)
-		return -1;
-	if ((gk->listeners = calloc(cfg->n_listeners, sizeof(*gk->listeners))) == NULL)
-		return -1;
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		const struct sockaddr *addr = first ? listener_bound(first->listeners[i]) : NULL;
-		if ((gk->listeners[i] = listener_new(gk, cfg, &cfg->listeners[i], addr)) == NULL)
-			return -1;
-		gk->n_listeners++;
-	}
-	if (index > 0) {
-		if (pipe2(gk->notify, O_NONBLOCK | O_CLOEXEC) == -1)
-			return -1;
-		gk->notify_ev = event_new(gk->base, gk->notify[0], EV_READ | EV_PERSIST, on_notify,
-		    gk);
-		if (gk->notify_ev == NULL || event_add(gk->notify_ev, NULL) == -1)
-			return -1;
-	}
-	return 0;
-}
-
-/* worker_close frees what worker_open built; the loop has stopped. */
-static void
-worker_close(struct gk *gk)
-{
-	close_listeners(gk);
-	session_close_all(gk, "shutdown");
-	pool_destroy(&gk->session_pool);
-	pool_destroy(&gk->http_pool);
-	if (gk->drain_timer)
-		event_free(gk->drain_timer);
-	if (gk->notify_ev)
-		event_free(gk->notify_ev);
-	for (int i = 0; i < 2; i++)
-		if (gk->notify[i] >= 0)
-			close(gk->notify[i]);
-	resolver_free(gk->resolver);
-	free(gk->listeners);
-	reload_free(gk->reload);
-	config_unref(gk->cfg);
-	if (gk->base)
-		event_base_free(gk->base);
 }
 
 /*
@@ -581,12 +322,11 @@ on_heap_trim(evutil_socket_t fd, short what, void *arg)
 		log_kv(LOG_LEVEL_DEBUG, "heap trimmed", LOG_NUM("free_bytes", free_bytes));
 }
 
+/* worker_thread runs a later worker's loop on its own thread. */
 static void *
-worker_run(void *arg)
+worker_thread(void *arg)
 {
-	struct gk *gk = arg;
-
-	event_base_dispatch(gk->base);
+	worker_run(arg);
 	return NULL;
 }
 
@@ -627,11 +367,10 @@ run(struct config *cfg, int reloadable)
 		fatal("out of memory");
 	for (opened = 0; opened < p.n; opened++) {
 		if (worker_open(&p.workers[opened], cfg, (int)opened, (int)p.n,
-			opened ? &p.workers[0] : NULL) == -1) {
+			opened ? &p.workers[0] : NULL, &p.listeners_lock) == -1) {
 			opened++; /* worker_close undoes a partial open too */
 			goto cannot_start;
 		}
-		p.workers[opened].listeners_lock = &p.listeners_lock;
 	}
 	if (cfg->admin_listen.len > 0) {
 		p.admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss, cfg->admin_listen.len,
@@ -646,13 +385,13 @@ run(struct config *cfg, int reloadable)
 		log_kv(LOG_LEVEL_ERROR, "cannot start", LOG_STR("error", err));
 		goto cannot_start;
 	}
-	sigs[0] = evsignal_new(p.workers[0].base, SIGTERM, on_stop_signal, &p);
-	sigs[1] = evsignal_new(p.workers[0].base, SIGINT, on_stop_signal, &p);
-	sigs[2] = evsignal_new(p.workers[0].base, SIGHUP, on_hup, &p);
+	sigs[0] = evsignal_new(worker_base(&p.workers[0]), SIGTERM, on_stop_signal, &p);
+	sigs[1] = evsignal_new(worker_base(&p.workers[0]), SIGINT, on_stop_signal, &p);
+	sigs[2] = evsignal_new(worker_base(&p.workers[0]), SIGHUP, on_hup, &p);
 	for (int i = 0; i < 3; i++)
 		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1)
 			fatal("cannot install signal handlers");
-	trim = event_new(p.workers[0].base, -1, EV_PERSIST, on_heap_trim, NULL);
+	trim = event_new(worker_base(&p.workers[0]), -1, EV_PERSIST, on_heap_trim, NULL);
 	if (trim == NULL || event_add(trim, &trim_every) == -1)
 		fatal("cannot start the heap trim timer");
 	sigemptyset(&block);
@@ -661,7 +400,7 @@ run(struct config *cfg, int reloadable)
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (; started < p.n; started++) {
-		if (pthread_create(&p.threads[started], NULL, worker_run, &p.workers[started]) != 0) {
+		if (pthread_create(&p.threads[started], NULL, worker_thread, &p.workers[started]) != 0) {
 			log_error("cannot start worker %zu", started);
 			rc = 1;
 			break;
@@ -672,11 +411,11 @@ run(struct config *cfg, int reloadable)
 		log_kv(LOG_LEVEL_INFO, "ready", LOG_STR("version", GK_VERSION),
 		    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("workers", p.n),
 		    LOG_STR("config", cfg->path));
-		if (event_base_dispatch(p.workers[0].base) == -1)
+		if (worker_run(&p.workers[0]) == -1)
 			rc = 1;
 	} else {
 		for (size_t i = 1; i < started; i++)
-			if (write(p.workers[i].notify[1], "d", 1) == -1)
+			if (worker_ask_drain(&p.workers[i]) == -1)
 				log_warn("cannot stop worker %zu", i);
 	}
 	for (size_t i = 1; i < started; i++)

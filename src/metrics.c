@@ -12,10 +12,10 @@
 #include <string.h>
 
 #include "config.h"
-#include "gk.h"
 #include "listener.h"
 #include "metrics.h"
 #include "resolver.h"
+#include "worker.h"
 
 /* label writes a label value with \, " and newline escaped. */
 static void
@@ -46,6 +46,13 @@ listener_sample(struct evbuffer *out, const char *name, const char *listener)
 	evbuffer_add(out, "\"", 1);
 }
 
+/* name_of: listener i's name (every worker has the same listeners; the first is always bound). */
+static const char *
+name_of(const struct gk *workers, size_t i)
+{
+	return listener_conf(worker_listener(&workers[0], i))->name;
+}
+
 /* The sum over the workers of one listener's counters. */
 static void
 sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
@@ -54,9 +61,10 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 
 	memset(sum, 0, sizeof(*sum));
 	for (int w = 0; w < n; w++) {
-		if (i >= workers[w].n_listeners || workers[w].listeners[i] == NULL)
+		const struct listener *l = worker_listener(&workers[w], i);
+		if (l == NULL)
 			continue;
-		listener_stats_read(workers[w].listeners[i], &one);
+		listener_stats_read(l, &one);
 		sum->accepted += one.accepted;
 		sum->sessions += one.sessions;
 		sum->bytes_in += one.bytes_in;
@@ -99,10 +107,11 @@ upstream_addresses(void *arg, const char *host, uint16_t port, size_t n_addrs)
 int
 metrics_render(struct evbuffer *out, struct gk *workers, int n)
 {
-	size_t n_listeners = workers[0].n_listeners;
+	size_t n_listeners = worker_n_listeners(&workers[0]);
 	struct listener_stats *sums;
 	struct resolver_stats rs, one;
 	struct addr_ctx ctx = {out};
+	uint64_t reloads_ok, reloads_failed;
 
 	if ((sums = calloc(n_listeners ? n_listeners : 1, sizeof(*sums))) == NULL)
 		return -1;
@@ -116,7 +125,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	do {                                                                                 \
 		family(out, fam, type, help);                                                \
 		for (size_t i = 0; i < n_listeners; i++) {                                   \
-			listener_sample(out, fam, listener_conf(workers[0].listeners[i])->name); \
+			listener_sample(out, fam, name_of(workers, i));                      \
 			evbuffer_add_printf(out, "} %" PRId64 "\n", (int64_t)sums[i].field);   \
 		}                                                                            \
 	} while (0)
@@ -132,7 +141,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	family(out, "gatekeeper_connections_closed_total", "counter",
 	    "Connections ended, by routing decision (allow, deny, none) and the access line's reason.");
 	for (size_t i = 0; i < n_listeners; i++) {
-		const char *name = listener_conf(workers[0].listeners[i])->name;
+		const char *name = name_of(workers, i);
 		for (unsigned k = 0; k < sums[i].n_closed; k++) {
 			const struct listener_reason_count *c = &sums[i].closed[k];
 			listener_sample(out, "gatekeeper_connections_closed_total", name);
@@ -146,7 +155,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	family(out, "gatekeeper_bytes_total", "counter",
 	    "Bytes relayed: in = read from clients, out = read from upstreams.");
 	for (size_t i = 0; i < n_listeners; i++) {
-		const char *name = listener_conf(workers[0].listeners[i])->name;
+		const char *name = name_of(workers, i);
 		listener_sample(out, "gatekeeper_bytes_total", name);
 		evbuffer_add_printf(out, ",direction=\"in\"} %" PRIu64 "\n", sums[i].bytes_in);
 		listener_sample(out, "gatekeeper_bytes_total", name);
@@ -155,9 +164,9 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 
 	memset(&rs, 0, sizeof(rs));
 	for (int w = 0; w < n; w++) {
-		if (workers[w].resolver == NULL)
+		if (worker_resolver(&workers[w]) == NULL)
 			continue;
-		resolver_stats(workers[w].resolver, &one);
+		resolver_stats(worker_resolver(&workers[w]), &one);
 		rs.lookups_ok += one.lookups_ok;
 		rs.lookups_failed += one.lookups_failed;
 		rs.lookups_timeout += one.lookups_timeout;
@@ -169,17 +178,17 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	    "gatekeeper_dns_lookups_total{result=\"failed\"} %" PRIu64 "\n"
 	    "gatekeeper_dns_lookups_total{result=\"timeout\"} %" PRIu64 "\n",
 	    rs.lookups_ok, rs.lookups_failed, rs.lookups_timeout);
+	worker_reloads(&workers[0], &reloads_ok, &reloads_failed);
 	family(out, "gatekeeper_reloads_total", "counter",
 	    "SIGHUP reloads, by result (ok, failed: the running config stayed).");
 	evbuffer_add_printf(out,
 	    "gatekeeper_reloads_total{result=\"ok\"} %" PRIu64 "\n"
 	    "gatekeeper_reloads_total{result=\"failed\"} %" PRIu64 "\n",
-	    __atomic_load_n(&workers[0].reloads_ok, __ATOMIC_RELAXED),
-	    __atomic_load_n(&workers[0].reloads_failed, __ATOMIC_RELAXED));
+	    reloads_ok, reloads_failed);
 	family(out, "gatekeeper_upstream_addresses", "gauge",
 	    "Addresses held now for each upstream name in use.");
-	if (workers[0].resolver != NULL)
-		resolver_foreach(workers[0].resolver, upstream_addresses, &ctx);
+	if (worker_resolver(&workers[0]) != NULL)
+		resolver_foreach(worker_resolver(&workers[0]), upstream_addresses, &ctx);
 	free(sums);
 	return 0;
 }

@@ -27,7 +27,7 @@
 
 #include "clock.h"
 #include "config.h"
-#include "gk.h"
+#include "worker.h"
 #include "http.h"
 #include "listener.h"
 #include "log.h"
@@ -225,7 +225,7 @@ session_close(struct session *s, const char *reason)
 	outcome.bytes_out = s->relay.bytes[RELAY_UPSTREAM];
 	listener_session_end(s->listener, &outcome);
 	pool_free(&gk->session_pool, s);
-	gk_session_ended(gk);
+	worker_session_ended(gk);
 }
 
 void
