@@ -2,8 +2,8 @@
 #
 #   make            build build/gatekeeper and build/whoami (the demo backend)
 #   make run        install missing packages, build, run the demo (conf/gatekeeper.yaml)
-#   make test       install missing packages, build, run everything CI runs: unit
-#                   tests, unit + integration under ASan/UBSan, a short run of
+#   make test       install missing packages, build, run everything CI runs: the
+#                   format check, unit tests, unit + integration under ASan/UBSan, a short run of
 #                   every fuzz target, the Docker scenarios (skipped when no
 #                   engine starts)
 #   make integration  the integration tests on the plain build
@@ -14,6 +14,7 @@
 #   make soak       10k concurrent, 100k short, then mixed traffic; fds and heap back to baseline
 #   make static     build/gatekeeper-static (the image's) and build/whoami-static
 #   make test-docker the image and its scenarios end to end in a real Docker engine
+#   make format     clang-format the C sources (make format-check: only check)
 #   make clean
 #
 # Warnings are errors when CI=true or WERROR=1.
@@ -49,7 +50,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_RUNS    ?=
 FUZZ_FLAGS  = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all deps run test unit integration asan fuzz valgrind soak bench static test-docker docker-suite clean
+.PHONY: all deps run test format-check format unit integration asan fuzz valgrind soak bench static test-docker docker-suite clean
 all: $(B)/gatekeeper $(B)/whoami
 
 deps:
@@ -115,6 +116,7 @@ endif
 TEST_FUZZ_SECONDS ?= 5
 test:
 	@scripts/deps.sh test
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all $(STATIC_BIN) $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory asan $(if $(STATIC_BIN),STATIC_TEST_BIN=$(abspath $(B)/gatekeeper-static))
@@ -199,6 +201,20 @@ bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(B)/gatekeeper
 	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) BENCH_OUT=$(B)/bench /usr/bin/python3 tests/bench/bench.py
+
+# The C sources against the pinned .clang-format: format-check lists every
+# file whose formatting differs (and fails); format rewrites them in place.
+FORMAT_SRCS = $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/fuzz/*.c tests/fuzz/*.h demo/*.c)
+format-check:
+	@scripts/deps.sh format
+	@bad=0; for f in $(FORMAT_SRCS); do \
+		clang-format --style=file "$$f" | cmp -s - "$$f" || { echo "format-check: $$f differs (make format)"; bad=1; }; \
+	done; \
+	if [ $$bad -eq 0 ]; then echo "format-check: $(words $(FORMAT_SRCS)) files formatted as .clang-format says"; fi; \
+	exit $$bad
+format:
+	@scripts/deps.sh format
+	clang-format --style=file -i $(FORMAT_SRCS)
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -4,7 +4,8 @@
 # Debian 12 machine with nothing installed by hand.
 #
 #   scripts/deps.sh build   compiler, pkg-config and the -dev libraries
-#   scripts/deps.sh test    build + cmocka, pytest, dnsmasq, openssl, curl
+#   scripts/deps.sh test    build + cmocka, pytest, dnsmasq, openssl, curl, clang-format
+#   scripts/deps.sh format  clang-format (make format, make format-check)
 #   scripts/deps.sh bench   test + nginx, HAProxy and wrk
 #   scripts/deps.sh fuzz    build + clang (libFuzzer)
 #   scripts/deps.sh valgrind  test + valgrind (memcheck over the integration tests)
@@ -12,7 +13,8 @@
 set -eu
 
 build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
-test="$build libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime"
+format="clang-format"
+test="$build $format libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime"
 bench="$test nginx-light libnginx-mod-stream wrk linux-perf"
 fuzz="$build clang libclang-rt-14-dev"
 docker="docker.io docker-compose debootstrap"
@@ -21,11 +23,12 @@ valgrind="$test valgrind"
 case "${1:-build}" in
 build) want=$build ;;
 test) want=$test ;;
+format) want=$format ;;
 bench) want=$bench ;;
 fuzz) want=$fuzz ;;
 docker) want=$docker ;;
 valgrind) want=$valgrind ;;
-*) echo "usage: $0 build|test|bench|fuzz|docker|valgrind" >&2; exit 2 ;;
+*) echo "usage: $0 build|test|format|bench|fuzz|docker|valgrind" >&2; exit 2 ;;
 esac
 
 missing=""
