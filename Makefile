@@ -195,12 +195,14 @@ soak:
 		/usr/bin/python3 tests/soak/soak.py
 
 # gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
-# installs the peers, prints one table, writes $(B)/bench/results.md.
+# installs the peers, prints one table, writes $(B)/bench/results.md, then the
+# policy-scale section (10 against 100,000 allow entries). BENCH_ONLY=policy
+# runs only that section (about a minute) and writes $(B)/bench/policy.md.
 # BENCH_SECONDS (default 10) sets the length of each load run.
 bench:
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(B)/gatekeeper
-	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) BENCH_OUT=$(B)/bench /usr/bin/python3 tests/bench/bench.py
+	GATEKEEPER_BIN=$(abspath $(B)/gatekeeper) BENCH_OUT=$(B)/bench BENCH_ONLY=$(BENCH_ONLY) /usr/bin/python3 tests/bench/bench.py
 
 # The C sources against the pinned .clang-format: format-check lists every
 # file whose formatting differs (and fails); format rewrites them in place.

@@ -12,6 +12,17 @@ own CPU time per request (utime+stime of every process of the proxy, from
 prints one markdown table and writes it to build/bench/results.md (raw numbers
 in build/bench/results.json).
 
+Then the policy-scale section: a `mode: connect` listener with an allowlist of
+10 entries against one of 100,000 (half exact names, half `*.suffix`
+wildcards), the name asked for matched by the last entry and resolved through
+a dnsmasq on a high port of 127.0.0.1. Short CONNECT sessions from this script
+give new connections/s and gatekeeper's CPU µs per new connection, twice per
+allowlist; `gatekeeper -t` on both files gives load time and peak RSS (from
+wait4). It is printed under the table, added to results.md/results.json and
+written to build/bench/policy.md/policy.json. `bench.py policy` (or
+BENCH_ONLY=policy) runs only this section, in about a minute, and leaves
+results.md alone.
+
 All traffic stays on 127.0.0.1. Every process started here runs in its own
 session and is killed on exit, Ctrl-C or SIGTERM.
 
@@ -28,17 +39,24 @@ Environment:
   BENCH_RETRY_BUDGET seconds the repeats may add in total (default 60)
   BENCH_OUT          output directory (default build/bench)
   BENCH_KEEP         1: keep the temporary directory (configs, logs) for a look
+  BENCH_ONLY         policy: only the policy-scale section (same as the argument)
+  BENCH_POLICY_ENTRIES      entries of the large allowlist (default 100000)
+  BENCH_POLICY_SECONDS      length of each policy-scale run (default 8)
+  BENCH_POLICY_CONNECTIONS  CONNECT sessions at a time (default 32)
+  DNSMASQ_BIN        dnsmasq for the policy-scale section (default /usr/sbin/dnsmasq)
   GATEKEEPER_BIN     binary under test (default build/gatekeeper); it is copied
                      at start so that a rebuild during the run changes nothing
 """
 
 import datetime
+import errno
 import hashlib
 import json
 import os
 import platform
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -63,6 +81,14 @@ RETRIES = 2  # per load run
 RETRY_BUDGET = float(os.environ.get("BENCH_RETRY_BUDGET", "60"))
 OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", "build/bench"))
 GK = os.path.abspath(os.environ.get("GATEKEEPER_BIN", os.path.join(ROOT, "build/gatekeeper")))
+# The policy-scale section: a mode connect listener with POLICY_SMALL and
+# then POLICY_LARGE allow entries, each measured POLICY_RUNS times.
+POLICY_SMALL = 10
+POLICY_LARGE = int(os.environ.get("BENCH_POLICY_ENTRIES", "100000"))
+POLICY_SECONDS = int(os.environ.get("BENCH_POLICY_SECONDS", "8"))
+POLICY_CONNS = int(os.environ.get("BENCH_POLICY_CONNECTIONS", "32"))
+POLICY_RUNS = 2
+DNSMASQ = os.environ.get("DNSMASQ_BIN", "/usr/sbin/dnsmasq")
 
 NOFILE = 65536  # RLIMIT_NOFILE given to every process; set in main()
 IDLE_NOTE = ""
@@ -386,11 +412,17 @@ def self_and_children_cpu():
 
 
 def measured_wrk(port, pid, backend_pid, close, latency):
-    """One wrk run, with the proxy's CPU time (pid's tree) around it, and an
-    estimate of the CPU time that other processes took on CPUs 0 and 1
-    meanwhile: the smaller of (busy time of the two CPUs from /proc/stat minus
-    the proxy, the backend, wrk and this process) and (the CPU time of every
-    other user-space process)."""
+    """One wrk run, measured as measured() says."""
+    return measured(lambda: run_wrk(port, SECONDS, close=close, latency=latency), pid, backend_pid)
+
+
+def measured(run, pid, backend_pid):
+    """run() (a load run returning a dict with "requests"), with the proxy's
+    CPU time (pid's tree) around it, and an estimate of the CPU time that
+    other processes took on CPUs 0 and 1 meanwhile: the smaller of (busy time
+    of the two CPUs from /proc/stat minus the proxy, the backend, the load
+    generator and this process) and (the CPU time of every other user-space
+    process)."""
     cpus = (PROXY_CPU, LOAD_CPU)
     x0 = others_ticks()
     c0 = cpu_seconds(pid) if pid else 0.0
@@ -398,7 +430,7 @@ def measured_wrk(port, pid, backend_pid, close, latency):
     o0 = self_and_children_cpu()
     s0 = [cpu_stat(c) for c in cpus]
     t0 = time.time()
-    r = run_wrk(port, SECONDS, close=close, latency=latency)
+    r = run()
     elapsed = time.time() - t0
     s1 = [cpu_stat(c) for c in cpus]
     o1 = self_and_children_cpu()
@@ -606,6 +638,245 @@ def gk_accepts_workers(d):
     return p.returncode == 0, (p.stderr or p.stdout).strip()
 
 
+# ------------------------------------------------------------- policy scale
+#
+# A mode connect listener whose allowlist holds POLICY_SMALL or POLICY_LARGE
+# entries: half exact names, half "*.suffix" wildcards, the last wildcard
+# being the one that allows the name every client asks for. dnsmasq on a high
+# port of 127.0.0.1 resolves that name to the backend.
+
+POLICY_DOMAIN = "bench.test"
+POLICY_NAME = f"api.last.{POLICY_DOMAIN}"  # matched by the last entry, "*.last.bench.test"
+POLICY_DENIED = f"api.nowhere.{POLICY_DOMAIN}"  # matched by no entry
+
+
+def policy_entries(n, port):
+    """n allow entries, all for `port`: n//2 exact names first, then the
+    wildcards; the very last one is "*.last.bench.test"."""
+    exact = n // 2
+    out = [f"svc{i}.exact.{POLICY_DOMAIN}:{port}" for i in range(exact)]
+    out += [f"*.zone{i}.{POLICY_DOMAIN}:{port}" for i in range(n - exact - 1)]
+    out.append(f"*.last.{POLICY_DOMAIN}:{port}")
+    return out
+
+
+def gk_policy_conf(port, dns_port, backend_port, n):
+    root = "allow_root: true\n" if os.geteuid() == 0 else ""
+    head = f"""log:
+  level: warn
+{root}resolver:
+  nameservers: ["{HOST}:{dns_port}"]
+  refresh: 10m
+  min_ttl: 10m
+defaults:
+  max_connections: 0
+  idle_timeout: 10m
+listeners:
+  - name: policy
+    listen: {HOST}:{port}
+    mode: connect
+    allow_ranges: ["127.0.0.0/8"]
+    allow:
+"""
+    return head + "".join(f'      - "{e}"\n' for e in policy_entries(n, backend_port))
+
+
+def free_dns_port():
+    """A port free for both UDP and TCP on HOST (dnsmasq binds both)."""
+    for _ in range(100):
+        with socket.socket() as t, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            t.bind((HOST, 0))
+            port = t.getsockname()[1]
+            try:
+                u.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise BenchError("no port free for both UDP and TCP")
+
+
+def dns_a_answer(port, name, timeout=0.5):
+    """One A query for name to HOST:port; the address of its single answer,
+    or None (no answer, several, or not an A record of 4 bytes at the end)."""
+    tid = (os.getpid() ^ int(time.time() * 1000)) & 0xFFFF
+    qname = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".")) + b"\0"
+    query = tid.to_bytes(2, "big") + bytes.fromhex("0100 0001 0000 0000 0000") + qname + bytes.fromhex("0001 0001")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(query, (HOST, port))
+        msg = s.recv(4096)
+    if len(msg) < 12 + len(qname) + 4 + 16 or msg[:2] != query[:2]:
+        return None
+    ancount = int.from_bytes(msg[6:8], "big")
+    rdlength = int.from_bytes(msg[-6:-4], "big")
+    if ancount != 1 or rdlength != 4:
+        return None
+    return socket.inet_ntoa(msg[-4:])
+
+
+def connect_exchange(port, target, timeout=5):
+    """One CONNECT target through the proxy on `port`, blocking. Returns
+    (status line, bytes received through the tunnel for GET / with
+    Connection: close), the second empty when the proxy refused."""
+    with socket.create_connection((HOST, port), timeout=timeout) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(4096)
+            if not b:
+                break
+            head += b
+        head, _, rest = head.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        if not status.startswith("HTTP/1.1 200"):
+            return status, b""
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        chunks = [rest]
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return status, b"".join(chunks)
+
+
+def connect_load(port, target, seconds, conns):
+    """Short CONNECT sessions through the proxy on `port` for `seconds`,
+    `conns` at a time, from this process (one thread, non-blocking sockets):
+    connect, `CONNECT target`, wait for the 200, GET / through the tunnel,
+    read the backend's answer to its end (the backend closes), close, and
+    open the next one. Returns a dict like parse_wrk's: "requests" counts the
+    sessions that completed with the right body."""
+    connect_req = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode()
+    get_req = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    body = BODY.encode()
+    sel = selectors.DefaultSelector()
+    r = {"requests": 0, "errors": {}, "non2xx": 0, "rps": 0.0}
+    t0 = time.perf_counter()
+    stop_at = t0 + seconds
+
+    def fail(s, why):
+        r["errors"][why] = r["errors"].get(why, 0) + 1
+        sel.unregister(s)
+        s.close()
+
+    def open_one():
+        s = socket.socket()
+        s.setblocking(False)
+        err = s.connect_ex((HOST, port))
+        if err not in (0, errno.EINPROGRESS):
+            r["errors"]["connect"] = r["errors"].get("connect", 0) + 1
+            s.close()
+            return False
+        sel.register(s, selectors.EVENT_WRITE, [0, b""])
+        return True
+
+    for _ in range(conns):
+        open_one()
+    hard_stop = stop_at + 10.0
+    while sel.get_map():
+        now = time.perf_counter()
+        if now > hard_stop:
+            for key in list(sel.get_map().values()):
+                fail(key.fileobj, "timeout")
+            break
+        events = sel.select(timeout=1.0)
+        for key, _ in events:
+            s, st = key.fileobj, key.data
+            try:
+                if st[0] == 0:  # connected (or not)
+                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        fail(s, "connect")
+                        continue
+                    if s.send(connect_req) != len(connect_req):
+                        fail(s, "short write")
+                        continue
+                    st[0] = 1
+                    sel.modify(s, selectors.EVENT_READ, st)
+                    continue
+                b = s.recv(65536)
+                if st[0] == 1:  # the proxy's answer to CONNECT
+                    if not b:
+                        fail(s, "closed before 200")
+                        continue
+                    st[1] += b
+                    if b"\r\n\r\n" not in st[1]:
+                        continue
+                    head, _, rest = st[1].partition(b"\r\n\r\n")
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        r["non2xx"] += 1
+                        fail(s, "refused")
+                        continue
+                    if s.send(get_req) != len(get_req):
+                        fail(s, "short write")
+                        continue
+                    st[0], st[1] = 2, rest
+                    continue
+                if b:  # the backend's answer, through the tunnel
+                    st[1] += b
+                    continue
+                if not (st[1].startswith(b"HTTP/1.1 200") and st[1].endswith(body)):
+                    fail(s, "wrong answer")
+                else:
+                    r["requests"] += 1
+                    sel.unregister(s)
+                    s.close()
+            except OSError as e:
+                fail(s, errno.errorcode.get(e.errno, "error").lower() if e.errno else "error")
+                continue
+        # Keep `conns` sessions open until the time is up; the ones open
+        # then finish and count. A proxy that refuses everything ends the
+        # run early instead of spinning.
+        if time.perf_counter() < stop_at and sum(r["errors"].values()) <= 1000 + r["requests"]:
+            for _ in range(conns - len(sel.get_map())):
+                open_one()
+    sel.close()
+    r["duration"] = time.perf_counter() - t0
+    r["rps"] = r["requests"] / r["duration"] if r["duration"] > 0 else 0.0
+    return r
+
+
+def config_check(path):
+    """`gatekeeper -t -c path` on the proxy's CPU: (wall seconds, its user+sys
+    CPU seconds, its peak RSS in bytes, exit code, output), from os.wait4."""
+    logpath = path + ".check.log"
+    with open(logpath, "wb") as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen([GK, "-t", "-c", path], stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=out, preexec_fn=lambda: os.sched_setaffinity(0, {int(PROXY_CPU)}))
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    # ru_maxrss is in KiB on Linux.
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, p.returncode, tail(logpath, 5)
+
+
+def start_dns(d, procs):
+    """dnsmasq on a high port of HOST, answering POLICY_NAME with HOST from a
+    hosts file: any other name under POLICY_DOMAIN gets NXDOMAIN, any name
+    outside it REFUSED (nothing is forwarded). Returns (Popen, port)."""
+    port = free_dns_port()
+    hosts = os.path.join(d, "policy-hosts")
+    with open(hosts, "w") as f:
+        f.write(f"{HOST} {POLICY_NAME}\n")
+    os.chmod(hosts, 0o644)  # dnsmasq reads it as nobody
+    p = procs.start([DNSMASQ, "--keep-in-foreground", f"--port={port}", f"--listen-address={HOST}",
+                     "--bind-interfaces", "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}",
+                     f"--local=/{POLICY_DOMAIN}/", "--local-ttl=3600", "--log-facility=-",
+                     f"--pid-file={d}/dnsmasq.pid"], os.path.join(d, "dnsmasq.log"), cpus=LOAD_CPU)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if p.poll() is not None:
+            raise BenchError(f"dnsmasq exited with {p.returncode}:\n{tail(p.logpath)}")
+        try:
+            if dns_a_answer(port, POLICY_NAME) == HOST:
+                return p, port
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"dnsmasq does not answer {POLICY_NAME} on port {port}:\n{tail(p.logpath)}")
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -618,6 +889,8 @@ class Bench:
         self.backend_port = None
         self.backend = None
         self.retry_budget = RETRY_BUDGET
+        self.policy = None
+        self.dns_port = None
 
     def write(self, name, text):
         path = os.path.join(self.d, name)
@@ -625,11 +898,11 @@ class Bench:
             f.write(text)
         return path
 
-    def start_backend(self):
+    def start_backend(self, bulk_mib=BULK_MIB):
         bulk = os.path.join(self.d, "bulk.bin")
         block = os.urandom(1 << 20)
         with open(bulk, "wb") as f:
-            for _ in range(BULK_MIB):
+            for _ in range(bulk_mib):
                 f.write(block)
         os.chmod(bulk, 0o644)
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -741,6 +1014,98 @@ class Bench:
         self.rows.append(row)
         self.check(row)
         log(f"   {time.time() - t0:.0f}s")
+        return row
+
+    def policy_scale(self):
+        """The policy-scale section: `gatekeeper -t` on both allowlists, then
+        short CONNECT sessions through each, POLICY_RUNS times, alternating
+        the two (a fresh gatekeeper for every run)."""
+        sizes = (POLICY_SMALL, POLICY_LARGE)
+        log(f"== policy scale: mode connect, {POLICY_SMALL} and {POLICY_LARGE:,} allow entries")
+        t0 = time.time()
+        pol = self.policy = {"sizes": list(sizes), "name": POLICY_NAME, "seconds": POLICY_SECONDS,
+                             "connections": POLICY_CONNS, "check": [], "runs": [], "notes": []}
+        try:
+            dns, self.dns_port = start_dns(self.d, self.procs)
+            pol["dns_port"], pol["backend_port"] = self.dns_port, self.backend_port
+            checks = {n: self.write(f"policy-check-{n}.yaml",
+                                    gk_policy_conf(free_port(), self.dns_port, self.backend_port, n))
+                      for n in sizes}
+            pol["file_bytes"] = {n: os.path.getsize(path) for n, path in checks.items()}
+            for run in range(1, POLICY_RUNS + 1):
+                for n in sizes:
+                    wall, cpu, rss, rc, out = config_check(checks[n])
+                    pol["check"].append({"entries": n, "run": run, "wall_s": wall, "cpu_s": cpu,
+                                         "maxrss": rss, "rc": rc})
+                    log(f"   gatekeeper -t, {n:,} entries: {wall:.3f}s, {rss / 1048576:.1f} MiB")
+                    if rc != 0:
+                        pol["notes"].append(f"`gatekeeper -t` with {n:,} entries exited {rc}: {out}")
+            for run in range(1, POLICY_RUNS + 1):
+                for n in sizes:
+                    pol["runs"].append(self.policy_run(n, run))
+        except BenchError as e:
+            pol["error"] = str(e).splitlines()[0]
+            pol["notes"].append(f"policy scale: FAILED: {e}")
+            log(f"policy scale: FAILED: {e}")
+        finally:
+            if "dns" in locals():
+                self.procs.stop(dns)
+        log(f"   {time.time() - t0:.0f}s")
+
+    def policy_run(self, n, run):
+        """One measured run of short CONNECT sessions through a fresh
+        gatekeeper with n allow entries."""
+        tag = f"policy-{n}-{run}"
+        row = {"entries": n, "run": run}
+        target = f"{POLICY_NAME}:{self.backend_port}"
+        port = free_port()
+        conf = self.write(f"{tag}.yaml", gk_policy_conf(port, self.dns_port, self.backend_port, n))
+        p = self.procs.start([GK, "-c", conf], os.path.join(self.d, f"{tag}.log"), cpus=PROXY_CPU,
+                             nofile=NOFILE)
+        try:
+            wait_port(port, p, timeout=60)
+            status, resp = connect_exchange(port, target)
+            if not resp.endswith(BODY.encode()):
+                raise BenchError(f"{tag}: CONNECT {target}: {status!r}, then {resp[:200]!r}")
+            status, _ = connect_exchange(port, f"{POLICY_DENIED}:{self.backend_port}")
+            if not status.startswith("HTTP/1.1 403"):
+                raise BenchError(f"{tag}: CONNECT {POLICY_DENIED} (no entry allows it) got "
+                                 f"{status!r}, want 403")
+            row["rss"] = rss_bytes(p.pid)
+            connect_load(port, target, 1, POLICY_CONNS)  # warm-up, not measured
+            row.update(measured(lambda: connect_load(port, target, POLICY_SECONDS, POLICY_CONNS),
+                                p.pid, self.backend.pid))
+            if p.poll() is not None:
+                raise BenchError(f"{tag} exited during the run:\n{tail(p.logpath)}")
+            if row["cpu_us_per_req"] is None:
+                raise BenchError(f"{tag}: no session completed")
+            log(f"   {n:,} entries, run {run}: {row['rps']:,.0f} new conn/s, "
+                f"{row['cpu_us_per_req']:.1f} CPU µs/new conn")
+        except BenchError as e:
+            row["error"] = str(e).splitlines()[0]
+            self.policy["notes"].append(f"{n:,} entries, run {run}: FAILED: {e}")
+            log(f"{tag}: FAILED: {e}")
+        finally:
+            self.procs.stop(p)
+        label = f"{n:,} entries, run {run}"
+        errs = sum(row.get("errors", {}).values())
+        if errs:
+            detail = ", ".join(f"{k} {v}" for k, v in row["errors"].items())
+            self.policy["notes"].append(f"{label}: failed sessions: {detail} "
+                                        f"(of {errs + row['requests']})")
+            row["flag"] = errs > 0.001 * max(row["requests"], 1)
+        if row.get("foreign_cpu_s", 0) > NOISE * row.get("elapsed", 1):
+            self.policy["notes"].append(f"{label}: other processes took {row['foreign_cpu_s']:.1f} "
+                                        f"CPU-s of CPUs {PROXY_CPU}-{LOAD_CPU} during the "
+                                        f"{row['elapsed']:.0f}s run, {row['others_top']}: noisy")
+        # At level warn gatekeeper logs nothing per session; run as root it
+        # says so once at start, which is expected here.
+        with open(p.logpath, "rb") as f:
+            logged = [x for x in f.read().decode(errors="replace").splitlines()
+                      if 'msg="running as root"' not in x]
+        if logged:
+            self.policy["notes"].append(f"{label}: {len(logged)} line(s) in gatekeeper's log at "
+                                        f"level warn; first: `{logged[0][:200]}`")
         return row
 
     def quiet_wrk(self, port, pid, close, latency):
@@ -871,7 +1236,74 @@ def render(bench, header):
     return "\n".join(lines)
 
 
-def machine_header(resp_bytes):
+def render_policy(pol):
+    """The policy-scale section: one table for the CONNECT runs, one for
+    `gatekeeper -t`, and the targets, in markdown."""
+    small, large = pol["sizes"]
+    lines = [f"Policy scale: one `mode: connect` listener, gatekeeper on CPU {PROXY_CPU}, "
+             f"`log.level: warn`; allowlists of {small} and {large:,} entries (half exact names, "
+             f"then half `*.suffix` wildcards, every entry with the backend's port). Each session: "
+             f"`CONNECT {pol['name']}:PORT`, allowed by the last entry (`*.last.{POLICY_DOMAIN}`) "
+             f"and resolved by dnsmasq on 127.0.0.1 to the backend; `GET /` through the tunnel; "
+             f"the backend's answer read to its close. {pol['connections']} sessions at a time "
+             f"from the script on CPU {LOAD_CPU}, {pol['seconds']} s per run after a 1 s warm-up, "
+             f"a fresh gatekeeper for every run, the two allowlists alternating.",
+             "",
+             "| allowlist | run | new conn/s | CPU µs/new conn | × " + f"{small} entries" +
+             " | proxy CPU % | RSS | others' CPU-s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    by = {(r["entries"], r["run"]): r for r in pol["runs"]}
+    for r in pol["runs"]:
+        label = f"{r['entries']:,} entries"
+        if r.get("error"):
+            lines.append(f"| {label} | {r['run']} | failed: {r['error'][:80].replace('|', '/')} "
+                         f"| | | | | |")
+            continue
+        base = by.get((small, r["run"]), {}).get("cpu_us_per_req")
+        ratio = f"{r['cpu_us_per_req'] / base:.2f}×" if base and r["cpu_us_per_req"] else "—"
+        lines.append(f"| {label} | {r['run']} | {fmt_int(r['rps'])}{' ⚠' if r.get('flag') else ''} | "
+                     f"{r['cpu_us_per_req']:,.1f} | {ratio} | "
+                     f"{100 * r['proxy_cpu_s'] / r['elapsed']:.0f} | {fmt_mib(r.get('rss'))} | "
+                     f"{r['foreign_cpu_s']:.1f} |")
+    lines += ["", "| `gatekeeper -t -c FILE` | file | run | wall s | CPU s | peak RSS |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for c in pol["check"]:
+        size = pol.get("file_bytes", {}).get(c["entries"])
+        size = "—" if size is None else (f"{size / 1024:.1f} KiB" if size < 1048576 else fmt_mib(size))
+        lines.append(f"| {c['entries']:,} entries | {size} | {c['run']} | "
+                     f"{c['wall_s']:.3f} | {c['cpu_s']:.3f} | {fmt_mib(c['maxrss'])} |"
+                     + ("" if c["rc"] == 0 else f" exit {c['rc']}"))
+
+    # The targets: per new connection, the large list within 5% of the small
+    # one (each run against the small list's run of the same round); -t of
+    # the large file under 1 s and under 64 MiB.
+    ratios = []
+    for r in pol["runs"]:
+        base = by.get((small, r["run"]), {}).get("cpu_us_per_req")
+        if r["entries"] == large and base and r.get("cpu_us_per_req") and not r.get("error"):
+            ratios.append(r["cpu_us_per_req"] / base)
+    big = [c for c in pol["check"] if c["entries"] == large and c["rc"] == 0]
+
+    def verdict(ok):
+        return "met" if ok else "not met"
+    targets = []
+    if ratios:
+        targets.append(f"CPU µs/new conn at {large:,} entries within 5% of {small} entries: "
+                       + ", ".join(f"{x:.2f}×" for x in ratios) + f" ({verdict(max(ratios) <= 1.05)})")
+    if big:
+        targets.append(f"`-t` of {large:,} entries under 1 s: "
+                       + ", ".join(f"{c['wall_s']:.2f} s" for c in big)
+                       + f" ({verdict(max(c['wall_s'] for c in big) < 1.0)})")
+        targets.append(f"under 64 MiB peak RSS: " + ", ".join(fmt_mib(c["maxrss"]) for c in big)
+                       + f" ({verdict(max(c['maxrss'] for c in big) < 64 * 1048576)})")
+    if targets:
+        lines += ["", "Targets: " + "; ".join(targets) + "."]
+    if pol["notes"]:
+        lines += ["", "Policy-scale notes:"] + [f"- {n}" for n in pol["notes"]]
+    return "\n".join(lines)
+
+
+def machine_header(resp_bytes, policy_only=False):
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -901,21 +1333,48 @@ def machine_header(resp_bytes):
                 f"HAProxy {haproxy}, wrk {wrk}")
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
-    return (f"{date} · nproc {nproc} · {cpu} · Linux {platform.release()} · {versions}\n\n"
-            f"Proxy on CPU {PROXY_CPU} (CPUs {PROXY_CPU}-{LOAD_CPU} for N-worker rows); wrk, the "
+    first = f"{date} · nproc {nproc} · {cpu} · Linux {platform.release()} · {versions}\n\n"
+    if policy_only:
+        return (first + f"Policy scale only (the other rows were not run); the nginx backend (1 "
+                f"worker), dnsmasq and the client on CPU {LOAD_CPU}, {resp_bytes}-byte responses. "
+                f"Load average before the run: {load}.")
+    return (first + f"Proxy on CPU {PROXY_CPU} (CPUs {PROXY_CPU}-{LOAD_CPU} for N-worker rows); wrk, the "
             f"nginx backend (1 worker), the bulk reader and the idle client on CPU {LOAD_CPU}. "
             f"wrk -t1 -c{CONNS} -d{SECONDS}s, "
             f"{resp_bytes}-byte responses; bulk = {BULK_MIB} MiB, median of {BULK_RUNS}; "
             f"{IDLE:,} idle connections{IDLE_NOTE}. Load average before the run: {load}.")
 
 
+def policy_failed(pol):
+    return bool(pol.get("error")) or any(r.get("error") for r in pol["runs"])
+
+
+def write_policy(header, pol, text):
+    """policy.md and policy.json in OUT: the latest policy-scale figures,
+    from a full run or a BENCH_ONLY=policy one."""
+    with open(os.path.join(OUT, "policy.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(OUT, "policy.json"), "w") as f:
+        json.dump({"header": header, "policy": pol}, f, indent=1)
+
+
 def main():
     global IDLE, NOFILE, IDLE_NOTE, GK, NPROC
+    # BENCH_ONLY=policy (or the argument "policy"): only the policy-scale
+    # section, written to policy.md and policy.json; the full table stays.
+    only = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BENCH_ONLY", "")).strip()
+    if only not in ("", "all", "policy") or len(sys.argv) > 2:
+        sys.exit(f"usage: bench.py [policy]  (or BENCH_ONLY=policy); not {only!r}")
+    policy_only = only == "policy"
     if not os.access(GK, os.X_OK):
         sys.exit(f"bench: {GK} not found; run make first")
-    for tool in ("nginx", "haproxy", "wrk", "taskset", "prlimit"):
+    tools = ("nginx", "taskset", "prlimit") if policy_only else ("nginx", "haproxy", "wrk", "taskset",
+                                                                  "prlimit")
+    for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found; run scripts/deps.sh bench")
+    if not os.access(DNSMASQ, os.X_OK):
+        sys.exit(f"bench: {DNSMASQ} not found; run scripts/deps.sh bench")
     if not os.path.exists(NGINX_STREAM_MODULE):
         sys.exit(f"bench: {NGINX_STREAM_MODULE} missing; install libnginx-mod-stream")
     if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
@@ -955,6 +1414,17 @@ def main():
         with open(GK, "rb") as f:
             GK_SHA[0] = hashlib.sha256(f.read()).hexdigest()[:12]
         bench = Bench(d, procs)
+        os.makedirs(OUT, exist_ok=True)
+        if policy_only:
+            log(f"backend: nginx on CPU {LOAD_CPU}")
+            bench.start_backend(bulk_mib=0)
+            header = machine_header(bench.response_bytes, policy_only=True)
+            bench.policy_scale()
+            text = header + "\n\n" + render_policy(bench.policy)
+            write_policy(header, bench.policy, text)
+            print(text)
+            log(f"done in {time.time() - t_start:.0f}s; written to {os.path.relpath(OUT, ROOT)}/policy.md")
+            return 1 if policy_failed(bench.policy) else 0
         bench.gk_workers, why = gk_accepts_workers(d)
         log(f"backend: nginx on CPU {LOAD_CPU}, writing the {BULK_MIB} MiB bulk file")
         bench.start_backend()
@@ -1002,18 +1472,23 @@ def main():
                                        f"bound by CPU {LOAD_CPU} alone, so this shows the setup, "
                                        f"not a proxy faster than no proxy")
 
+        # Last, so that it leaves the other rows as they were.
+        bench.policy_scale()
+
         table = render(bench, header)
         notes = ""
         if bench.notes:
             notes = "\n\nNotes:\n" + "\n".join(f"- {n}" for n in bench.notes)
-        os.makedirs(OUT, exist_ok=True)
+        policy = render_policy(bench.policy)
         with open(os.path.join(OUT, "results.md"), "w") as f:
-            f.write(table + notes + "\n")
+            f.write(table + notes + "\n\n" + policy + "\n")
         with open(os.path.join(OUT, "results.json"), "w") as f:
-            json.dump({"header": header, "rows": bench.rows, "notes": bench.notes}, f, indent=1)
-        print(table + notes)
+            json.dump({"header": header, "rows": bench.rows, "notes": bench.notes,
+                       "policy": bench.policy}, f, indent=1)
+        write_policy(header, bench.policy, header + "\n\n" + policy)
+        print(table + notes + "\n\n" + policy)
         log(f"done in {time.time() - t_start:.0f}s; written to {os.path.relpath(OUT, ROOT)}/results.md")
-        return 1 if any(r.get("error") for r in bench.rows) else 0
+        return 1 if any(r.get("error") for r in bench.rows) or policy_failed(bench.policy) else 0
     except (KeyboardInterrupt, Interrupted) as e:
         log(f"interrupted ({str(e) or 'SIGINT'}); cleaning up")
         return 130
