@@ -34,6 +34,7 @@
 #include "net.h"
 #include "pool.h"
 #include "proxyproto.h"
+#include "reason.h"
 #include "relay.h"
 #include "resolver.h"
 #include "route.h"
@@ -67,7 +68,7 @@ struct session {
 	int proxied;                    /* client and local came from a PROXY header */
 	int proxy_done;
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
-	const char *decision;
+	enum decision decision;
 	char rule[ROUTE_NAME_MAX + 16]; /* the route pattern or allow entry that matched */
 	int route;                     /* index, -1 = listener upstream or allow */
 	const struct config_hostport *target;
@@ -90,7 +91,7 @@ struct session {
 	int upstream_set;    /* upstream holds the address tried or connected */
 	struct sockaddr_storage upstream;
 	char error[96];      /* last connect error, for the access line */
-	const char *refusal_reason;
+	enum reason refusal_reason;
 	struct timeval started, deadline;
 	struct event *timer;            /* in the session's own storage (session_size) */
 	struct relay relay;
@@ -125,11 +126,11 @@ session_size(void)
 }
 
 static void connect_next(struct session *s);
-static void session_fail(struct session *s, const char *reason);
+static void session_fail(struct session *s, enum reason reason);
 static int choose(struct session *s, const char *name, int *route, int *allow, char *rule,
     size_t rulelen);
-static const char *proxy_form_refusal(const struct sniff_http_request *req);
-static const char *proxy_auth_refusal(const struct session *s, const uint8_t *buf,
+static enum reason proxy_form_refusal(const struct sniff_http_request *req);
+static enum reason proxy_auth_refusal(const struct session *s, const uint8_t *buf,
     const struct sniff_http_request *req);
 
 static void
@@ -165,7 +166,7 @@ proxy_requests(const struct session *s)
 }
 
 static void
-log_access(struct session *s, const char *reason)
+log_access(struct session *s, enum reason reason)
 {
 	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
 	struct log_field f[16];
@@ -181,7 +182,7 @@ log_access(struct session *s, const char *reason)
 		f[n++] = LOG_STR("peer",
 		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
 	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
-	f[n++] = LOG_STR("decision", s->decision);
+	f[n++] = LOG_STR("decision", decision_name(s->decision));
 	if ((port = requested_port(s)) != 0)
 		f[n++] = LOG_NUM("port", port);
 	f[n++] = LOG_STR("rule", s->rule[0] ? s->rule : NULL);
@@ -193,14 +194,14 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
 	if (s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s))
 		f[n++] = LOG_NUM("requests", s->http ? http_stream_requests(s->http) : 0);
-	f[n++] = LOG_STR("reason", reason);
+	f[n++] = LOG_STR("reason", reason_name(reason));
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);
 	log_fields(LOG_LEVEL_INFO, "access", f, n);
 }
 
 void
-session_close(struct session *s, const char *reason)
+session_close(struct session *s, enum reason reason)
 {
 	struct gk *gk = s->gk;
 	struct listener_outcome outcome;
@@ -228,7 +229,7 @@ session_close(struct session *s, const char *reason)
 }
 
 void
-session_close_all(struct gk *gk, const char *reason)
+session_close_all(struct gk *gk, enum reason reason)
 {
 	struct session *s;
 
@@ -253,7 +254,7 @@ refusal_write(struct session *s)
 
 /* refuse sends bytes to the client, then closes with reason once they are out. */
 static void
-refuse(struct session *s, const void *bytes, size_t len, const char *reason)
+refuse(struct session *s, const void *bytes, size_t len, enum reason reason)
 {
 	s->state = SESSION_REFUSING;
 	s->refusal_reason = reason;
@@ -273,11 +274,12 @@ refuse(struct session *s, const void *bytes, size_t len, const char *reason)
 /*
  * session_fail ends a session that has not started relaying. Before the
  * connection closes, an HTTP client gets a short error response and a TLS
- * client whose name has no route gets an unrecognized_name alert, so both
- * see why. PROXY errors get nothing: the peer is a proxy, not a client.
+ * client the alert of the reason's row (unrecognized_name for a name with
+ * no route, ...), so both see why. PROXY errors get nothing: the peer is a
+ * proxy, not a client.
  */
 static void
-session_fail(struct session *s, const char *reason)
+session_fail(struct session *s, enum reason reason)
 {
 	if ((s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT) &&
 	    s->proxy_done) {
@@ -289,14 +291,7 @@ session_fail(struct session *s, const char *reason)
 		}
 	}
 	if (s->conf->mode == CONFIG_MODE_TLS) {
-		uint8_t alert[SNIFF_TLS_ALERT_LEN], desc = 0;
-		if (strcmp(reason, "no_route") == 0 || strcmp(reason, "no_name") == 0 ||
-		    strcmp(reason, "not_allowed") == 0)
-			desc = SNIFF_TLS_ALERT_UNRECOGNIZED_NAME;
-		else if (strcmp(reason, "address_denied") == 0)
-			desc = SNIFF_TLS_ALERT_ACCESS_DENIED;
-		else if (strcmp(reason, "no_address") == 0)
-			desc = SNIFF_TLS_ALERT_INTERNAL_ERROR;
+		uint8_t alert[SNIFF_TLS_ALERT_LEN], desc = reason_info(reason)->tls_alert;
 		if (desc != 0) {
 			refuse(s, alert, sniff_tls_alert(alert, sizeof(alert), desc), reason);
 			return;
@@ -308,7 +303,7 @@ session_fail(struct session *s, const char *reason)
 /* ---- connecting ---- */
 
 static void
-on_relay_done(void *arg, const char *reason)
+on_relay_done(void *arg, enum reason reason)
 {
 	session_close(arg, reason);
 }
@@ -408,34 +403,35 @@ http_send(void *arg, int to, const void *data, size_t len)
  * refuse it anyway, else as misdirected (421: the client asks again on a
  * new connection).
  */
-static const char *
+static enum reason
 proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	char name[ROUTE_NAME_MAX + 1] = "", error[sizeof(s->error)];
 	uint16_t port, asked = s->want_port;
-	const char *why;
+	enum reason why;
 	int route, allow, matched;
 
-	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL)
+	if ((why = proxy_form_refusal(req)) != REASON_NONE ||
+	    (why = proxy_auth_refusal(s, buf, req)) != REASON_NONE)
 		return why;
 	if (route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
-		return "malformed";
+		return REASON_MALFORMED;
 	port = req->port ? req->port : req->https ? 443 : 80;
 	if (port == asked && strcmp(name, s->name) == 0)
-		return NULL;
+		return REASON_NONE;
 	memcpy(error, s->error, sizeof(error));
 	s->want_port = port;
 	matched = choose(s, name, &route, &allow, NULL, 0);
 	s->want_port = asked;
 	memcpy(s->error, error, sizeof(error));
 	if (!matched || allow < 0) {
-		s->decision = "deny";
-		return "not_allowed";
+		s->decision = DECISION_DENY;
+		return REASON_NOT_ALLOWED;
 	}
-	return "misdirected";
+	return REASON_MISDIRECTED;
 }
 
-static const char *
+static enum reason
 http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	struct session *s = arg;
@@ -445,21 +441,21 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	if (s->conf->mode == CONFIG_MODE_CONNECT)
 		return proxy_admit(s, req, buf);
 	if (req->host_len == 0 && req->version_minor == 1)
-		return "no_name";
+		return REASON_NO_NAME;
 	if (req->host_len > 0 &&
 	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
-		return "malformed";
+		return REASON_MALFORMED;
 	matched = choose(s, name[0] ? name : NULL, &route, &allow, NULL, 0);
 	if (!matched && s->conf->upstream.host == NULL)
-		return name[0] ? "no_route" : "no_name";
+		return name[0] ? REASON_NO_ROUTE : REASON_NO_NAME;
 	if (route != s->route || allow != s->allow_index ||
 	    (s->target->sniffed_host && strcmp(name, s->name) != 0))
-		return "misdirected";
-	return NULL;
+		return REASON_MISDIRECTED;
+	return REASON_NONE;
 }
 
 static void
-http_end(void *arg, const char *reason)
+http_end(void *arg, enum reason reason)
 {
 	struct session *s = arg;
 
@@ -577,7 +573,7 @@ connected(struct session *s)
 		goto oom;
 	return;
 oom:
-	session_close(s, "out_of_memory");
+	session_close(s, REASON_OUT_OF_MEMORY);
 }
 
 /* upstream_io: the upstream socket being connected had an event. */
@@ -631,7 +627,7 @@ connect_next(struct session *s)
 		}
 		/* Its first write edge says how the connect ended (upstream_io). */
 		if (relay_attach(&s->relay, RELAY_UPSTREAM, fd, 1) == -1) {
-			session_close(s, "out_of_memory");
+			session_close(s, REASON_OUT_OF_MEMORY);
 			return;
 		}
 		share = left / (int64_t)remaining;
@@ -640,7 +636,7 @@ connect_next(struct session *s)
 	}
 	if (left <= 0)
 		s->timed_out = 1;
-	session_fail(s, s->timed_out ? "connect_timeout" : "connect_failed");
+	session_fail(s, s->timed_out ? REASON_CONNECT_TIMEOUT : REASON_CONNECT_FAILED);
 }
 
 /*
@@ -695,7 +691,7 @@ guard_addresses(struct session *s)
 
 	ok = calloc(1, sizeof(*ok) + s->addrs->n * sizeof(ok->addr[0]));
 	if (ok == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return -1;
 	}
 	ok->refs = 1;
@@ -718,8 +714,8 @@ guard_addresses(struct session *s)
 	s->addrs = ok;
 	s->first = 0;
 	if (n == 0) {
-		s->decision = "deny";
-		session_fail(s, "address_denied");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_ADDRESS_DENIED);
 		return -1;
 	}
 	s->error[0] = '\0';
@@ -734,7 +730,7 @@ start_connect(struct session *s)
 	if (s->addrs == NULL) {
 		if (s->dynamic == NULL)
 			listener_warn_unresolved(s->listener, s->target->host);
-		session_fail(s, "no_address");
+		session_fail(s, REASON_NO_ADDRESS);
 		return;
 	}
 	if (s->guarded && guard_addresses(s) == -1)
@@ -763,7 +759,7 @@ upstream_chosen(struct session *s)
 {
 	struct timeval budget;
 
-	s->decision = "allow";
+	s->decision = DECISION_ALLOW;
 	s->guarded = config_listener_guarded(s->conf) || s->target->sniffed_host;
 	budget = clock_tv(s->conf->connect_timeout);
 	clock_now_tv(&s->deadline);
@@ -778,7 +774,7 @@ upstream_chosen(struct session *s)
 		s->upstream_name = resolver_watch(listener_resolver(s->listener), s->target->host,
 		    s->target->port);
 		if (s->upstream_name == NULL) {
-			session_close(s, "out_of_memory");
+			session_close(s, REASON_OUT_OF_MEMORY);
 			return;
 		}
 		start_connect(s);
@@ -788,7 +784,7 @@ upstream_chosen(struct session *s)
 	s->dynamic = resolver_watch_as(listener_resolver(s->listener), s->name, s->target->port,
 	    RESOLVER_EXACT);
 	if (s->dynamic == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	s->upstream_name = resolver_ref(s->dynamic);
@@ -922,7 +918,7 @@ route(struct session *s)
 
 	if (c->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
 		/* Over max_connections: an HTTP client is told so (503) after its head. */
-		session_fail(s, "full");
+		session_fail(s, REASON_FULL);
 		return;
 	}
 	choose(s, name, &s->route, &s->allow_index, s->rule, sizeof(s->rule));
@@ -940,23 +936,23 @@ route(struct session *s)
 						       NULL;
 	}
 	if (s->target == NULL) {
-		s->decision = "deny";
+		s->decision = DECISION_DENY;
 		session_fail(s, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
 				    (name != NULL && route_name_is_ip(name) && has_host_route(c)) ?
-				"not_allowed" :
-				name ? "no_route" :
-				       "no_name");
+				REASON_NOT_ALLOWED :
+				name ? REASON_NO_ROUTE :
+				       REASON_NO_NAME);
 		return;
 	}
 	if (s->target->sniffed_host && name == NULL) {
-		s->decision = "deny";
-		session_fail(s, "no_name");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_NO_NAME);
 		return;
 	}
 	if (s->target == &c->upstream && c->upstream.sniffed_host && route_name_is_ip(name)) {
 		/* A "$host" catch-all is for names: only a rule naming an address admits it. */
-		s->decision = "deny";
-		session_fail(s, "not_allowed");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_NOT_ALLOWED);
 		return;
 	}
 	upstream_chosen(s);
@@ -987,11 +983,12 @@ read_proxy_header(struct session *s)
 			s->proxy_done = 1;
 			return 1;
 		}
-		session_fail(s, "proxy_untrusted");
+		session_fail(s, REASON_PROXY_UNTRUSTED);
 		return -1;
 	}
 	if (r != PARSE_OK) {
-		session_fail(s, r == PARSE_NOT_FOUND ? "proxy_missing" : "proxy_malformed");
+		session_fail(s,
+		    r == PARSE_NOT_FOUND ? REASON_PROXY_MISSING : REASON_PROXY_MALFORMED);
 		return -1;
 	}
 	if (!h.local && (h.family == AF_INET || h.family == AF_INET6)) {
@@ -1021,19 +1018,22 @@ creds_match(const struct config_strlist *creds, const char *v, size_t vlen)
 	return found;
 }
 
-/* proxy_form_refusal: why a request cannot go to a forward proxy, or NULL. */
-static const char *
+/* proxy_form_refusal: why a request cannot go to a forward proxy, or REASON_NONE. */
+static enum reason
 proxy_form_refusal(const struct sniff_http_request *req)
 {
 	if (req->form == SNIFF_HTTP_ASTERISK)
-		return "bad_method";
+		return REASON_BAD_METHOD;
 	if (req->form == SNIFF_HTTP_ORIGIN)
-		return "not_proxy_request";
-	return NULL;
+		return REASON_NOT_PROXY_REQUEST;
+	return REASON_NONE;
 }
 
-/* proxy_auth_refusal checks a request's proxy credentials: NULL, "auth_required" or "auth_failed". */
-static const char *
+/*
+ * proxy_auth_refusal checks a request's proxy credentials: REASON_NONE,
+ * REASON_AUTH_REQUIRED or REASON_AUTH_FAILED.
+ */
+static enum reason
 proxy_auth_refusal(const struct session *s, const uint8_t *buf,
     const struct sniff_http_request *req)
 {
@@ -1042,14 +1042,14 @@ proxy_auth_refusal(const struct session *s, const uint8_t *buf,
 	size_t vlen = req->proxy_auth_len;
 
 	if (creds->n == 0)
-		return NULL;
+		return REASON_NONE;
 	if (vlen == 0)
-		return "auth_required";
+		return REASON_AUTH_REQUIRED;
 	if (vlen < 6 || strncasecmp(v, "basic ", 6) != 0)
-		return "auth_failed";
+		return REASON_AUTH_FAILED;
 	for (v += 6, vlen -= 6; vlen > 0 && *v == ' '; v++, vlen--)
 		;
-	return creds_match(creds, v, vlen) ? NULL : "auth_failed";
+	return creds_match(creds, v, vlen) ? REASON_NONE : REASON_AUTH_FAILED;
 }
 
 /*
@@ -1063,9 +1063,10 @@ proxy_auth_refusal(const struct session *s, const uint8_t *buf,
 static int
 proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *req)
 {
-	const char *why;
+	enum reason why;
 
-	if ((why = proxy_form_refusal(req)) != NULL || (why = proxy_auth_refusal(s, buf, req)) != NULL) {
+	if ((why = proxy_form_refusal(req)) != REASON_NONE ||
+	    (why = proxy_auth_refusal(s, buf, req)) != REASON_NONE) {
 		session_fail(s, why);
 		return -1;
 	}
@@ -1107,16 +1108,16 @@ http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
 	struct http_peer peer = {(const struct sockaddr *)&s->client, 0,
 	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct http_head info;
-	const char *why;
+	enum reason why;
 
 	if (r == PARSE_NOT_FOUND && req->version_minor == 1) {
 		/* RFC 9112 3.2: an HTTP/1.1 request without Host gets 400. */
-		s->decision = "deny";
-		session_fail(s, "no_name");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_NO_NAME);
 		return 1;
 	}
 	why = http_rewrite_head(buf, req, &s->conf->http, &peer, 0, &info, NULL, NULL);
-	if (why != NULL) {
+	if (why != REASON_NONE) {
 		session_fail(s, why);
 		return 1;
 	}
@@ -1159,13 +1160,14 @@ sniff_name(struct session *s)
 	switch (r) {
 	case PARSE_NEED_MORE:
 		if (len >= cap) {
-			session_fail(s, "too_large");
+			session_fail(s, REASON_TOO_LARGE);
 			return -1;
 		}
 		return 0;
 	case PARSE_MALFORMED:
-		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ? "too_large" :
-											  "malformed");
+		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ?
+				REASON_TOO_LARGE :
+				REASON_MALFORMED);
 		return -1;
 	case PARSE_NOT_FOUND:
 	case PARSE_OK:
@@ -1181,7 +1183,7 @@ sniff_name(struct session *s)
 		return 1;
 	}
 	if (route_normalize_name(raw, raw_len, s->name, sizeof(s->name)) == -1) {
-		session_fail(s, "malformed");
+		session_fail(s, REASON_MALFORMED);
 		return -1;
 	}
 	return 1;
@@ -1218,17 +1220,17 @@ sniff(struct session *s)
 
 	while (s->relay.end[RELAY_CLIENT].readable) {
 		if (s->in_len == s->in_cap) {
-			session_fail(s, "too_large");
+			session_fail(s, REASON_TOO_LARGE);
 			return;
 		}
 		n = relay_read(&s->relay, RELAY_CLIENT, s->in + s->in_len, s->in_cap - s->in_len);
 		if (n == 0) {
-			session_close(s, "client_closed");
+			session_close(s, REASON_CLIENT_CLOSED);
 			return;
 		}
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				session_close(s, "client_error");
+				session_close(s, REASON_CLIENT_ERROR);
 			return;
 		}
 		s->in_len += (size_t)n;
@@ -1274,12 +1276,12 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_SNIFFING:
 		session_fail(s, s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done &&
 				    s->conf->http.header_timeout < s->conf->sniff_timeout ?
-				"header_timeout" :
-				"sniff_timeout");
+				REASON_HEADER_TIMEOUT :
+				REASON_SNIFF_TIMEOUT);
 		break;
 	case SESSION_RESOLVING:
 		resolver_wait_cancel(&s->waiter);
-		session_fail(s, "no_address");
+		session_fail(s, REASON_NO_ADDRESS);
 		break;
 	case SESSION_CONNECTING:
 		s->timed_out = 1;
@@ -1292,7 +1294,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_RELAYING: {
 		struct timeval now;
 		if (s->conf->idle_timeout > 0 && relay_idle_ms(&s->relay) >= s->conf->idle_timeout) {
-			session_close(s, "idle_timeout");
+			session_close(s, REASON_IDLE_TIMEOUT);
 			break;
 		}
 		clock_now_tv(&now);
@@ -1359,7 +1361,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	 */
 	if (relay_attach(&s->relay, RELAY_CLIENT, fd,
 		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
@@ -1368,7 +1370,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	}
 	s->in_cap = sniff_cap(s) + (s->proxy_done ? 0 : PROXYPROTO_PARSE_MAX);
 	if ((s->in = malloc(s->in_cap)) == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	arm_timer(s, first_bytes_timeout(s));
