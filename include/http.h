@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "reason.h"
 #include "sniff_http.h"
 
 struct config_http;
@@ -58,22 +59,24 @@ struct http_head {
  * is not NULL, writes the head to send upstream into out, which must hold
  * 2 * req->head_len + HTTP_REWRITE_EXTRA bytes; *out_len gets its length.
  * last adds "Connection: close" (the connection's last request). Returns
- * NULL, or the refusal reason: "smuggling" (ambiguous framing, a Connection
- * header naming a header gatekeeper frames, routes or writes on, a framing
- * header spelled with '_') or "bad_method" (CONNECT). An Upgrade to HTTP/2
- * (h2c) is dropped: the request goes on as HTTP/1.1.
+ * REASON_NONE, or the refusal reason: REASON_SMUGGLING (ambiguous framing,
+ * a Connection header naming a header gatekeeper frames, routes or writes
+ * on, a framing header spelled with '_'), REASON_BAD_METHOD (CONNECT),
+ * REASON_MALFORMED or REASON_TOO_LARGE. An Upgrade to HTTP/2 (h2c) is
+ * dropped: the request goes on as HTTP/1.1.
  */
-const char *http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
+enum reason http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
     const struct config_http *conf, const struct http_peer *peer, int last, struct http_head *info,
     uint8_t *out, size_t *out_len);
 
 /*
- * http_refusal writes the short response for a refusal reason ("malformed",
- * "too_large", "no_route", ...) into buf; proxy picks the wording of a
+ * http_refusal writes the short response for a refusal reason (the HTTP
+ * columns of its row in reason.c) into buf; proxy picks the wording of a
  * forward proxy (mode connect) over a reverse proxy's. Returns its length,
- * or 0 when the reason has no HTTP response (the connection just closes).
+ * or 0 when the reason has no HTTP response (the connection just closes),
+ * for REASON_NONE, or when buf is too small.
  */
-size_t http_refusal(const char *reason, int proxy, char *buf, size_t len);
+size_t http_refusal(enum reason reason, int proxy, char *buf, size_t len);
 
 /* What an http_stream asks of the session around it. */
 struct http_ops {
@@ -81,12 +84,12 @@ struct http_ops {
 	int (*send)(void *arg, int to, const void *data, size_t len);
 	/*
 	 * May this request (a later one on the connection) go to the
-	 * connection's upstream? NULL, or the refusal reason: "misdirected",
-	 * "no_route", "no_name".
+	 * connection's upstream? REASON_NONE, or the refusal reason:
+	 * REASON_MISDIRECTED, REASON_NO_ROUTE, REASON_NO_NAME, ...
 	 */
-	const char *(*admit)(void *arg, const struct sniff_http_request *req, const uint8_t *buf);
-	/* End the connection once what was sent to the client is out. */
-	void (*end)(void *arg, const char *reason);
+	enum reason (*admit)(void *arg, const struct sniff_http_request *req, const uint8_t *buf);
+	/* End the connection with reason once what was sent to the client is out. */
+	void (*end)(void *arg, enum reason reason);
 	/* A 101 switched protocols: relay raw from now on. */
 	void (*raw)(void *arg);
 	/* A new deadline started (http_stream_deadline changed). */

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "reason.h"
+
 struct gk;
 struct config;
 struct config_listener;
@@ -85,32 +87,21 @@ int listener_over_limit(const struct listener *l);
 
 /*
  * A session holds a reference from listener_session_begin to
- * listener_session_end; the count drives max_connections. Its routing
- * decision is counted at the end, with how it ended (listener_outcome).
+ * listener_session_end; the count drives max_connections. The outcome's
+ * decision and reason are counted.
  */
 void listener_session_begin(struct listener *l);
 
 /* How a session ended, for the listener's counters. */
 struct listener_outcome {
-	const char *decision; /* "allow", "deny" or NULL */
-	const char *reason;   /* the access line's reason (a string that lives forever) */
+	enum decision decision; /* the session's routing decision */
+	enum reason reason;     /* the access line's reason */
 	uint64_t bytes_in, bytes_out;
 };
 void listener_session_end(struct listener *l, const struct listener_outcome *o);
 
 /* listener_connect_failed counts one failed attempt to reach an upstream address. */
 void listener_connect_failed(struct listener *l);
-
-/* Sessions ended with one decision and reason. */
-struct listener_reason_count {
-	const char *decision, *reason;
-	uint64_t n;
-};
-#define LISTENER_REASONS 64
-
-/* listener_reason_is: does c count sessions ended with this decision (NULL too) and reason? */
-int listener_reason_is(const struct listener_reason_count *c, const char *decision,
-    const char *reason);
 
 /*
  * Totals since the listener opened, per worker. The worker writes them;
@@ -125,8 +116,8 @@ struct listener_stats {
 	uint64_t bytes_in, bytes_out; /* from clients, from upstreams */
 	uint64_t connect_failures;
 	int64_t active;
-	struct listener_reason_count closed[LISTENER_REASONS];
-	unsigned n_closed;
+	/* closed[d][r]: sessions ended with decision d and reason r (both sets are closed) */
+	uint64_t closed[DECISION_COUNT][REASON_COUNT];
 };
 
 /* listener_stats_read copies l's counters into out; safe from any thread. */

@@ -62,6 +62,13 @@ enum reason {
 	REASON_COUNT
 };
 
+/*
+ * REASON_NONE is no reason: what a check that may refuse returns when it
+ * does not, and what an ending not yet chosen holds. It has no row, and is
+ * never logged, counted or passed to session_close.
+ */
+#define REASON_NONE REASON_COUNT
+
 /* One row of the table: everything gatekeeper says about one reason. */
 struct reason_info {
 	const char *name;        /* the log and label text */

@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "reason.h"
+
 struct event;
 struct event_base;
 
@@ -82,11 +84,12 @@ struct relay_queue {
 typedef void relay_io_fn(void *arg, int side, short what);
 
 /*
- * Called once when the relay ends: reason is "closed" (both directions
- * finished), "client_error", "upstream_error" or "out_of_memory". The
- * callee frees the relay (relay_free); nothing touches it after the call.
+ * Called once when the relay ends: reason is REASON_CLOSED (both
+ * directions finished), REASON_CLIENT_ERROR, REASON_UPSTREAM_ERROR,
+ * REASON_OUT_OF_MEMORY, or what relay_end was given. The callee frees the
+ * relay (relay_free); nothing touches it after the call.
  */
-typedef void relay_done_fn(void *arg, const char *reason);
+typedef void relay_done_fn(void *arg, enum reason reason);
 
 /*
  * A filter sees every byte the relay reads and decides what goes on
@@ -113,8 +116,9 @@ struct relay {
 	int full_read[2];        /* side i's last read filled a chunk */
 	struct timeval last_active;
 	const struct relay_filter *filter; /* NULL: bytes go on unchanged */
-	const char *ending;      /* relay_end: finish with this once the client has its bytes */
-	const char *write_error; /* a write from relay_queue failed: finish with this */
+	enum reason ending;      /* relay_end: finish with this once the client has its bytes */
+	enum reason write_error; /* a write from relay_queue failed: finish with this */
+	/* (ending and write_error are REASON_NONE until then) */
 	relay_io_fn *io;
 	relay_done_fn *done;
 	void *arg;
@@ -180,7 +184,7 @@ void relay_set_filter(struct relay *r, const struct relay_filter *f);
  * relay_end stops reading both sides and finishes the relay with reason
  * once everything queued for the client is written.
  */
-void relay_end(struct relay *r, const char *reason);
+void relay_end(struct relay *r, enum reason reason);
 
 /*
  * relay_start begins relaying both ways with the given splice mode; queued

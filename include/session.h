@@ -12,6 +12,8 @@
 #include <event2/util.h>
 #include <sys/socket.h>
 
+#include "reason.h"
+
 struct gk;
 struct listener;
 struct session;
@@ -26,10 +28,13 @@ size_t session_size(void);
 void session_start(struct gk *gk, struct listener *l, evutil_socket_t fd,
     const struct sockaddr *peer, socklen_t peerlen);
 
-/* session_close ends a session: frees it, logs the access line with reason. */
-void session_close(struct session *s, const char *reason);
+/*
+ * session_close ends a session: frees it, logs the access line with
+ * reason (a value of the enum, never REASON_NONE) and counts it.
+ */
+void session_close(struct session *s, enum reason reason);
 
 /* session_close_all closes every live session with reason (drain timeout). */
-void session_close_all(struct gk *gk, const char *reason);
+void session_close_all(struct gk *gk, enum reason reason);
 
 #endif

@@ -315,8 +315,8 @@ struct scan {
 	char offered[HTTP_UPGRADE_MAX]; /* the Upgrade tokens but HTTP/2's, lower case, comma-joined */
 };
 
-/* scan_headers fills sc. Returns NULL, or "smuggling" / "malformed". */
-static const char *
+/* scan_headers fills sc. Returns REASON_NONE, or REASON_SMUGGLING / REASON_MALFORMED. */
+static enum reason
 scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 {
 	struct header h;
@@ -328,15 +328,15 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 	while (next_header(buf, head_len, &pos, &h)) {
 		/* Content_Length frames the body for some backend, not for us. */
 		if (h.folded == HDR_CONTENT_LENGTH || h.folded == HDR_TRANSFER_ENCODING)
-			return "smuggling";
+			return REASON_SMUGGLING;
 		switch (h.kind) {
 		case HDR_CONTENT_LENGTH:
 			tp = 0;
 			if (!next_token(h.value, h.value_len, &tp, &t))
-				return "smuggling";
+				return REASON_SMUGGLING;
 			do {
 				if (parse_length(&t, &v) == -1 || (sc->n_cl > 0 && v != sc->length))
-					return "smuggling";
+					return REASON_SMUGGLING;
 				sc->length = v;
 				sc->n_cl++;
 			} while (next_token(h.value, h.value_len, &tp, &t));
@@ -344,7 +344,7 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 		case HDR_TRANSFER_ENCODING:
 			/* Only a lone "chunked": anything else could frame differently downstream. */
 			if (++sc->n_te > 1 || !ieq(h.value, h.value_len, "chunked"))
-				return "smuggling";
+				return REASON_SMUGGLING;
 			sc->chunked = 1;
 			break;
 		case HDR_CONNECTION:
@@ -357,9 +357,9 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 				else if (ieq(t.p, t.len, "upgrade"))
 					sc->conn_upgrade = 1;
 				else if (protected_token(&t))
-					return "smuggling";
+					return REASON_SMUGGLING;
 				else if (sc->n_listed == HTTP_MAX_CONNECTION_TOKENS)
-					return "malformed";
+					return REASON_MALFORMED;
 				else
 					sc->listed[sc->n_listed++] = t;
 			}
@@ -373,7 +373,7 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 					continue;
 				sc->has_upgrade = 1;
 				if (at + t.len + 2 > sizeof(sc->offered))
-					return "malformed"; /* no client offers that much */
+					return REASON_MALFORMED; /* no client offers that much */
 				if (at > 0)
 					sc->offered[at++] = ',';
 				for (size_t i = 0; i < t.len; i++)
@@ -405,8 +405,8 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 		}
 	}
 	if (sc->n_cl > 0 && sc->n_te > 0)
-		return "smuggling";
-	return NULL;
+		return REASON_SMUGGLING;
+	return REASON_NONE;
 }
 
 static int
@@ -500,14 +500,14 @@ put_joined(struct out *o, const uint8_t *buf, size_t head_len, size_t first, enu
 	return n;
 }
 
-const char *
+enum reason
 http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
     const struct config_http *c, const struct http_peer *peer, int last, struct http_head *info,
     uint8_t *out, size_t *out_len)
 {
 	struct out o = {out, 0, out ? 2 * req->head_len + HTTP_REWRITE_EXTRA : 0, 0};
 	char addr[NET_ADDRSTRLEN];
-	const char *why;
+	enum reason why;
 	const uint8_t *host;
 	size_t first = 0, pos, host_len;
 	struct scan sc;
@@ -515,7 +515,7 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 
 	memset(info, 0, sizeof(*info));
 	if (strcmp(req->method, "CONNECT") == 0)
-		return "bad_method";
+		return REASON_BAD_METHOD;
 	if (peer->proxy) {
 		/* A forward proxy passes the client's request on as it is: no headers of ours. */
 		static const struct config_http none;
@@ -524,10 +524,10 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 	while (first + 1 < req->head_len && !(buf[first] == '\r' && buf[first + 1] == '\n'))
 		first++;
 	first += 2;
-	if ((why = scan_headers(buf, req->head_len, first, &sc)) != NULL)
+	if ((why = scan_headers(buf, req->head_len, first, &sc)) != REASON_NONE)
 		return why;
 	if (sc.n_te > 0 && req->version_minor == 0)
-		return "smuggling"; /* HTTP/1.0 has no chunked coding */
+		return REASON_SMUGGLING; /* HTTP/1.0 has no chunked coding */
 	info->head_method = strcmp(req->method, "HEAD") == 0;
 	info->upgrade = sc.conn_upgrade && sc.has_upgrade;
 	if (info->upgrade)
@@ -537,7 +537,7 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 	info->chunked = sc.chunked;
 	info->content_length = sc.length;
 	if (out == NULL)
-		return NULL;
+		return REASON_NONE;
 
 	net_addr_format(peer->client, addr, sizeof(addr));
 	host = sc.host ? sc.host : (const uint8_t *)req->host;
@@ -597,59 +597,31 @@ http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
 		puts_(&o, "Connection: keep-alive\r\n");
 	puts_(&o, "\r\n");
 	if (o.overflow)
-		return "too_large";
+		return REASON_TOO_LARGE;
 	*out_len = o.len;
-	return NULL;
+	return REASON_NONE;
 }
 
 /* ---- refusals ---- */
 
-static const struct http_refusal_text {
-	int mode;           /* 0: any listener, 1: connect (a forward proxy), 2: http */
-	const char *reason;
-	const char *status;
-	const char *body;
-	const char *header; /* one extra header line, or "" */
-} refusals[] = {
-    {0, "malformed", "400 Bad Request", "malformed request", ""},
-    {0, "smuggling", "400 Bad Request", "ambiguous request framing", ""},
-    {0, "not_proxy_request", "400 Bad Request", "this is a proxy: use CONNECT or an absolute URL", ""},
-    {1, "bad_method", "405 Method Not Allowed", "use CONNECT or an absolute URL", "Allow: CONNECT\r\n"},
-    {2, "bad_method", "405 Method Not Allowed", "CONNECT is not served here", ""},
-    {0, "not_allowed", "403 Forbidden", "destination not allowed", ""},
-    {0, "address_denied", "403 Forbidden", "destination address not allowed", ""},
-    {0, "auth_required", "407 Proxy Authentication Required", "proxy authentication required",
-	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
-    {0, "auth_failed", "407 Proxy Authentication Required", "proxy authentication failed",
-	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\n"},
-    {0, "no_name", "400 Bad Request", "the request names no host", ""},
-    {0, "too_large", "431 Request Header Fields Too Large", "request head too large", ""},
-    {0, "sniff_timeout", "408 Request Timeout", "request not received in time", ""},
-    {0, "header_timeout", "408 Request Timeout", "request not received in time", ""},
-    {0, "no_route", "421 Misdirected Request", "no route for this host", ""},
-    {0, "misdirected", "421 Misdirected Request", "this connection serves another host", ""},
-    {0, "no_address", "503 Service Unavailable", "upstream not resolvable yet", ""},
-    {0, "full", "503 Service Unavailable", "too many connections, try again", ""},
-    {0, "connect_failed", "502 Bad Gateway", "upstream unreachable", ""},
-    {0, "connect_timeout", "504 Gateway Timeout", "upstream did not answer in time", ""},
-    {0, "bad_response", "502 Bad Gateway", "upstream sent an invalid response", ""},
-};
-
 size_t
-http_refusal(const char *reason, int proxy, char *buf, size_t len)
+http_refusal(enum reason reason, int proxy, char *buf, size_t len)
 {
-	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
-		const struct http_refusal_text *r = &refusals[i];
-		int n;
-		if (strcmp(r->reason, reason) != 0 || (r->mode != 0 && r->mode != (proxy ? 1 : 2)))
-			continue;
-		n = snprintf(buf, len,
-		    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-		    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
-		    r->status, strlen(r->body) + 13, r->reason, r->header, r->body);
-		return n > 0 && (size_t)n < len ? (size_t)n : 0;
-	}
-	return 0;
+	const struct reason_info *ri = reason_info(reason);
+	const char *body = ri->http_body, *header = ri->http_header;
+	int n;
+
+	if ((unsigned)reason >= REASON_COUNT || ri->http_status == NULL)
+		return 0;
+	if (proxy && ri->proxy_body != NULL)
+		body = ri->proxy_body;
+	if (proxy && ri->proxy_header != NULL)
+		header = ri->proxy_header;
+	n = snprintf(buf, len,
+	    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+	    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
+	    ri->http_status, strlen(body) + 13, ri->name, header, body);
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
 /* ---- request bodies ---- */
@@ -871,12 +843,12 @@ struct http_stream {
 	char resp_field[16], resp_upgrade[HTTP_UPGRADE_MAX];
 	size_t resp_field_len, resp_upgrade_len;
 	int resp_in_value, resp_is_upgrade, resp_upgrade_long;
-	const char *refusal; /* ST_REFUSING: the reason */
+	enum reason refusal; /* ST_REFUSING: the reason (REASON_NONE: the stream only ends) */
 	int ended;           /* ops->end was called: nothing more happens */
 };
 
 static void
-finish(struct http_stream *h, const char *reason)
+finish(struct http_stream *h, enum reason reason)
 {
 	h->ended = 1;
 	h->ops->end(h->arg, reason);
@@ -1039,6 +1011,7 @@ http_stream_init(void *mem, const struct config_http *conf, const struct http_pe
 	h->ops = ops;
 	h->arg = arg;
 	h->state = ST_HEAD;
+	h->refusal = REASON_NONE;
 	h->head_started = h->idle_since = *now;
 	http_parser_init(&h->resp, HTTP_RESPONSE);
 	h->resp.data = h;
@@ -1078,7 +1051,7 @@ idle_if_caught_up(struct http_stream *h, const struct timeval *now)
 
 /* refuse answers the current request with reason once earlier responses are out. */
 static void
-refuse(struct http_stream *h, const char *reason)
+refuse(struct http_stream *h, enum reason reason)
 {
 	char buf[512];
 	size_t n;
@@ -1106,27 +1079,27 @@ take_head(struct http_stream *h, size_t len)
 	struct sniff_http_request req;
 	struct http_head info;
 	enum parse_result r;
-	const char *why;
+	enum reason why;
 	size_t out_len = 0, n;
 	int last;
 
 	r = sniff_http_request(h->head, len, &req);
 	if (r == PARSE_MALFORMED || r == PARSE_NEED_MORE) {
-		refuse(h, "malformed");
+		refuse(h, REASON_MALFORMED);
 		return -1;
 	}
 	if (strcmp(req.method, "CONNECT") == 0) {
 		/* A forward proxy's tunnel to somewhere needs a connection of its own. */
-		refuse(h, h->peer.proxy ? "misdirected" : "bad_method");
+		refuse(h, h->peer.proxy ? REASON_MISDIRECTED : REASON_BAD_METHOD);
 		return -1;
 	}
-	if (h->requests > 0 && (why = h->ops->admit(h->arg, &req, h->head)) != NULL) {
+	if (h->requests > 0 && (why = h->ops->admit(h->arg, &req, h->head)) != REASON_NONE) {
 		refuse(h, why);
 		return -1;
 	}
 	last = h->conf->max_requests > 0 && h->requests + 1 >= (uint64_t)h->conf->max_requests;
 	why = http_rewrite_head(h->head, &req, h->conf, &h->peer, last, &info, out, &out_len);
-	if (why != NULL) {
+	if (why != REASON_NONE) {
 		refuse(h, why);
 		return -1;
 	}
@@ -1134,7 +1107,7 @@ take_head(struct http_stream *h, size_t len)
 	http_parser_init(&h->req, HTTP_REQUEST);
 	n = http_parser_execute(&h->req, &req_settings, (const char *)h->head, len);
 	if (HTTP_PARSER_ERRNO(&h->req) != HPE_OK || (n != len && !h->req.upgrade)) {
-		refuse(h, "malformed");
+		refuse(h, REASON_MALFORMED);
 		return -1;
 	}
 	h->owed_head[h->requests % HTTP_MAX_OUTSTANDING] = (uint8_t)info.head_method;
@@ -1163,7 +1136,7 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	const uint8_t *blank;
 
 	if (h->head == NULL && (h->head = malloc(cap)) == NULL) {
-		finish(h, "out_of_memory");
+		finish(h, REASON_OUT_OF_MEMORY);
 		return -1;
 	}
 	if (old == 0) {
@@ -1183,13 +1156,13 @@ client_head(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	for (size_t i = old; i < scan_end; i++) {
 		if ((h->head[i] == '\n' && (i == 0 || h->head[i - 1] != '\r')) ||
 		    (i > 0 && h->head[i - 1] == '\r' && h->head[i] != '\n')) {
-			refuse(h, "malformed");
+			refuse(h, REASON_MALFORMED);
 			return -1;
 		}
 	}
 	if (blank == NULL) {
 		if (h->head_len == cap) {
-			refuse(h, "too_large");
+			refuse(h, REASON_TOO_LARGE);
 			return -1;
 		}
 		return (ssize_t)take;
@@ -1214,7 +1187,7 @@ client_body(struct http_stream *h, const uint8_t *data, size_t len, const struct
 	if (n < 0) {
 		/* The upstream has part of this body: no response can be trusted now. */
 		h->state = ST_REFUSING;
-		finish(h, "malformed_body");
+		finish(h, REASON_MALFORMED_BODY);
 		return -1;
 	}
 	if (n > 0)
@@ -1246,11 +1219,11 @@ client_bytes(struct http_stream *h, const uint8_t *data, size_t len, const struc
 			 */
 			if (h->head == NULL &&
 			    (h->head = malloc((size_t)h->conf->max_header_size)) == NULL) {
-				finish(h, "out_of_memory");
+				finish(h, REASON_OUT_OF_MEMORY);
 				return;
 			}
 			if (len > (size_t)h->conf->max_header_size - h->head_len) {
-				refuse(h, "too_large");
+				refuse(h, REASON_TOO_LARGE);
 				return;
 			}
 			memcpy(h->head + h->head_len, data, len);
@@ -1278,7 +1251,7 @@ response_done(struct http_stream *h, const struct timeval *now)
 	size_t held_len;
 
 	h->responses++;
-	if (h->state == ST_REFUSING && h->responses == h->requests && h->refusal != NULL) {
+	if (h->state == ST_REFUSING && h->responses == h->requests && h->refusal != REASON_NONE) {
 		refuse(h, h->refusal);
 		return;
 	}
@@ -1316,9 +1289,9 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 			size_t m;
 			h->state = ST_REFUSING;
 			if (!h->resp_started &&
-			    (m = http_refusal("bad_response", h->peer.proxy, buf, sizeof(buf))) > 0)
+			    (m = http_refusal(REASON_BAD_RESPONSE, h->peer.proxy, buf, sizeof(buf))) > 0)
 				h->ops->send(h->arg, 0, buf, m);
-			finish(h, "bad_response");
+			finish(h, REASON_BAD_RESPONSE);
 			return;
 		}
 		if ((e != HPE_OK && e != HPE_PAUSED) || (h->responses >= h->requests && n > 0)) {
@@ -1363,7 +1336,7 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 		h->ops->send(h->arg, 0, data, len);
 	if (h->resp_unparsed && h->state == ST_REFUSING && !h->ended) {
 		/* The response a refusal waits for will never be told complete. */
-		finish(h, h->refusal != NULL ? h->refusal : "bad_response");
+		finish(h, h->refusal != REASON_NONE ? h->refusal : REASON_BAD_RESPONSE);
 	}
 }
 
@@ -1418,9 +1391,9 @@ http_stream_expire(struct http_stream *h, const struct timeval *now)
 	if (!http_stream_deadline(h, now, &left) || left > 0)
 		return;
 	if (h->head_len > 0)
-		refuse(h, "header_timeout");
+		refuse(h, REASON_HEADER_TIMEOUT);
 	else {
 		h->state = ST_REFUSING;
-		finish(h, "keepalive_timeout");
+		finish(h, REASON_KEEPALIVE_TIMEOUT);
 	}
 }

@@ -390,53 +390,18 @@ listener_session_begin(struct listener *l)
 	}
 }
 
-int
-listener_reason_is(const struct listener_reason_count *c, const char *decision,
-    const char *reason)
-{
-	if ((c->decision == NULL) != (decision == NULL))
-		return 0;
-	return (decision == NULL || strcmp(c->decision, decision) == 0) &&
-	    strcmp(c->reason, reason) == 0;
-}
-
-/* count_closed adds one to the (decision, reason) counter; past the table's size, to "other". */
-static void
-count_closed(struct listener_stats *st, const char *decision, const char *reason)
-{
-	unsigned n = st->n_closed;
-
-	for (unsigned i = 0; i < n; i++) {
-		struct listener_reason_count *c = &st->closed[i];
-		if (listener_reason_is(c, decision, reason)) {
-			COUNT(c->n, 1);
-			return;
-		}
-	}
-	if (n == LISTENER_REASONS) {
-		COUNT(st->closed[n - 1].n, 1); /* the last slot was taken as "other" */
-		return;
-	}
-	st->closed[n].decision = decision;
-	st->closed[n].reason = n == LISTENER_REASONS - 1 ? "other" : reason;
-	st->closed[n].n = 1;
-	/* Published after the entry is whole: readers load n_closed first. */
-	__atomic_store_n(&st->n_closed, n + 1, __ATOMIC_RELEASE);
-}
-
 void
 listener_session_end(struct listener *l, const struct listener_outcome *o)
 {
-	const char *decision = o->decision;
-
 	COUNT(l->stats.sessions, 1);
-	if (decision != NULL && strcmp(decision, "allow") == 0)
+	if (o->decision == DECISION_ALLOW)
 		COUNT(l->stats.allowed, 1);
-	else if (decision != NULL && strcmp(decision, "deny") == 0)
+	else if (o->decision == DECISION_DENY)
 		COUNT(l->stats.denied, 1);
 	COUNT(l->stats.bytes_in, o->bytes_in);
 	COUNT(l->stats.bytes_out, o->bytes_out);
-	count_closed(&l->stats, decision, o->reason);
+	if ((unsigned)o->decision < DECISION_COUNT && (unsigned)o->reason < REASON_COUNT)
+		COUNT(l->stats.closed[o->decision][o->reason], 1);
 	l->active--;
 	__atomic_store_n(&l->stats.active, l->active, __ATOMIC_RELAXED);
 	if (l->full && l->active < pause_at(l)) {
@@ -456,7 +421,6 @@ void
 listener_stats_read(const struct listener *l, struct listener_stats *out)
 {
 	const struct listener_stats *st = &l->stats;
-	unsigned n = __atomic_load_n(&st->n_closed, __ATOMIC_ACQUIRE);
 
 	memset(out, 0, sizeof(*out));
 	out->accepted = __atomic_load_n(&st->accepted, __ATOMIC_RELAXED);
@@ -467,10 +431,7 @@ listener_stats_read(const struct listener *l, struct listener_stats *out)
 	out->bytes_out = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
 	out->connect_failures = __atomic_load_n(&st->connect_failures, __ATOMIC_RELAXED);
 	out->active = __atomic_load_n(&st->active, __ATOMIC_RELAXED);
-	for (unsigned i = 0; i < n; i++) {
-		out->closed[i].decision = st->closed[i].decision;
-		out->closed[i].reason = st->closed[i].reason;
-		out->closed[i].n = __atomic_load_n(&st->closed[i].n, __ATOMIC_RELAXED);
-	}
-	out->n_closed = n;
+	for (int d = 0; d < DECISION_COUNT; d++)
+		for (int r = 0; r < REASON_COUNT; r++)
+			out->closed[d][r] = __atomic_load_n(&st->closed[d][r], __ATOMIC_RELAXED);
 }

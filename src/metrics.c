@@ -3,8 +3,9 @@
  *
  * Each family is written with its HELP and TYPE lines, then one sample per
  * label set. Listener counters are summed over the workers (every worker
- * has the same listeners, in config order); closed connections are merged
- * by (decision, reason). Label values are escaped as the format requires.
+ * has the same listeners, in config order); closed connections are counted
+ * per (decision, reason) and written in the enums' order, nonzero ones
+ * only. Label values are escaped as the format requires.
  */
 #include <event2/buffer.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include "config.h"
 #include "listener.h"
 #include "metrics.h"
+#include "reason.h"
 #include "resolver.h"
 #include "worker.h"
 
@@ -71,22 +73,9 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 		sum->bytes_out += one.bytes_out;
 		sum->connect_failures += one.connect_failures;
 		sum->active += one.active;
-		for (unsigned k = 0; k < one.n_closed; k++) {
-			const struct listener_reason_count *c = &one.closed[k];
-			unsigned j;
-			for (j = 0; j < sum->n_closed; j++) {
-				if (listener_reason_is(&sum->closed[j], c->decision, c->reason))
-					break;
-			}
-			if (j == sum->n_closed) {
-				if (j == LISTENER_REASONS)
-					continue;
-				sum->closed[j] = *c;
-				sum->closed[j].n = 0;
-				sum->n_closed++;
-			}
-			sum->closed[j].n += c->n;
-		}
+		for (int d = 0; d < DECISION_COUNT; d++)
+			for (int r = 0; r < REASON_COUNT; r++)
+				sum->closed[d][r] += one.closed[d][r];
 	}
 }
 
@@ -142,13 +131,18 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	    "Connections ended, by routing decision (allow, deny, none) and the access line's reason.");
 	for (size_t i = 0; i < n_listeners; i++) {
 		const char *name = name_of(workers, i);
-		for (unsigned k = 0; k < sums[i].n_closed; k++) {
-			const struct listener_reason_count *c = &sums[i].closed[k];
-			listener_sample(out, "gatekeeper_connections_closed_total", name);
-			evbuffer_add_printf(out, ",decision=\"%s\",reason=\"",
-			    c->decision ? c->decision : "none");
-			label(out, c->reason);
-			evbuffer_add_printf(out, "\"} %" PRIu64 "\n", c->n);
+		for (int d = 0; d < DECISION_COUNT; d++) {
+			const char *decision = decision_name((enum decision)d);
+			for (int r = 0; r < REASON_COUNT; r++) {
+				uint64_t c = sums[i].closed[d][r];
+				if (c == 0)
+					continue;
+				listener_sample(out, "gatekeeper_connections_closed_total", name);
+				evbuffer_add_printf(out, ",decision=\"%s\",reason=\"",
+				    decision ? decision : "none");
+				label(out, reason_name((enum reason)r));
+				evbuffer_add_printf(out, "\"} %" PRIu64 "\n", c);
+			}
 		}
 	}
 

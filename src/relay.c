@@ -48,15 +48,15 @@ touch(struct relay *r)
 	clock_now_tv(&r->last_active);
 }
 
-static const char *
+static enum reason
 side_error(int side)
 {
-	return side == RELAY_CLIENT ? "client_error" : "upstream_error";
+	return side == RELAY_CLIENT ? REASON_CLIENT_ERROR : REASON_UPSTREAM_ERROR;
 }
 
 /* finish ends the relay; the done callback frees it. Always returns 1. */
 static int
-finish(struct relay *r, const char *reason)
+finish(struct relay *r, enum reason reason)
 {
 	r->done(r->arg, reason);
 	return 1;
@@ -116,6 +116,7 @@ relay_init(struct relay *r, struct event_base *base, void *events, relay_io_fn *
 	r->io = io;
 	r->done = done;
 	r->arg = arg;
+	r->ending = r->write_error = REASON_NONE;
 	for (int i = 0; i < 2; i++) {
 		r->end[i].ev = (struct event *)((char *)events + (size_t)i * event_slot());
 		end_reset(&r->end[i]);
@@ -189,7 +190,7 @@ relay_queue(struct relay *r, int to, const void *data, size_t len, int counted)
 
 	if (counted)
 		r->bytes[!to] += len;
-	if (q->len == 0 && q->piped == 0 && dst->writable && r->write_error == NULL && len > 0) {
+	if (q->len == 0 && q->piped == 0 && dst->writable && r->write_error == REASON_NONE && len > 0) {
 		/* Nothing waits: straight out, as copy() does. */
 		do
 			n = write(dst->fd, data, len);
@@ -224,9 +225,9 @@ relay_set_filter(struct relay *r, const struct relay_filter *f)
 }
 
 void
-relay_end(struct relay *r, const char *reason)
+relay_end(struct relay *r, enum reason reason)
 {
-	if (r->ending == NULL)
+	if (r->ending == REASON_NONE)
 		r->ending = reason;
 	/* Outside a callback (a timer) nothing would pump: come back through on_io. */
 	if (r->running && r->end[RELAY_CLIENT].armed)
@@ -319,7 +320,7 @@ copy(struct relay *r, int from)
 	 * failed write ends the relay at pump's next turn.
 	 */
 	if (relay_queue(r, !from, scratch, (size_t)n, 0) == -1)
-		return finish(r, "out_of_memory");
+		return finish(r, REASON_OUT_OF_MEMORY);
 	return 0;
 }
 
@@ -389,7 +390,7 @@ half_close(struct relay *r, int to)
 			return finish(r, side_error(to));
 	}
 	if (r->shut[RELAY_CLIENT] && r->shut[RELAY_UPSTREAM])
-		return finish(r, "closed");
+		return finish(r, REASON_CLOSED);
 	return 0;
 }
 
@@ -405,9 +406,9 @@ pump(struct relay *r, int from)
 	int rounds = 0, rc;
 
 	for (;;) {
-		if (r->write_error != NULL)
+		if (r->write_error != REASON_NONE)
 			return finish(r, r->write_error);
-		if (r->shut[!from] && r->ending == NULL)
+		if (r->shut[!from] && r->ending == REASON_NONE)
 			return 0;
 		if (q->len > 0 || q->piped > 0) {
 			if (!dst->writable)
@@ -417,7 +418,7 @@ pump(struct relay *r, int from)
 			if (rc == 0)
 				return 0;
 		}
-		if (r->ending != NULL) {
+		if (r->ending != REASON_NONE) {
 			/* Done once the client has every byte meant for it. */
 			const struct relay_queue *toc = &r->q[RELAY_UPSTREAM];
 			return toc->len == 0 && toc->piped == 0 ? finish(r, r->ending) : 0;

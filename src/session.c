@@ -35,6 +35,7 @@
 #include "policy.h"
 #include "pool.h"
 #include "proxyproto.h"
+#include "reason.h"
 #include "relay.h"
 #include "resolver.h"
 #include "route.h"
@@ -68,7 +69,7 @@ struct session {
 	int proxied;                    /* client and local came from a PROXY header */
 	int proxy_done;
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
-	const char *decision;
+	enum decision decision;
 	char rule[ROUTE_NAME_MAX + 16]; /* the route pattern or allow entry that matched */
 	struct policy_verdict verdict; /* where the policy sends the client */
 	int route;                     /* verdict.route: -1 = listener upstream or allow */
@@ -90,7 +91,7 @@ struct session {
 	int upstream_set;    /* upstream holds the address tried or connected */
 	struct sockaddr_storage upstream;
 	char error[96];      /* last connect error, for the access line */
-	const char *refusal_reason;
+	enum reason refusal_reason;
 	struct timeval started, deadline;
 	struct event *timer;            /* in the session's own storage (session_size) */
 	struct relay relay;
@@ -124,7 +125,7 @@ session_size(void)
 }
 
 static void connect_next(struct session *s);
-static void session_fail(struct session *s, const char *reason);
+static void session_fail(struct session *s, enum reason reason);
 
 static void
 arm_timer(struct session *s, int64_t ms)
@@ -166,7 +167,7 @@ proxy_requests(const struct session *s)
 }
 
 static void
-log_access(struct session *s, const char *reason)
+log_access(struct session *s, enum reason reason)
 {
 	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
 	struct log_field f[16];
@@ -182,7 +183,7 @@ log_access(struct session *s, const char *reason)
 		f[n++] = LOG_STR("peer",
 		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
 	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
-	f[n++] = LOG_STR("decision", s->decision);
+	f[n++] = LOG_STR("decision", decision_name(s->decision));
 	if ((port = requested_port(s)) != 0)
 		f[n++] = LOG_NUM("port", port);
 	f[n++] = LOG_STR("rule", s->rule[0] ? s->rule : NULL);
@@ -194,14 +195,14 @@ log_access(struct session *s, const char *reason)
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
 	if (s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s))
 		f[n++] = LOG_NUM("requests", s->http ? http_stream_requests(s->http) : 0);
-	f[n++] = LOG_STR("reason", reason);
+	f[n++] = LOG_STR("reason", reason_name(reason));
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);
 	log_fields(LOG_LEVEL_INFO, "access", f, n);
 }
 
 void
-session_close(struct session *s, const char *reason)
+session_close(struct session *s, enum reason reason)
 {
 	struct gk *gk = s->gk;
 	struct listener_outcome outcome;
@@ -229,7 +230,7 @@ session_close(struct session *s, const char *reason)
 }
 
 void
-session_close_all(struct gk *gk, const char *reason)
+session_close_all(struct gk *gk, enum reason reason)
 {
 	struct session *s;
 
@@ -254,7 +255,7 @@ refusal_write(struct session *s)
 
 /* refuse sends bytes to the client, then closes with reason once they are out. */
 static void
-refuse(struct session *s, const void *bytes, size_t len, const char *reason)
+refuse(struct session *s, const void *bytes, size_t len, enum reason reason)
 {
 	s->state = SESSION_REFUSING;
 	s->refusal_reason = reason;
@@ -274,11 +275,12 @@ refuse(struct session *s, const void *bytes, size_t len, const char *reason)
 /*
  * session_fail ends a session that has not started relaying. Before the
  * connection closes, an HTTP client gets a short error response and a TLS
- * client whose name has no route gets an unrecognized_name alert, so both
- * see why. PROXY errors get nothing: the peer is a proxy, not a client.
+ * client the alert of the reason's row (unrecognized_name for a name with
+ * no route, ...), so both see why. PROXY errors get nothing: the peer is a
+ * proxy, not a client.
  */
 static void
-session_fail(struct session *s, const char *reason)
+session_fail(struct session *s, enum reason reason)
 {
 	if ((s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT) &&
 	    s->proxy_done) {
@@ -290,14 +292,7 @@ session_fail(struct session *s, const char *reason)
 		}
 	}
 	if (s->conf->mode == CONFIG_MODE_TLS) {
-		uint8_t alert[SNIFF_TLS_ALERT_LEN], desc = 0;
-		if (strcmp(reason, "no_route") == 0 || strcmp(reason, "no_name") == 0 ||
-		    strcmp(reason, "not_allowed") == 0)
-			desc = SNIFF_TLS_ALERT_UNRECOGNIZED_NAME;
-		else if (strcmp(reason, "address_denied") == 0)
-			desc = SNIFF_TLS_ALERT_ACCESS_DENIED;
-		else if (strcmp(reason, "no_address") == 0)
-			desc = SNIFF_TLS_ALERT_INTERNAL_ERROR;
+		uint8_t alert[SNIFF_TLS_ALERT_LEN], desc = reason_info(reason)->tls_alert;
 		if (desc != 0) {
 			refuse(s, alert, sniff_tls_alert(alert, sizeof(alert), desc), reason);
 			return;
@@ -309,7 +304,7 @@ session_fail(struct session *s, const char *reason)
 /* ---- connecting ---- */
 
 static void
-on_relay_done(void *arg, const char *reason)
+on_relay_done(void *arg, enum reason reason)
 {
 	session_close(arg, reason);
 }
@@ -409,7 +404,7 @@ http_send(void *arg, int to, const void *data, size_t len)
  * refuse it anyway, else as misdirected (421: the client asks again on a
  * new connection).
  */
-static const char *
+static enum reason
 proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	char name[ROUTE_NAME_MAX + 1] = "";
@@ -418,20 +413,20 @@ proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8
 	uint16_t port;
 
 	if (policy_proxy_request(s->conf->policy, req, buf, &why) == -1)
-		return reason_name(why);
+		return why;
 	if (route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
-		return "malformed";
+		return REASON_MALFORMED;
 	port = req->port ? req->port : req->https ? 443 : 80;
 	if (port == s->want_port && strcmp(name, s->name) == 0)
-		return NULL;
+		return REASON_NONE;
 	if (policy_route(s->conf->policy, name, port, listen_port(s), &v) == -1) {
-		s->decision = "deny";
-		return "not_allowed";
+		s->decision = DECISION_DENY;
+		return REASON_NOT_ALLOWED;
 	}
-	return "misdirected";
+	return REASON_MISDIRECTED;
 }
 
-static const char *
+static enum reason
 http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	struct session *s = arg;
@@ -441,22 +436,22 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	if (s->conf->mode == CONFIG_MODE_CONNECT)
 		return proxy_admit(s, req, buf);
 	if (req->host_len == 0 && req->version_minor == 1)
-		return "no_name";
+		return REASON_NO_NAME;
 	if (req->host_len > 0 &&
 	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
-		return "malformed";
+		return REASON_MALFORMED;
 	policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s), &v);
 	if (!v.matched && s->conf->upstream.host == NULL)
-		return name[0] ? "no_route" : "no_name";
+		return name[0] ? REASON_NO_ROUTE : REASON_NO_NAME;
 	/* The same rule, and for "$host" the same name: else another upstream. */
 	if (v.route != s->verdict.route || v.allow != s->verdict.allow ||
 	    (s->target->sniffed_host && strcmp(name, s->name) != 0))
-		return "misdirected";
-	return NULL;
+		return REASON_MISDIRECTED;
+	return REASON_NONE;
 }
 
 static void
-http_end(void *arg, const char *reason)
+http_end(void *arg, enum reason reason)
 {
 	struct session *s = arg;
 
@@ -562,7 +557,7 @@ connected(struct session *s)
 		goto oom;
 	return;
 oom:
-	session_close(s, "out_of_memory");
+	session_close(s, REASON_OUT_OF_MEMORY);
 }
 
 /* upstream_io: the upstream socket being connected had an event. */
@@ -616,7 +611,7 @@ connect_next(struct session *s)
 		}
 		/* Its first write edge says how the connect ended (upstream_io). */
 		if (relay_attach(&s->relay, RELAY_UPSTREAM, fd, 1) == -1) {
-			session_close(s, "out_of_memory");
+			session_close(s, REASON_OUT_OF_MEMORY);
 			return;
 		}
 		share = left / (int64_t)remaining;
@@ -625,7 +620,7 @@ connect_next(struct session *s)
 	}
 	if (left <= 0)
 		s->timed_out = 1;
-	session_fail(s, s->timed_out ? "connect_timeout" : "connect_failed");
+	session_fail(s, s->timed_out ? REASON_CONNECT_TIMEOUT : REASON_CONNECT_FAILED);
 }
 
 /*
@@ -644,7 +639,7 @@ guard_addresses(struct session *s)
 
 	ok = calloc(1, sizeof(*ok) + s->addrs->n * sizeof(ok->addr[0]));
 	if (ok == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return -1;
 	}
 	ok->refs = 1;
@@ -667,8 +662,8 @@ guard_addresses(struct session *s)
 	s->addrs = ok;
 	s->first = 0;
 	if (n == 0) {
-		s->decision = "deny";
-		session_fail(s, "address_denied");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_ADDRESS_DENIED);
 		return -1;
 	}
 	s->error[0] = '\0';
@@ -683,7 +678,7 @@ start_connect(struct session *s)
 	if (s->addrs == NULL) {
 		if (s->dynamic == NULL)
 			listener_warn_unresolved(s->listener, s->target->host);
-		session_fail(s, "no_address");
+		session_fail(s, REASON_NO_ADDRESS);
 		return;
 	}
 	if (s->verdict.guarded && guard_addresses(s) == -1)
@@ -712,7 +707,7 @@ upstream_chosen(struct session *s)
 {
 	struct timeval budget;
 
-	s->decision = "allow";
+	s->decision = DECISION_ALLOW;
 	budget = clock_tv(s->conf->connect_timeout);
 	clock_now_tv(&s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
@@ -726,7 +721,7 @@ upstream_chosen(struct session *s)
 		s->upstream_name = resolver_watch(listener_resolver(s->listener), s->target->host,
 		    s->target->port);
 		if (s->upstream_name == NULL) {
-			session_close(s, "out_of_memory");
+			session_close(s, REASON_OUT_OF_MEMORY);
 			return;
 		}
 		start_connect(s);
@@ -736,7 +731,7 @@ upstream_chosen(struct session *s)
 	s->dynamic = resolver_watch_as(listener_resolver(s->listener), s->name, s->target->port,
 	    RESOLVER_EXACT);
 	if (s->dynamic == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	s->upstream_name = resolver_ref(s->dynamic);
@@ -764,7 +759,7 @@ route(struct session *s)
 
 	if (s->conf->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
 		/* Over max_connections: an HTTP client is told so (503) after its head. */
-		session_fail(s, "full");
+		session_fail(s, REASON_FULL);
 		return;
 	}
 	refused = policy_route(s->conf->policy, name, s->want_port, listen_port(s), v) == -1;
@@ -774,8 +769,8 @@ route(struct session *s)
 	if (v->port_refused != 0)
 		snprintf(s->error, sizeof(s->error), "port %u not allowed", v->port_refused);
 	if (refused) {
-		s->decision = "deny";
-		session_fail(s, reason_name(v->refusal));
+		s->decision = DECISION_DENY;
+		session_fail(s, v->refusal);
 		return;
 	}
 	upstream_chosen(s);
@@ -803,11 +798,12 @@ read_proxy_header(struct session *s)
 			s->proxy_done = 1;
 			return 1;
 		}
-		session_fail(s, "proxy_untrusted");
+		session_fail(s, REASON_PROXY_UNTRUSTED);
 		return -1;
 	}
 	if (r != PARSE_OK) {
-		session_fail(s, r == PARSE_NOT_FOUND ? "proxy_missing" : "proxy_malformed");
+		session_fail(s,
+		    r == PARSE_NOT_FOUND ? REASON_PROXY_MISSING : REASON_PROXY_MALFORMED);
 		return -1;
 	}
 	if (!h.local && (h.family == AF_INET || h.family == AF_INET6)) {
@@ -834,7 +830,7 @@ proxy_request(struct session *s, uint8_t *buf, const struct sniff_http_request *
 	enum reason why;
 
 	if (policy_proxy_request(s->conf->policy, req, buf, &why) == -1) {
-		session_fail(s, reason_name(why));
+		session_fail(s, why);
 		return -1;
 	}
 	s->head_len = req->head_len;
@@ -875,16 +871,16 @@ http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
 	struct http_peer peer = {(const struct sockaddr *)&s->client, 0,
 	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct http_head info;
-	const char *why;
+	enum reason why;
 
 	if (r == PARSE_NOT_FOUND && req->version_minor == 1) {
 		/* RFC 9112 3.2: an HTTP/1.1 request without Host gets 400. */
-		s->decision = "deny";
-		session_fail(s, "no_name");
+		s->decision = DECISION_DENY;
+		session_fail(s, REASON_NO_NAME);
 		return 1;
 	}
 	why = http_rewrite_head(buf, req, &s->conf->http, &peer, 0, &info, NULL, NULL);
-	if (why != NULL) {
+	if (why != REASON_NONE) {
 		session_fail(s, why);
 		return 1;
 	}
@@ -927,13 +923,14 @@ sniff_name(struct session *s)
 	switch (r) {
 	case PARSE_NEED_MORE:
 		if (len >= cap) {
-			session_fail(s, "too_large");
+			session_fail(s, REASON_TOO_LARGE);
 			return -1;
 		}
 		return 0;
 	case PARSE_MALFORMED:
-		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ? "too_large" :
-											  "malformed");
+		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ?
+				REASON_TOO_LARGE :
+				REASON_MALFORMED);
 		return -1;
 	case PARSE_NOT_FOUND:
 	case PARSE_OK:
@@ -949,7 +946,7 @@ sniff_name(struct session *s)
 		return 1;
 	}
 	if (route_normalize_name(raw, raw_len, s->name, sizeof(s->name)) == -1) {
-		session_fail(s, "malformed");
+		session_fail(s, REASON_MALFORMED);
 		return -1;
 	}
 	return 1;
@@ -986,17 +983,17 @@ sniff(struct session *s)
 
 	while (s->relay.end[RELAY_CLIENT].readable) {
 		if (s->in_len == s->in_cap) {
-			session_fail(s, "too_large");
+			session_fail(s, REASON_TOO_LARGE);
 			return;
 		}
 		n = relay_read(&s->relay, RELAY_CLIENT, s->in + s->in_len, s->in_cap - s->in_len);
 		if (n == 0) {
-			session_close(s, "client_closed");
+			session_close(s, REASON_CLIENT_CLOSED);
 			return;
 		}
 		if (n < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				session_close(s, "client_error");
+				session_close(s, REASON_CLIENT_ERROR);
 			return;
 		}
 		s->in_len += (size_t)n;
@@ -1042,12 +1039,12 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_SNIFFING:
 		session_fail(s, s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done &&
 				    s->conf->http.header_timeout < s->conf->sniff_timeout ?
-				"header_timeout" :
-				"sniff_timeout");
+				REASON_HEADER_TIMEOUT :
+				REASON_SNIFF_TIMEOUT);
 		break;
 	case SESSION_RESOLVING:
 		resolver_wait_cancel(&s->waiter);
-		session_fail(s, "no_address");
+		session_fail(s, REASON_NO_ADDRESS);
 		break;
 	case SESSION_CONNECTING:
 		s->timed_out = 1;
@@ -1060,7 +1057,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_RELAYING: {
 		struct timeval now;
 		if (s->conf->idle_timeout > 0 && relay_idle_ms(&s->relay) >= s->conf->idle_timeout) {
-			session_close(s, "idle_timeout");
+			session_close(s, REASON_IDLE_TIMEOUT);
 			break;
 		}
 		clock_now_tv(&now);
@@ -1127,7 +1124,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	 */
 	if (relay_attach(&s->relay, RELAY_CLIENT, fd,
 		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
@@ -1136,7 +1133,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	}
 	s->in_cap = sniff_cap(s) + (s->proxy_done ? 0 : PROXYPROTO_PARSE_MAX);
 	if ((s->in = malloc(s->in_cap)) == NULL) {
-		session_close(s, "out_of_memory");
+		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
 	arm_timer(s, first_bytes_timeout(s));

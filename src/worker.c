@@ -59,7 +59,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("worker", gk->worker),
 	    LOG_NUM("sessions", gk->n_sessions));
-	session_close_all(gk, "shutdown");
+	session_close_all(gk, REASON_SHUTDOWN);
 	event_base_loopexit(gk->base, NULL);
 }
 
@@ -280,7 +280,7 @@ void
 worker_close(struct gk *gk)
 {
 	close_listeners(gk);
-	session_close_all(gk, "shutdown");
+	session_close_all(gk, REASON_SHUTDOWN);
 	pool_destroy(&gk->session_pool);
 	pool_destroy(&gk->http_pool);
 	if (gk->drain_timer)

@@ -52,23 +52,23 @@ rec_send(void *arg, int to, const void *data, size_t len)
 	return 0;
 }
 
-static const char *
+static enum reason
 rec_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	struct rec *r = arg;
 
 	(void)buf;
-	return r->misdirect && req->host[0] == 'b' ? "misdirected" : NULL;
+	return r->misdirect && req->host[0] == 'b' ? REASON_MISDIRECTED : REASON_NONE;
 }
 
 static void
-rec_end(void *arg, const char *reason)
+rec_end(void *arg, enum reason reason)
 {
 	struct rec *r = arg;
 
-	CHECK(reason != NULL);
+	CHECK((unsigned)reason < REASON_COUNT);
 	if (r->ended == NULL)
-		r->ended = reason;
+		r->ended = reason_name(reason);
 }
 
 static void

@@ -56,7 +56,7 @@ static uint8_t out[2 * 4096 + HTTP_REWRITE_EXTRA];
 
 /*
  * rewrite runs the head through sniff_http and http_rewrite_head. Returns
- * the refusal reason, or NULL with the new head NUL-terminated in out.
+ * the refusal reason's name, or NULL with the new head NUL-terminated in out.
  */
 static const char *
 rewrite(const char *head, const struct config_http *c, const struct http_peer *p, int last,
@@ -65,16 +65,17 @@ rewrite(const char *head, const struct config_http *c, const struct http_peer *p
 	struct sniff_http_request req;
 	enum parse_result r = sniff_http_request((const uint8_t *)head, strlen(head), &req);
 	size_t len = 0;
-	const char *why;
+	enum reason why;
 
 	assert_true(r == PARSE_OK || r == PARSE_NOT_FOUND);
 	assert_true(req.head_len == strlen(head));
 	why = http_rewrite_head((const uint8_t *)head, &req, c, p, last, info, out, &len);
-	if (why == NULL) {
+	if (why == REASON_NONE) {
 		assert_true(len < sizeof(out));
 		out[len] = '\0';
+		return NULL;
 	}
-	return why;
+	return reason_name(why);
 }
 
 static void
@@ -419,7 +420,7 @@ test_refusal_texts(void **state)
 	size_t n;
 
 	(void)state;
-	n = http_refusal("misdirected", 0, buf, sizeof(buf));
+	n = http_refusal(REASON_MISDIRECTED, 0, buf, sizeof(buf));
 	assert_true(n > 0);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "HTTP/1.1 421 Misdirected Request\r\n"));
@@ -429,13 +430,14 @@ test_refusal_texts(void **state)
 	assert_int_equal(strlen(strstr(buf, "\r\n\r\n") + 4),
 	    (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
 	/* CONNECT's 405 differs between a forward and a reverse proxy */
-	n = http_refusal("bad_method", 1, buf, sizeof(buf));
+	n = http_refusal(REASON_BAD_METHOD, 1, buf, sizeof(buf));
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "Allow: CONNECT\r\n"));
-	n = http_refusal("bad_method", 0, buf, sizeof(buf));
+	n = http_refusal(REASON_BAD_METHOD, 0, buf, sizeof(buf));
 	buf[n] = '\0';
 	assert_null(strstr(buf, "Allow:"));
-	assert_int_equal(http_refusal("keepalive_timeout", 0, buf, sizeof(buf)), 0);
+	assert_int_equal(http_refusal(REASON_KEEPALIVE_TIMEOUT, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(http_refusal(REASON_NONE, 0, buf, sizeof(buf)), 0);
 }
 
 /* ---- the stream, with recorded callbacks ---- */
@@ -459,19 +461,19 @@ rec_send(void *arg, int to, const void *data, size_t len)
 	return 0;
 }
 
-static const char *
+static enum reason
 rec_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 {
 	struct rec *r = arg;
 
 	(void)buf;
-	return r->misdirect && strcmp(req->host, "b.test") == 0 ? "misdirected" : NULL;
+	return r->misdirect && strcmp(req->host, "b.test") == 0 ? REASON_MISDIRECTED : REASON_NONE;
 }
 
 static void
-rec_end(void *arg, const char *reason)
+rec_end(void *arg, enum reason reason)
 {
-	((struct rec *)arg)->ended = reason;
+	((struct rec *)arg)->ended = reason_name(reason);
 }
 
 static void

@@ -193,7 +193,7 @@ static void
 fixture_close(struct fixture *f)
 {
 	listener_close(f->l);
-	session_close_all(&f->gk, "shutdown");
+	session_close_all(&f->gk, REASON_SHUTDOWN);
 	event_free(f->timeout);
 	echo_close(&f->echo);
 	resolver_free(f->gk.resolver);
@@ -242,7 +242,7 @@ on_client_read(evutil_socket_t fd, short what, void *arg)
 		event_del(c->ev);
 	if (c->close_all_at > 0 && c->n >= (size_t)c->close_all_at) {
 		c->close_all_at = 0;
-		session_close_all(&c->f->gk, "shutdown");
+		session_close_all(&c->f->gk, REASON_SHUTDOWN);
 	}
 }
 
@@ -324,6 +324,9 @@ test_session_relayed_and_ended(void **state)
 	assert_int_equal(st.bytes_out, 5);
 	assert_int_equal(st.connect_failures, 0);
 	assert_int_equal(st.active, 0);
+	/* counted once, under its decision and how it ended */
+	assert_int_equal(st.closed[DECISION_ALLOW][REASON_CLOSED], 1);
+	assert_int_equal(st.closed[DECISION_ALLOW][REASON_SHUTDOWN], 0);
 
 	event_free(c.ev);
 	close(fd);
@@ -361,6 +364,8 @@ test_session_closed_by_close_all(void **state)
 	assert_int_equal(st.active, 0);
 	assert_int_equal(st.bytes_in, 4);
 	assert_int_equal(st.bytes_out, 4);
+	assert_int_equal(st.closed[DECISION_ALLOW][REASON_SHUTDOWN], 1);
+	assert_int_equal(st.closed[DECISION_ALLOW][REASON_CLOSED], 0);
 	/* The session is gone: its client sees the end, orderly or reset. */
 	end = client_finish(&c);
 	assert_true(end == 0 || end == ECONNRESET);
