@@ -7,7 +7,8 @@
  * gets: hop-by-hop headers gone, X-Forwarded-For / -Proto / -Host,
  * X-Real-IP and Forwarded set as configured. An http_stream follows one
  * connection request by request: it rewrites each head, streams bodies
- * (Content-Length and chunked, framed by http-parser) without holding them,
+ * (Content-Length and chunked, framed by gatekeeper's own strict reader:
+ * http-parser only judges heads and counts responses) without holding them,
  * watches the responses (so a refusal never cuts into an earlier response,
  * and a 101 turns the connection into a raw relay), and applies the limits.
  */

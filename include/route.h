@@ -1,13 +1,15 @@
 /*
- * route.h: names from the wire, which route they select, and which
- * addresses an egress route may never reach.
+ * route.h: the leaves the policy is made of: names from the wire, how a
+ * pattern scores against one, and which address classes an egress route
+ * may never reach.
  *
  * A name read from a TLS SNI or an HTTP Host is normalized before anything
  * looks at it (lower case, one trailing dot stripped, bounded length, only
- * host-name characters), then matched against the route patterns of a
- * listener. Matching is deterministic: an exact name beats a wildcard, a
- * longer wildcard suffix beats a shorter one, a wildcard beats "*", and
- * between equals the route listed first wins.
+ * host-name characters). A pattern's score orders matches: an exact name
+ * beats a wildcard, a longer wildcard suffix beats a shorter one, a
+ * wildcard beats "*". Choosing among a listener's routes and allow entries
+ * is policy.c's (policy_route), which keeps that order without scoring
+ * every pattern.
  */
 #ifndef GK_ROUTE_H
 #define GK_ROUTE_H

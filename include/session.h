@@ -1,10 +1,12 @@
 /*
  * session.h: one client connection, from accept to its access-log line.
  *
- * A session takes the accepted socket, picks addresses from the resolver's
+ * A session takes the accepted socket, asks the listener's policy where
+ * the client may go (policy.h), picks addresses from the resolver's
  * snapshot, connects (trying the next address on failure, all within the
  * connect timeout), relays both ways, and ends in exactly one place:
- * session_close, which frees everything and logs one access line.
+ * session_close, which frees everything, logs one access line and tells
+ * its worker (worker_session_ended).
  */
 #ifndef GK_SESSION_H
 #define GK_SESSION_H

@@ -4,8 +4,9 @@
  *
  *   client bytes:   HEAD (collecting a head, at most max_header_size)
  *                   -> checked, routed, rewritten, sent
- *                   -> BODY (http-parser frames Content-Length and chunked
- *                      bodies; the bytes go on as they come)
+ *                   -> BODY (body_read frames Content-Length and chunked
+ *                      bodies, stricter than http-parser; the bytes go on
+ *                      as they come)
  *                   -> HEAD again, or WAIT_101 after an upgrade request,
  *                      or DONE after the connection's last request
  *   upstream bytes: sent on unchanged, and fed to a response parser that

@@ -2,9 +2,16 @@
  * session.c: the life of one connection.
  *
  *   accept -> [PROXY header in] -> sniff (TLS SNI | HTTP Host | nothing)
- *          -> route -> addresses from the resolver (never block on DNS)
+ *          -> policy_route -> addresses from the resolver (never block on
+ *             DNS) -> policy_guard on each (egress)
  *          -> connect, trying the next address on failure -> [PROXY out]
  *          -> relay both ways -> session_close(reason)
+ *
+ * This file is the state machine only: every decision (where a name goes,
+ * which address may be dialed, whose PROXY or forwarding headers count,
+ * whether proxy credentials are good) is a question to the listener's
+ * compiled policy (policy.h), and how a refusal is told to the client
+ * comes from the reason's row (reason.h).
  *
  * One timer serves every phase; what its expiry means depends on the state
  * (sniff timeout, first lookup of a "$host" name, connect attempt, refusal
