@@ -308,6 +308,14 @@ session_fail(struct session *s, enum reason reason)
 	session_close(s, reason);
 }
 
+/* deny fails the session for a policy refusal, recording the decision its reason's row gives. */
+static void
+deny(struct session *s, enum reason why)
+{
+	s->decision = reason_info(why)->decision;
+	session_fail(s, why);
+}
+
 /* ---- connecting ---- */
 
 static void
@@ -427,7 +435,7 @@ proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8
 	if (port == s->want_port && strcmp(name, s->name) == 0)
 		return REASON_NONE;
 	if (policy_route(s->conf->policy, name, port, listen_port(s), &v) == -1) {
-		s->decision = DECISION_DENY;
+		s->decision = reason_info(REASON_NOT_ALLOWED)->decision;
 		return REASON_NOT_ALLOWED;
 	}
 	return REASON_MISDIRECTED;
@@ -669,8 +677,7 @@ guard_addresses(struct session *s)
 	s->addrs = ok;
 	s->first = 0;
 	if (n == 0) {
-		s->decision = DECISION_DENY;
-		session_fail(s, REASON_ADDRESS_DENIED);
+		deny(s, REASON_ADDRESS_DENIED);
 		return -1;
 	}
 	s->error[0] = '\0';
@@ -776,8 +783,7 @@ route(struct session *s)
 	if (v->port_refused != 0)
 		snprintf(s->error, sizeof(s->error), "port %u not allowed", v->port_refused);
 	if (refused) {
-		s->decision = DECISION_DENY;
-		session_fail(s, v->refusal);
+		deny(s, v->refusal);
 		return;
 	}
 	upstream_chosen(s);
@@ -882,8 +888,7 @@ http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
 
 	if (r == PARSE_NOT_FOUND && req->version_minor == 1) {
 		/* RFC 9112 3.2: an HTTP/1.1 request without Host gets 400. */
-		s->decision = DECISION_DENY;
-		session_fail(s, REASON_NO_NAME);
+		deny(s, REASON_NO_NAME);
 		return 1;
 	}
 	why = http_rewrite_head(buf, req, &s->conf->http, &peer, 0, &info, NULL, NULL);
