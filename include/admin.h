@@ -25,7 +25,7 @@ struct gk;
  * admin, or NULL with a reason in err.
  */
 struct admin *admin_new(const struct sockaddr *addr, socklen_t len, struct gk *workers, int n,
-    char *err, size_t errlen);
+			char *err, size_t errlen);
 
 /* admin_free closes the endpoint (before the workers go away). */
 void admin_free(struct admin *a);
@@ -36,6 +36,6 @@ void admin_free(struct admin *a);
  * else -1 with the reason in why.
  */
 int admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *why,
-    size_t whylen);
+		 size_t whylen);
 
 #endif

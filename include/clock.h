@@ -1,8 +1,8 @@
 /*
  * clock.h: milliseconds <-> struct timeval, the two conversions every
  * timer in gatekeeper needs, and a monotonic "now" (as a timeval in the
- * event loops, in milliseconds for the blocking checks: health, audit). Durations are kept in milliseconds
- * (as the config stores them); libevent wants timevals.
+ * event loops, in milliseconds for the blocking checks: health, audit). Durations are kept in
+ * milliseconds (as the config stores them); libevent wants timevals.
  */
 #ifndef GK_CLOCK_H
 #define GK_CLOCK_H

@@ -20,9 +20,9 @@
 #include "log.h"
 
 enum config_mode {
-	CONFIG_MODE_TCP,  /* relay bytes, no sniffing */
-	CONFIG_MODE_TLS,  /* route on the TLS ClientHello's SNI */
-	CONFIG_MODE_HTTP, /* route on the first request's Host */
+	CONFIG_MODE_TCP,     /* relay bytes, no sniffing */
+	CONFIG_MODE_TLS,     /* route on the TLS ClientHello's SNI */
+	CONFIG_MODE_HTTP,    /* route on the first request's Host */
 	CONFIG_MODE_CONNECT, /* HTTP proxy: CONNECT and absolute-form requests */
 };
 
@@ -44,7 +44,7 @@ struct config_addr {
 
 /* An upstream: a DNS name or an IP literal, and a port. */
 struct config_hostport {
-	char *host;     /* "$host" when sniffed_host is set */
+	char *host; /* "$host" when sniffed_host is set */
 	uint16_t port;
 	int sniffed_host; /* "$host:PORT": the name the client asked for */
 };
@@ -61,18 +61,18 @@ struct config_strlist {
 };
 
 struct config_proxy_protocol {
-	int accept;                  /* read a PROXY v1/v2 header from clients */
+	int accept;		     /* read a PROXY v1/v2 header from clients */
 	struct config_cidr *trusted; /* from these sources only; none = all */
 	size_t n_trusted;
-	int send;                    /* enum config_proxy_send */
+	int send; /* enum config_proxy_send */
 };
 
 struct config_route {
 	struct config_strlist match; /* patterns: "name", "*.suffix" or "*" */
 	struct config_hostport upstream;
-	int send;                    /* enum config_proxy_send, or INHERIT */
+	int send; /* enum config_proxy_send, or INHERIT */
 	int line, col;
-	unsigned seen;               /* keys present in the file, one bit per key */
+	unsigned seen; /* keys present in the file, one bit per key */
 };
 
 /*
@@ -80,9 +80,9 @@ struct config_route {
  * (an IP literal is a /32 or /128 block), with an optional port.
  */
 struct config_allow {
-	char *pattern;           /* NULL for an address block */
+	char *pattern;		 /* NULL for an address block */
 	struct config_cidr cidr; /* when pattern is NULL */
-	uint16_t port;           /* 0: the mode's default */
+	uint16_t port;		 /* 0: the mode's default */
 };
 
 /* mode: http, the reverse-proxy settings of one listener. */
@@ -91,9 +91,9 @@ struct config_http {
 	size_t n_trusted;
 	int x_forwarded_for, x_forwarded_proto, x_forwarded_host, x_real_ip, forwarded;
 	int64_t max_header_size;   /* bytes: a bigger request head gets 431 */
-	int64_t header_timeout;    /* ms: a request head must be complete within it */
+	int64_t header_timeout;	   /* ms: a request head must be complete within it */
 	int64_t keepalive_timeout; /* ms: idle between a response and the next request */
-	int64_t max_requests;      /* per connection; 0 = no limit */
+	int64_t max_requests;	   /* per connection; 0 = no limit */
 };
 
 struct config_listener {
@@ -105,32 +105,32 @@ struct config_listener {
 	size_t n_routes;
 	struct config_proxy_protocol proxy;
 	/* egress */
-	struct config_allow *allow;  /* allowlist: tls/http shorthand, or CONNECT targets */
+	struct config_allow *allow; /* allowlist: tls/http shorthand, or CONNECT targets */
 	size_t n_allow;
-	int64_t port;                /* upstream port for allow in tls/http; 0 = listen port */
-	int egress;                  /* guard every route's addresses */
+	int64_t port;			  /* upstream port for allow in tls/http; 0 = listen port */
+	int egress;			  /* guard every route's addresses */
 	struct config_cidr *allow_ranges; /* re-allowed despite the default guard */
 	size_t n_allow_ranges;
-	struct config_cidr *deny_ranges;  /* always refused */
+	struct config_cidr *deny_ranges; /* always refused */
 	size_t n_deny_ranges;
-	struct config_strlist proxy_auth; /* "user:password", CONNECT mode */
+	struct config_strlist proxy_auth;     /* "user:password", CONNECT mode */
 	struct config_strlist proxy_auth_b64; /* the same, base64, as sent by clients */
-	int64_t sniff_timeout;   /* ms: the client's first bytes must come in time */
-	int splice;              /* enum relay_splice: auto, on, off */
-	int64_t connect_timeout; /* ms */
-	int64_t idle_timeout;    /* ms; 0 = none */
-	int64_t max_connections; /* 0 = unlimited */
+	int64_t sniff_timeout;		      /* ms: the client's first bytes must come in time */
+	int splice;			      /* enum relay_splice: auto, on, off */
+	int64_t connect_timeout;	      /* ms */
+	int64_t idle_timeout;		      /* ms; 0 = none */
+	int64_t max_connections;	      /* 0 = unlimited */
 	struct config_http http;
-	int line, col;           /* where it was defined, for messages */
-	unsigned seen;           /* keys present in the file (or set in quick mode) */
-	struct policy *policy;   /* its decisions, compiled once the configuration is valid */
+	int line, col;	       /* where it was defined, for messages */
+	unsigned seen;	       /* keys present in the file (or set in quick mode) */
+	struct policy *policy; /* its decisions, compiled once the configuration is valid */
 };
 
 struct config_resolver {
 	struct config_strlist nameservers; /* "ip" or "ip:port"; empty = resolv.conf */
-	int64_t refresh;                   /* ms: the longest an answer is used */
-	int64_t min_ttl;                   /* ms: the shortest */
-	int64_t timeout;                   /* ms: one query attempt */
+	int64_t refresh;		   /* ms: the longest an answer is used */
+	int64_t min_ttl;		   /* ms: the shortest */
+	int64_t timeout;		   /* ms: one query attempt */
 };
 
 struct config_defaults {
@@ -143,7 +143,7 @@ struct config_defaults {
 };
 
 struct config {
-	unsigned refs;   /* config_ref/config_unref; config_load returns one */
+	unsigned refs; /* config_ref/config_unref; config_load returns one */
 	char *path;
 	int64_t workers; /* event loops, one thread each; 0 = one per CPU ("auto") */
 	struct {
@@ -155,8 +155,8 @@ struct config {
 	struct config_addr admin_listen; /* the admin endpoint; len 0 = off */
 	struct config_listener *listeners;
 	size_t n_listeners;
-	char *user;     /* started as root: switch to it once bound (name or uid) */
-	char *group;    /* and to this group (default: the user's) */
+	char *user;	/* started as root: switch to it once bound (name or uid) */
+	char *group;	/* and to this group (default: the user's) */
 	int allow_root; /* keep running as root when no 'user' is given */
 };
 
@@ -180,7 +180,7 @@ struct config_option {
 	const char *flag; /* the long option without dashes: "connect-timeout" */
 	const char *env;  /* its variable: "GATEKEEPER_CONNECT_TIMEOUT" */
 	const char *arg;  /* what the value looks like, for the usage text: "DURATION" */
-	int passive;      /* set alone, the variable does not select quick mode */
+	int passive;	  /* set alone, the variable does not select quick mode */
 };
 
 /*
@@ -226,7 +226,7 @@ int config_key_info(size_t i, struct config_keyinfo *info);
  */
 struct config *config_quick_new(void);
 int config_quick_set(struct config *cfg, const char *setting, const char *value, char *err,
-    size_t errlen);
+		     size_t errlen);
 int config_quick_finish(struct config *cfg, FILE *errs);
 
 /* config_dump prints the normalized config as YAML. */

@@ -28,7 +28,7 @@ struct config_http;
 /* What the rewrite needs to know about the connection. */
 struct http_peer {
 	const struct sockaddr *client; /* the client: TCP peer, or what PROXY said */
-	int trusted;                   /* the TCP peer may set forwarding headers */
+	int trusted;		       /* the TCP peer may set forwarding headers */
 	/*
 	 * A forward proxy's client (mode connect, absolute-form requests):
 	 * its requests go on with their own headers and none of ours, less
@@ -42,12 +42,13 @@ struct http_peer {
 
 /* What http_rewrite_head learned about the request. */
 struct http_head {
-	int head_method;   /* HEAD: its response has no body */
-	int upgrade;       /* Connection: upgrade with an Upgrade header */
-	char offered[HTTP_UPGRADE_MAX]; /* upgrade: the protocols offered, lower case, comma-joined */
-	int wants_close;   /* the client ends the connection after this request */
-	int has_body;      /* Content-Length > 0 or chunked */
-	int chunked;       /* Transfer-Encoding: chunked */
+	int head_method;		/* HEAD: its response has no body */
+	int upgrade;			/* Connection: upgrade with an Upgrade header */
+	char offered[HTTP_UPGRADE_MAX]; /* upgrade: the protocols offered, lower case, comma-joined
+					 */
+	int wants_close;		/* the client ends the connection after this request */
+	int has_body;			/* Content-Length > 0 or chunked */
+	int chunked;			/* Transfer-Encoding: chunked */
 	uint64_t content_length;
 };
 
@@ -67,8 +68,8 @@ struct http_head {
  * dropped: the request goes on as HTTP/1.1.
  */
 enum reason http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
-    const struct config_http *conf, const struct http_peer *peer, int last, struct http_head *info,
-    uint8_t *out, size_t *out_len);
+			      const struct config_http *conf, const struct http_peer *peer,
+			      int last, struct http_head *info, uint8_t *out, size_t *out_len);
 
 /*
  * http_refusal writes the short response for a refusal reason (the HTTP
@@ -105,7 +106,8 @@ struct http_stream;
  * NULL when out of memory.
  */
 struct http_stream *http_stream_new(const struct config_http *conf, const struct http_peer *peer,
-    const struct http_ops *ops, void *arg, const struct timeval *now);
+				    const struct http_ops *ops, void *arg,
+				    const struct timeval *now);
 
 void http_stream_free(struct http_stream *h);
 
@@ -117,7 +119,8 @@ void http_stream_free(struct http_stream *h);
  */
 size_t http_stream_size(void);
 struct http_stream *http_stream_init(void *mem, const struct config_http *conf,
-    const struct http_peer *peer, const struct http_ops *ops, void *arg, const struct timeval *now);
+				     const struct http_peer *peer, const struct http_ops *ops,
+				     void *arg, const struct timeval *now);
 void http_stream_release(struct http_stream *h);
 
 /*
@@ -126,7 +129,7 @@ void http_stream_release(struct http_stream *h);
  * ops->end or ops->raw. Returns 0 (it never ends the connection by itself).
  */
 int http_stream_bytes(struct http_stream *h, int from, const uint8_t *data, size_t len,
-    const struct timeval *now);
+		      const struct timeval *now);
 
 /* http_stream_may_read: 0 while bytes from side must wait in the kernel. */
 int http_stream_may_read(const struct http_stream *h, int from);

@@ -31,8 +31,8 @@ struct listener;
  * SO_REUSEPORT and max_connections is shared out between them. Returns
  * NULL after logging why (address in use, permission, ...).
  */
-struct listener *listener_new(struct gk *gk, struct config *cfg,
-    const struct config_listener *conf, const struct sockaddr *addr);
+struct listener *listener_new(struct gk *gk, struct config *cfg, const struct config_listener *conf,
+			      const struct sockaddr *addr);
 
 /*
  * listener_update gives a listener that a reload keeps (same address) its
@@ -61,7 +61,7 @@ const struct sockaddr *listener_bound(const struct listener *l);
  * first lookup is on its way). Returns how many there are.
  */
 typedef void listener_unresolved_fn(void *arg, const char *listener, const char *host,
-    uint16_t port, const char *error);
+				    uint16_t port, const char *error);
 size_t listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *arg);
 
 /*
@@ -95,7 +95,7 @@ void listener_session_begin(struct listener *l);
 /* How a session ended, for the listener's counters. */
 struct listener_outcome {
 	enum decision decision; /* the session's routing decision */
-	enum reason reason;     /* the access line's reason */
+	enum reason reason;	/* the access line's reason */
 	uint64_t bytes_in, bytes_out;
 };
 void listener_session_end(struct listener *l, const struct listener_outcome *o);
@@ -110,9 +110,9 @@ void listener_connect_failed(struct listener *l);
  */
 struct listener_stats {
 	uint64_t accepted;
-	uint64_t sessions; /* ended */
-	uint64_t allowed;  /* routed to an upstream */
-	uint64_t denied;   /* refused by routes, allowlist or address guard */
+	uint64_t sessions;	      /* ended */
+	uint64_t allowed;	      /* routed to an upstream */
+	uint64_t denied;	      /* refused by routes, allowlist or address guard */
 	uint64_t bytes_in, bytes_out; /* from clients, from upstreams */
 	uint64_t connect_failures;
 	int64_t active;

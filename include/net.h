@@ -24,7 +24,7 @@
  * "" for ":port" and "*:port". Returns 0, or -1 with a reason in err.
  */
 int net_split_hostport(const char *text, char *host, size_t hostlen, uint16_t *port, char *err,
-    size_t errlen);
+		       size_t errlen);
 
 /* net_parse_port parses a decimal port 1-65535 (0 too when allow_zero). */
 int net_parse_port(const char *text, int allow_zero, uint16_t *port);
@@ -68,7 +68,7 @@ int net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b);
  * passes it on to every accepted socket. Returns the fd, or -1 with err set.
  */
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport, char *err,
-    size_t errlen);
+	       size_t errlen);
 
 /* net_set_nodelay turns off Nagle on a connected TCP socket. */
 void net_set_nodelay(int fd);

@@ -10,7 +10,7 @@
 #define GK_PARSE_H
 
 enum parse_result {
-	PARSE_OK,        /* the field was found and written to the output */
+	PARSE_OK,	 /* the field was found and written to the output */
 	PARSE_NEED_MORE, /* the bytes so far are a valid prefix: read more */
 	PARSE_NOT_FOUND, /* complete and valid, but the field is absent */
 	PARSE_MALFORMED, /* not this protocol, or violates it: close */

@@ -45,17 +45,17 @@ void policy_free(struct policy *p);
 
 /* What policy_route decided for one request. */
 struct policy_verdict {
-	int matched;  /* a route pattern or an allow entry matched the name */
-	int route;    /* the route that matched, or -1 */
-	int pattern;  /* which of its match patterns, or -1 */
-	int allow;    /* the allow entry that matched, or -1 */
+	int matched; /* a route pattern or an allow entry matched the name */
+	int route;   /* the route that matched, or -1 */
+	int pattern; /* which of its match patterns, or -1 */
+	int allow;   /* the allow entry that matched, or -1 */
 	/* where to go: a route's or the listener's upstream, or allow_target; NULL when refused */
 	const struct config_hostport *target;
 	struct config_hostport allow_target; /* an allow entry: "$host" at the port it admits */
-	int literal;             /* the name is an IP literal (policy_guard's 'literal') */
-	int guarded;             /* the addresses dialed must pass policy_guard */
-	enum reason refusal;     /* when target is NULL: no_name, no_route or not_allowed */
-	uint16_t port_refused;   /* an allow entry matched the name, but not this port (connect) */
+	int literal;	       /* the name is an IP literal (policy_guard's 'literal') */
+	int guarded;	       /* the addresses dialed must pass policy_guard */
+	enum reason refusal;   /* when target is NULL: no_name, no_route or not_allowed */
+	uint16_t port_refused; /* an allow entry matched the name, but not this port (connect) */
 };
 
 /*
@@ -67,8 +67,8 @@ struct policy_verdict {
  * while v->target is used (it may point at v->allow_target). Returns 0 when
  * allowed, or -1 with v->refusal set.
  */
-int policy_route(const struct policy *p, const char *name, uint16_t want_port,
-    uint16_t listen_port, struct policy_verdict *v);
+int policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
+		 struct policy_verdict *v);
 
 /*
  * policy_rule writes the text of the rule that decided v (the route
@@ -100,7 +100,7 @@ int policy_forwarding_trusted(const struct policy *p, const struct sockaddr *pee
  * REASON_AUTH_REQUIRED or REASON_AUTH_FAILED.
  */
 int policy_proxy_credentials(const struct policy *p, const char *value, size_t len,
-    enum reason *why);
+			     enum reason *why);
 
 /*
  * policy_proxy_request checks a request on a forward proxy (mode connect)
@@ -111,6 +111,6 @@ int policy_proxy_credentials(const struct policy *p, const char *value, size_t l
  * Returns 0, or -1 with *why set.
  */
 int policy_proxy_request(const struct policy *p, const struct sniff_http_request *req,
-    const uint8_t *head, enum reason *why);
+			 const uint8_t *head, enum reason *why);
 
 #endif

@@ -24,13 +24,13 @@
 struct pool_slab;
 
 struct pool {
-	size_t obj_size;           /* rounded up to POOL_ALIGN */
-	size_t slab_size;          /* bytes per slab mapping, a power of two */
-	size_t per_slab;           /* objects per slab */
+	size_t obj_size;	   /* rounded up to POOL_ALIGN */
+	size_t slab_size;	   /* bytes per slab mapping, a power of two */
+	size_t per_slab;	   /* objects per slab */
 	struct pool_slab *partial; /* slabs with both free and used objects */
 	struct pool_slab *spare;   /* one empty slab kept mapped, or NULL */
-	size_t slabs;              /* slabs mapped, the spare included */
-	size_t in_use;             /* objects handed out and not yet freed */
+	size_t slabs;		   /* slabs mapped, the spare included */
+	size_t in_use;		   /* objects handed out and not yet freed */
 };
 
 /* Every object is aligned to this. */

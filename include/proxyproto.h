@@ -15,8 +15,8 @@
 
 #include "parse.h"
 
-#define PROXYPROTO_V1_MAX 107 /* longest v1 line, CRLF included (spec 2.1) */
-#define PROXYPROTO_V2_HDR 16  /* v2 signature, ver_cmd, fam, len */
+#define PROXYPROTO_V1_MAX 107			    /* longest v1 line, CRLF included (spec 2.1) */
+#define PROXYPROTO_V2_HDR 16			    /* v2 signature, ver_cmd, fam, len */
 #define PROXYPROTO_V2_MAX (PROXYPROTO_V2_HDR + 216) /* largest v2 address block */
 
 /*
@@ -35,9 +35,9 @@ struct proxyproto_header {
 	 * says to treat as UNSPEC. family is then AF_UNSPEC.
 	 */
 	int local;
-	int family; /* AF_INET, AF_INET6 or AF_UNSPEC */
+	int family;			  /* AF_INET, AF_INET6 or AF_UNSPEC */
 	struct sockaddr_storage src, dst; /* zeroed unless family is INET/INET6 */
-	size_t len; /* header bytes to consume before the payload */
+	size_t len;			  /* header bytes to consume before the payload */
 };
 
 /*
@@ -85,7 +85,7 @@ enum parse_result proxyproto_parse(const uint8_t *buf, size_t len, struct proxyp
  * which case out is left untouched.
  */
 size_t proxyproto_write_v1(uint8_t *out, size_t cap, const struct sockaddr *src,
-    const struct sockaddr *dst);
+			   const struct sockaddr *dst);
 
 /*
  * proxyproto_write_v2 writes a v2 header, with no TLVs, into out[0..cap):
@@ -95,6 +95,6 @@ size_t proxyproto_write_v1(uint8_t *out, size_t cap, const struct sockaddr *src,
  * case out is left untouched.
  */
 size_t proxyproto_write_v2(uint8_t *out, size_t cap, const struct sockaddr *src,
-    const struct sockaddr *dst);
+			   const struct sockaddr *dst);
 
 #endif

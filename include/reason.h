@@ -17,23 +17,23 @@
 
 /* The routing decision a session records (the access line's `decision`). */
 enum decision {
-	DECISION_NONE,  /* not decided: logged as "-", counted as "none" */
+	DECISION_NONE,	/* not decided: logged as "-", counted as "none" */
 	DECISION_ALLOW, /* a route, upstream or allow entry was chosen */
-	DECISION_DENY,  /* the policy refused */
+	DECISION_DENY,	/* the policy refused */
 	DECISION_COUNT
 };
 
 enum reason {
 	/* ends of a relayed connection */
-	REASON_CLOSED,          /* both directions ended */
-	REASON_CLIENT_ERROR,    /* reset or error from the client mid-stream */
-	REASON_UPSTREAM_ERROR,  /* reset or error from the upstream mid-stream */
+	REASON_CLOSED,	       /* both directions ended */
+	REASON_CLIENT_ERROR,   /* reset or error from the client mid-stream */
+	REASON_UPSTREAM_ERROR, /* reset or error from the upstream mid-stream */
 	REASON_IDLE_TIMEOUT,
 	REASON_KEEPALIVE_TIMEOUT, /* mode http: an idle kept-alive connection */
-	REASON_MALFORMED_BODY,  /* mode http: a body's framing broke mid-stream */
-	REASON_BAD_RESPONSE,    /* mode http: the upstream's response is not HTTP we relay */
-	REASON_SHUTDOWN,        /* the drain timeout ended it */
-	REASON_CLIENT_CLOSED,   /* closed before its first bytes were complete */
+	REASON_MALFORMED_BODY,	  /* mode http: a body's framing broke mid-stream */
+	REASON_BAD_RESPONSE,	  /* mode http: the upstream's response is not HTTP we relay */
+	REASON_SHUTDOWN,	  /* the drain timeout ended it */
+	REASON_CLIENT_CLOSED,	  /* closed before its first bytes were complete */
 	REASON_OUT_OF_MEMORY,
 	/* before an upstream was dialed: what the client sent */
 	REASON_MALFORMED,
@@ -71,14 +71,16 @@ enum reason {
 
 /* One row of the table: everything gatekeeper says about one reason. */
 struct reason_info {
-	const char *name;        /* the log and label text */
-	enum decision decision;  /* what a refusal for this reason records (NONE: not a policy refusal) */
+	const char *name; /* the log and label text */
+	enum decision
+	    decision; /* what a refusal for this reason records (NONE: not a policy refusal) */
 	const char *http_status; /* "403 Forbidden", or NULL: no HTTP response */
-	const char *http_body;   /* one line, after "gatekeeper: " */
+	const char *http_body;	 /* one line, after "gatekeeper: " */
 	const char *http_header; /* one more header line with its CRLF, or "" */
-	const char *proxy_body;  /* for a client of a forward proxy (mode connect), if not the same */
+	const char
+	    *proxy_body; /* for a client of a forward proxy (mode connect), if not the same */
 	const char *proxy_header;
-	uint8_t tls_alert;       /* SNIFF_TLS_ALERT_*, or 0: none */
+	uint8_t tls_alert; /* SNIFF_TLS_ALERT_*, or 0: none */
 };
 
 /* reason_info returns the row of r (never NULL; r must be a value of the enum). */

@@ -61,20 +61,20 @@ enum relay_splice {
 
 /* One socket and what its last events said. */
 struct relay_end {
-	int fd;             /* -1 when closed */
-	struct event *ev;   /* EV_READ|EV_WRITE|EV_CLOSED, edge-triggered, in the owner's storage */
-	int armed;          /* ev is registered */
-	int readable;       /* a read may return bytes (or EOF) */
-	int writable;       /* a write may take bytes */
-	int peer_closed;    /* the peer's FIN arrived: read until it shows */
+	int fd;		  /* -1 when closed */
+	struct event *ev; /* EV_READ|EV_WRITE|EV_CLOSED, edge-triggered, in the owner's storage */
+	int armed;	  /* ev is registered */
+	int readable;	  /* a read may return bytes (or EOF) */
+	int writable;	  /* a write may take bytes */
+	int peer_closed;  /* the peer's FIN arrived: read until it shows */
 };
 
 /* Bytes read from one side and not yet written to the other. */
 struct relay_queue {
-	char *buf;          /* copy path: heap, only while bytes wait */
-	size_t off, len;    /* the bytes waiting are buf[off .. off+len) */
-	int pipe[2];        /* splice path: [0] read end, [1] write end; -1 when copying */
-	size_t piped;       /* bytes in the pipe */
+	char *buf;	 /* copy path: heap, only while bytes wait */
+	size_t off, len; /* the bytes waiting are buf[off .. off+len) */
+	int pipe[2];	 /* splice path: [0] read end, [1] write end; -1 when copying */
+	size_t piped;	 /* bytes in the pipe */
 };
 
 /*
@@ -108,15 +108,15 @@ struct relay {
 	struct event_base *base;
 	struct relay_end end[2];
 	struct relay_queue q[2]; /* q[i]: read from side i, to be written to the other */
-	uint64_t bytes[2];       /* bytes read from side i for the other (not gatekeeper's own) */
-	int eof[2];              /* side i sent EOF */
-	int shut[2];             /* we shut down writing to side i */
-	int running;             /* relay_start was called */
+	uint64_t bytes[2];	 /* bytes read from side i for the other (not gatekeeper's own) */
+	int eof[2];		 /* side i sent EOF */
+	int shut[2];		 /* we shut down writing to side i */
+	int running;		 /* relay_start was called */
 	enum relay_splice splice;
-	int full_read[2];        /* side i's last read filled a chunk */
+	int full_read[2]; /* side i's last read filled a chunk */
 	struct timeval last_active;
 	const struct relay_filter *filter; /* NULL: bytes go on unchanged */
-	enum reason ending;      /* relay_end: finish with this once the client has its bytes */
+	enum reason ending;	 /* relay_end: finish with this once the client has its bytes */
 	enum reason write_error; /* a write from relay_queue failed: finish with this */
 	/* (ending and write_error are REASON_NONE until then) */
 	relay_io_fn *io;
@@ -137,7 +137,7 @@ size_t relay_events_size(void);
  * allocates nothing for them. io gets the sockets' events until relay_start.
  */
 void relay_init(struct relay *r, struct event_base *base, void *events, relay_io_fn *io,
-    relay_done_fn *done, void *arg);
+		relay_done_fn *done, void *arg);
 
 /*
  * relay_attach gives side's socket to the relay, which closes it from now

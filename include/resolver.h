@@ -60,12 +60,14 @@ enum resolver_lookup {
 	RESOLVER_EXACT,
 };
 
-/* resolver_watch_as is resolver_watch with the way of lookup chosen; resolver_watch is CONFIGURED. */
+/* resolver_watch_as is resolver_watch with the way of lookup chosen; resolver_watch is CONFIGURED.
+ */
 struct resolver_name *resolver_watch_as(struct resolver *res, const char *host, uint16_t port,
-    enum resolver_lookup how);
+					enum resolver_lookup how);
 void resolver_unwatch(struct resolver_name *name);
 
-/* resolver_ref takes one more watch of a watched name (NULL stays NULL); resolver_unwatch drops it. */
+/* resolver_ref takes one more watch of a watched name (NULL stays NULL); resolver_unwatch drops it.
+ */
 struct resolver_name *resolver_ref(struct resolver_name *name);
 
 /*
@@ -82,8 +84,8 @@ void resolver_addrs_release(struct resolver_addrs *addrs);
  * time). resolver_wait returns 1 when the name already has addresses (no
  * wait), -1 when its last lookup failed and the retry is not due yet (a
  * negative cache: the caller refuses at once), else 0 and calls cb(arg)
- * once, when the lookup in flight ends, successfully or not. The waiter struct belongs to the caller and
- * must stay valid until cb runs or resolver_wait_cancel is called.
+ * once, when the lookup in flight ends, successfully or not. The waiter struct belongs to the
+ * caller and must stay valid until cb runs or resolver_wait_cancel is called.
  */
 struct resolver_waiter {
 	TAILQ_ENTRY(resolver_waiter) entry;
@@ -93,7 +95,7 @@ struct resolver_waiter {
 };
 
 int resolver_wait(struct resolver_name *name, struct resolver_waiter *w, void (*cb)(void *),
-    void *arg);
+		  void *arg);
 void resolver_wait_cancel(struct resolver_waiter *w);
 
 /*
@@ -116,7 +118,7 @@ int resolver_name_status(const struct resolver_name *name, const char **error);
 
 /* Lookups finished since the resolver started, by result. */
 struct resolver_stats {
-	uint64_t lookups_ok;      /* at least one address */
+	uint64_t lookups_ok;	  /* at least one address */
 	uint64_t lookups_failed;  /* NXDOMAIN, SERVFAIL, no records, ... */
 	uint64_t lookups_timeout; /* no server answered */
 };
@@ -129,6 +131,7 @@ void resolver_stats(const struct resolver *res, struct resolver_stats *out);
  * out) with the addresses it holds now. The resolver's own thread only.
  */
 void resolver_foreach(const struct resolver *res,
-    void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs), void *arg);
+		      void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs),
+		      void *arg);
 
 #endif

@@ -79,6 +79,6 @@ const char *route_addr_class(const struct sockaddr *sa);
  * these forms too, or ::ffff:1.2.3.4 would slip past 1.2.3.4/32.
  */
 size_t route_addr_embedded_v4(const struct sockaddr *sa,
-    struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX]);
+			      struct sockaddr_storage v4[ROUTE_EMBEDDED_MAX]);
 
 #endif

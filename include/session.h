@@ -28,7 +28,7 @@ size_t session_size(void);
  * session is linked into gk->sessions until session_close.
  */
 void session_start(struct gk *gk, struct listener *l, evutil_socket_t fd,
-    const struct sockaddr *peer, socklen_t peerlen);
+		   const struct sockaddr *peer, socklen_t peerlen);
 
 /*
  * session_close ends a session: frees it, logs the access line with

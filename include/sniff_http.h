@@ -40,8 +40,8 @@ struct sniff_http_request {
 	 */
 	char host[256];
 	size_t host_len;   /* 0 when no host was found */
-	uint16_t port;     /* explicit port, 0 if absent */
-	int https;         /* absolute form with the https scheme */
+	uint16_t port;	   /* explicit port, 0 if absent */
+	int https;	   /* absolute form with the https scheme */
 	int version_minor; /* 0 or 1 */
 	size_t head_len;   /* bytes up to and including the blank line */
 	/*
@@ -83,6 +83,6 @@ struct sniff_http_request {
  * PARSE_OK and PARSE_NOT_FOUND.
  */
 enum parse_result sniff_http_request(const uint8_t *buf, size_t len,
-    struct sniff_http_request *out);
+				     struct sniff_http_request *out);
 
 #endif

@@ -25,8 +25,8 @@
 #define SNIFF_TLS_ALERT_LEN    7  /* bytes of the alert record written below */
 
 struct sniff_tls_hello {
-	char sni[256];    /* host_name, raw bytes as sent, NUL-terminated */
-	size_t sni_len;   /* 0 when the hello carries no host_name */
+	char sni[256];	     /* host_name, raw bytes as sent, NUL-terminated */
+	size_t sni_len;	     /* 0 when the hello carries no host_name */
 	unsigned alpn_count; /* protocols stored in alpn[] */
 	/*
 	 * The first SNIFF_TLS_ALPN_MAX protocols of the ALPN list, in the
@@ -36,7 +36,7 @@ struct sniff_tls_hello {
 	 * a different protocol.
 	 */
 	char alpn[SNIFF_TLS_ALPN_MAX][SNIFF_TLS_ALPN_NAMELEN + 1];
-	size_t consumed;  /* bytes of the records making up the hello */
+	size_t consumed; /* bytes of the records making up the hello */
 	/*
 	 * Set with PARSE_MALFORMED when the only fault is size: the records
 	 * so far are well-formed but the hello cannot end within
@@ -74,7 +74,7 @@ struct sniff_tls_hello {
  * dot): that is the caller's job.
  */
 enum parse_result sniff_tls_client_hello(const uint8_t *buf, size_t len,
-    struct sniff_tls_hello *out);
+					 struct sniff_tls_hello *out);
 
 /*
  * sniff_tls_alert_unrecognized_name writes a TLS alert record, level fatal,
@@ -84,9 +84,9 @@ enum parse_result sniff_tls_client_hello(const uint8_t *buf, size_t len,
 size_t sniff_tls_alert_unrecognized_name(uint8_t *out, size_t cap);
 
 /* Alert descriptions gatekeeper sends (RFC 8446 6.2). */
-#define SNIFF_TLS_ALERT_ACCESS_DENIED      49
-#define SNIFF_TLS_ALERT_INTERNAL_ERROR     80
-#define SNIFF_TLS_ALERT_UNRECOGNIZED_NAME  112
+#define SNIFF_TLS_ALERT_ACCESS_DENIED	  49
+#define SNIFF_TLS_ALERT_INTERNAL_ERROR	  80
+#define SNIFF_TLS_ALERT_UNRECOGNIZED_NAME 112
 
 /* sniff_tls_alert is the same for any fatal alert description. */
 size_t sniff_tls_alert(uint8_t *out, size_t cap, uint8_t description);

@@ -44,17 +44,17 @@ struct gk {
 	struct session_list sessions;
 	size_t n_sessions;
 	struct pool session_pool; /* sessions, with their events (session_size()) */
-	struct pool http_pool;    /* the http streams of mode http sessions */
-	int draining;           /* SIGTERM seen: no new sessions, exit when none left */
-	int worker, n_workers;  /* this loop's index, and how many there are */
+	struct pool http_pool;	  /* the http streams of mode http sessions */
+	int draining;		  /* SIGTERM seen: no new sessions, exit when none left */
+	int worker, n_workers;	  /* this loop's index, and how many there are */
 
 	/* worker.c's own. */
 	struct listener **listeners;
 	size_t n_listeners;
 	struct event *drain_timer;
-	int notify[2];          /* a pipe: the main thread asks this worker to drain or reload */
+	int notify[2]; /* a pipe: the main thread asks this worker to drain or reload */
 	struct event *notify_ev;
-	struct worker_reload *reload; /* the latest reload asked for (exchanged atomically) */
+	struct worker_reload *reload;	 /* the latest reload asked for (exchanged atomically) */
 	pthread_mutex_t *listeners_lock; /* held while listeners[] changes, and by /metrics */
 	uint64_t reloads_ok, reloads_failed; /* first worker only: counted by the main thread */
 };
@@ -68,7 +68,7 @@ struct gk {
  * logging; either way worker_close frees what was built.
  */
 int worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk *first,
-    pthread_mutex_t *listeners_lock);
+		pthread_mutex_t *listeners_lock);
 
 /* worker_close frees what worker_open built, closing any session left; the loop has stopped. */
 void worker_close(struct gk *gk);
@@ -99,7 +99,7 @@ int worker_draining(const struct gk *gk);
  * the config's). added, kept and removed count the listeners.
  */
 int worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *bound,
-    size_t *added, size_t *kept, size_t *removed);
+		 size_t *added, size_t *kept, size_t *removed);
 
 /*
  * worker_ask_drain asks a later worker, from the main thread, to drain

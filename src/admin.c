@@ -38,7 +38,7 @@ struct admin {
 
 static void
 reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
-    struct evbuffer *body)
+      struct evbuffer *body)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
@@ -46,11 +46,10 @@ reply(struct evhttp_request *req, int code, const char *reason, const char *ctyp
 }
 
 static void
-unresolved_line(void *arg, const char *listener, const char *host, uint16_t port,
-    const char *error)
+unresolved_line(void *arg, const char *listener, const char *host, uint16_t port, const char *error)
 {
 	evbuffer_add_printf(arg, "listener %s: upstream %s:%u has no address yet (%s)\n", listener,
-	    host, (unsigned)port, error ? error : "first lookup in progress");
+			    host, (unsigned)port, error ? error : "first lookup in progress");
 }
 
 /*
@@ -128,7 +127,7 @@ on_request(struct evhttp_request *req, void *arg)
 
 struct admin *
 admin_new(const struct sockaddr *addr, socklen_t len, struct gk *workers, int n, char *err,
-    size_t errlen)
+	  size_t errlen)
 {
 	struct admin *a = calloc(1, sizeof(*a));
 	char abuf[NET_ADDRSTRLEN];
@@ -149,18 +148,20 @@ admin_new(const struct sockaddr *addr, socklen_t len, struct gk *workers, int n,
 	evhttp_set_max_headers_size(a->http, 8192);
 	evhttp_set_max_body_size(a->http, 0);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-						 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(a->http, on_request, a);
 	if ((fd = net_listen(addr, len, 64, 0, err, errlen)) == -1 ||
 	    evhttp_accept_socket_with_handle(a->http, fd) == NULL) {
 		if (fd != -1) {
-			snprintf(err, errlen, "cannot serve on %s", net_format(addr, abuf, sizeof(abuf)));
+			snprintf(err, errlen, "cannot serve on %s",
+				 net_format(addr, abuf, sizeof(abuf)));
 			close(fd);
 		}
 		admin_free(a);
 		return NULL;
 	}
-	log_kv(LOG_LEVEL_INFO, "admin listening", LOG_STR("addr", net_format(addr, abuf, sizeof(abuf))));
+	log_kv(LOG_LEVEL_INFO, "admin listening",
+	       LOG_STR("addr", net_format(addr, abuf, sizeof(abuf))));
 	return a;
 }
 

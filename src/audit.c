@@ -63,7 +63,7 @@ on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 /* resolve fills l with host's addresses (an IP literal stands for itself). Returns 0 or -1. */
 static int
 resolve(const char *host, uint16_t port, const char *servers, int64_t deadline, struct lookup *l,
-    char *why, size_t whylen)
+	char *why, size_t whylen)
 {
 	struct ares_addrinfo_hints hints;
 	ares_channel channel;
@@ -76,7 +76,8 @@ resolve(const char *host, uint16_t port, const char *servers, int64_t deadline, 
 		return 0;
 	}
 	if ((rc = ares_init(&channel)) != ARES_SUCCESS ||
-	    (servers != NULL && (rc = ares_set_servers_ports_csv(channel, servers)) != ARES_SUCCESS)) {
+	    (servers != NULL &&
+	     (rc = ares_set_servers_ports_csv(channel, servers)) != ARES_SUCCESS)) {
 		snprintf(why, whylen, "resolver: %s", ares_strerror(rc));
 		return -1;
 	}
@@ -101,19 +102,21 @@ resolve(const char *host, uint16_t port, const char *servers, int64_t deadline, 
 	ares_destroy(channel); /* a lookup still running ends here (ARES_EDESTRUCTION) */
 	if (l->n > 0) {
 		for (size_t i = 0; i < l->n; i++)
-			((struct sockaddr_in *)&l->addr[i])->sin_port = htons(port); /* same offset in v6 */
+			((struct sockaddr_in *)&l->addr[i])->sin_port =
+			    htons(port); /* same offset in v6 */
 		return 0;
 	}
-	snprintf(why, whylen, "%s", !l->done || l->status == ARES_EDESTRUCTION ? "no DNS answer" :
-				    l->status == ARES_SUCCESS		      ? "no address" :
-										ares_strerror(l->status));
+	snprintf(why, whylen, "%s",
+		 !l->done || l->status == ARES_EDESTRUCTION ? "no DNS answer"
+		 : l->status == ARES_SUCCESS		    ? "no address"
+							    : ares_strerror(l->status));
 	return -1;
 }
 
 /* reach tries the addresses in turn. Returns 1 when one accepted, 0 otherwise (why says how). */
 static int
 reach(const struct lookup *l, int64_t deadline, char *why, size_t whylen, char *addr,
-    size_t addrlen)
+      size_t addrlen)
 {
 	snprintf(why, whylen, "timed out");
 	for (size_t i = 0; i < l->n; i++) {
@@ -177,13 +180,15 @@ probe(const struct check *c, const char *servers, int64_t timeout_ms, char *why,
 static int
 usage(FILE *err)
 {
-	fprintf(err, "usage: gatekeeper audit [--timeout 3s] [--wait 30s] [--nameservers IP[:PORT],...]\n"
-		     "                        [--expect-open HOST:PORT]...\n"
-		     "                        [--expect-closed HOST:PORT]... [--expect-no-dns NAME]...\n"
-		     "Checks, from where it runs, what can be reached; exits 1 when anything\n"
-		     "differs from what was expected. It probes only what it is given.\n"
-		     "--wait retries each --expect-open target for up to that long (services\n"
-		     "still starting); closed and no-dns checks are made once.\n");
+	fprintf(
+	    err,
+	    "usage: gatekeeper audit [--timeout 3s] [--wait 30s] [--nameservers IP[:PORT],...]\n"
+	    "                        [--expect-open HOST:PORT]...\n"
+	    "                        [--expect-closed HOST:PORT]... [--expect-no-dns NAME]...\n"
+	    "Checks, from where it runs, what can be reached; exits 1 when anything\n"
+	    "differs from what was expected. It probes only what it is given.\n"
+	    "--wait retries each --expect-open target for up to that long (services\n"
+	    "still starting); closed and no-dns checks are made once.\n");
 	return 2;
 }
 
@@ -209,7 +214,9 @@ audit_main(int argc, char **argv, FILE *out)
 		i++;
 		if (strcmp(opt, "--timeout") == 0) {
 			if (config_parse_duration(val, &timeout_ms) == -1 || timeout_ms <= 0) {
-				fprintf(stderr, "gatekeeper audit: invalid --timeout '%s' (like 3s)\n", val);
+				fprintf(stderr,
+					"gatekeeper audit: invalid --timeout '%s' (like 3s)\n",
+					val);
 				free(checks);
 				return 2;
 			}
@@ -217,7 +224,8 @@ audit_main(int argc, char **argv, FILE *out)
 		}
 		if (strcmp(opt, "--wait") == 0) {
 			if (config_parse_duration(val, &wait_ms) == -1) {
-				fprintf(stderr, "gatekeeper audit: invalid --wait '%s' (like 30s)\n", val);
+				fprintf(stderr,
+					"gatekeeper audit: invalid --wait '%s' (like 30s)\n", val);
 				free(checks);
 				return 2;
 			}
@@ -230,9 +238,10 @@ audit_main(int argc, char **argv, FILE *out)
 		if (strcmp(opt, "--expect-open") == 0 || strcmp(opt, "--expect-closed") == 0) {
 			c->kind = opt[9] == 'o' ? CHECK_OPEN : CHECK_CLOSED;
 			if (net_split_hostport(val, c->host, sizeof(c->host), &c->port, err,
-				sizeof(err)) == -1 ||
+					       sizeof(err)) == -1 ||
 			    c->host[0] == '\0' || c->port == 0) {
-				fprintf(stderr, "gatekeeper audit: %s '%s': use HOST:PORT\n", opt, val);
+				fprintf(stderr, "gatekeeper audit: %s '%s': use HOST:PORT\n", opt,
+					val);
 				free(checks);
 				return 2;
 			}
@@ -267,8 +276,8 @@ audit_main(int argc, char **argv, FILE *out)
 			ok = strcmp(found, kind_names[c->kind]) == 0;
 		}
 		bad += !ok;
-		fprintf(out, "%-8s %-40s %-8s %-44s %s\n", kind_names[c->kind], c->target, found, why,
-		    ok ? "yes" : "NO");
+		fprintf(out, "%-8s %-40s %-8s %-44s %s\n", kind_names[c->kind], c->target, found,
+			why, ok ? "yes" : "NO");
 	}
 	fprintf(out, "%zu check%s, %zu as expected, %zu not\n", n, n == 1 ? "" : "s", n - bad, bad);
 	free(checks);

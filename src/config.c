@@ -56,7 +56,8 @@ config_cidr_contains(const struct config_cidr *c, const struct sockaddr *sa)
 	if (sa->sa_family != c->addr.ss_family)
 		return 0;
 	if (sa->sa_family == AF_INET) {
-		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
+			->sin_addr;
 		b = (const unsigned char *)&((const struct sockaddr_in *)&c->addr)->sin_addr;
 	} else {
 		a = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)
@@ -177,17 +178,17 @@ base64(const char *s)
  */
 static void
 missing(struct report *r, const struct config_listener *l, size_t i, const char *name,
-    const char *alt)
+	const char *alt)
 {
 	const struct key *k = key_find(config_listener_keys, name);
 
 	if (r->quick && k != NULL && k->opt.flag != NULL)
 		report_error(r, l->line, l->col,
-		    "listeners[%zu]: missing required key '%s'%s; give --%s or %s", i, name, alt,
-		    k->opt.flag, k->opt.env);
+			     "listeners[%zu]: missing required key '%s'%s; give --%s or %s", i,
+			     name, alt, k->opt.flag, k->opt.env);
 	else
 		report_error(r, l->line, l->col, "listeners[%zu]: missing required key '%s'%s", i,
-		    name, alt);
+			     name, alt);
 }
 
 /* validate_routing checks how a listener's mode, routes and PROXY settings fit together. */
@@ -198,47 +199,66 @@ validate_routing(const struct config_listener *l, size_t i, struct report *r)
 
 	if (l->mode == CONFIG_MODE_TCP) {
 		if (l->n_routes > 0)
-			report_error(r, line, col, "listeners[%zu]: 'routes' need mode tls or http "
-						   "(mode tcp reads no name to route on)", i);
+			report_error(r, line, col,
+				     "listeners[%zu]: 'routes' need mode tls or http "
+				     "(mode tcp reads no name to route on)",
+				     i);
 		if (l->upstream.host && l->upstream.sniffed_host)
-			report_error(r, line, col, "listeners[%zu]: upstream '$host:%u' needs mode "
-						   "tls or http", i, l->upstream.port);
+			report_error(r, line, col,
+				     "listeners[%zu]: upstream '$host:%u' needs mode "
+				     "tls or http",
+				     i, l->upstream.port);
 	}
 	if (l->n_allow > 0 && l->mode == CONFIG_MODE_TCP)
-		report_error(r, line, col, "listeners[%zu]: 'allow' needs mode tls, http or "
-					   "connect (a tcp tunnel takes 'upstream' and 'egress: true')", i);
+		report_error(r, line, col,
+			     "listeners[%zu]: 'allow' needs mode tls, http or "
+			     "connect (a tcp tunnel takes 'upstream' and 'egress: true')",
+			     i);
 	if (l->mode == CONFIG_MODE_CONNECT) {
 		if (l->n_allow == 0 && !(l->seen & KEY_BIT("allow")))
-			report_error(r, line, col, "listeners[%zu]: mode connect needs an 'allow' "
-						   "list", i);
+			report_error(r, line, col,
+				     "listeners[%zu]: mode connect needs an 'allow' "
+				     "list",
+				     i);
 		if (l->n_routes > 0 || l->upstream.host != NULL)
-			report_error(r, line, col, "listeners[%zu]: mode connect takes 'allow', not "
-						   "'routes' or 'upstream'", i);
+			report_error(r, line, col,
+				     "listeners[%zu]: mode connect takes 'allow', not "
+				     "'routes' or 'upstream'",
+				     i);
 	} else {
 		for (size_t j = 0; j < l->n_allow; j++)
 			if (l->allow[j].port != 0)
-				report_error(r, line, col, "listeners[%zu]: allow entries carry "
-							   "ports only in mode connect (use 'port' for "
-							   "the upstream port)", i);
+				report_error(r, line, col,
+					     "listeners[%zu]: allow entries carry "
+					     "ports only in mode connect (use 'port' for "
+					     "the upstream port)",
+					     i);
 		if (l->proxy_auth.n > 0)
-			report_error(r, line, col, "listeners[%zu]: 'proxy_auth' needs mode connect",
-			    i);
+			report_error(r, line, col,
+				     "listeners[%zu]: 'proxy_auth' needs mode connect", i);
 	}
 	if (l->port != 0 && l->n_allow == 0)
 		report_error(r, line, col, "listeners[%zu]: 'port' applies to 'allow' entries only",
-		    i);
+			     i);
 	if (l->proxy.n_trusted > 0 && !l->proxy.accept)
-		report_error(r, line, col, "listeners[%zu]: proxy_protocol.trusted has no effect "
-					   "without 'accept: true'", i);
+		report_error(r, line, col,
+			     "listeners[%zu]: proxy_protocol.trusted has no effect "
+			     "without 'accept: true'",
+			     i);
 	for (size_t j = 0; j < l->n_routes; j++) {
 		const struct config_route *rt = &l->routes[j];
 
 		if (rt->match.n == 0 && !(rt->seen & key_bit(config_route_keys, "match")))
-			report_error(r, rt->line, rt->col, "listeners[%zu].routes[%zu]: missing "
-							   "required key 'match'", i, j);
-		if (rt->upstream.host == NULL && !(rt->seen & key_bit(config_route_keys, "upstream")))
-			report_error(r, rt->line, rt->col, "listeners[%zu].routes[%zu]: missing "
-							   "required key 'upstream'", i, j);
+			report_error(r, rt->line, rt->col,
+				     "listeners[%zu].routes[%zu]: missing "
+				     "required key 'match'",
+				     i, j);
+		if (rt->upstream.host == NULL &&
+		    !(rt->seen & key_bit(config_route_keys, "upstream")))
+			report_error(r, rt->line, rt->col,
+				     "listeners[%zu].routes[%zu]: missing "
+				     "required key 'upstream'",
+				     i, j);
 	}
 }
 
@@ -252,9 +272,10 @@ validate_sections(const struct config_listener *l, size_t i, struct report *r)
 	for (const struct key *k = config_listener_keys; k->name != NULL; k++)
 		if ((k->flags & KF_MODE_HTTP) && (l->seen & KEY_BIT(k->name)) &&
 		    l->mode != CONFIG_MODE_HTTP)
-			report_error(r, l->line, l->col, "listeners[%zu]: '%s' settings need mode "
-							 "http (mode is %s)", i, k->name,
-			    config_mode_names[l->mode]);
+			report_error(r, l->line, l->col,
+				     "listeners[%zu]: '%s' settings need mode "
+				     "http (mode is %s)",
+				     i, k->name, config_mode_names[l->mode]);
 }
 
 /* validate_unique checks listener i against the ones before it. */
@@ -266,14 +287,18 @@ validate_unique(const struct config *cfg, size_t i, struct report *r)
 	for (size_t j = 0; j < i; j++) {
 		const struct config_listener *o = &cfg->listeners[j];
 		if (l->name && o->name && strcmp(l->name, o->name) == 0)
-			report_error(r, l->line, l->col, "listeners[%zu]: duplicate name '%s' "
-							 "(listeners[%zu] has it already)", i, l->name, j);
+			report_error(r, l->line, l->col,
+				     "listeners[%zu]: duplicate name '%s' "
+				     "(listeners[%zu] has it already)",
+				     i, l->name, j);
 		if (l->listen.len && o->listen.len &&
 		    net_sockaddr_equal((const struct sockaddr *)&l->listen.ss,
-			(const struct sockaddr *)&o->listen.ss) &&
+				       (const struct sockaddr *)&o->listen.ss) &&
 		    ((const struct sockaddr_in *)&l->listen.ss)->sin_port != 0)
-			report_error(r, l->line, l->col, "listeners[%zu]: duplicate listen address "
-							 "(listeners[%zu] has it already)", i, j);
+			report_error(r, l->line, l->col,
+				     "listeners[%zu]: duplicate listen address "
+				     "(listeners[%zu] has it already)",
+				     i, j);
 	}
 }
 
@@ -298,7 +323,7 @@ config_validate(struct config *cfg, struct report *r, const struct config_where 
 {
 	if (cfg->resolver.min_ttl > cfg->resolver.refresh)
 		report_error(r, w->min_ttl_line, w->min_ttl_col,
-		    "resolver: min_ttl must not exceed refresh");
+			     "resolver: min_ttl must not exceed refresh");
 	if (cfg->n_listeners == 0 && !w->listeners_reported)
 		report_error(r, 0, 0, "no listeners defined (add a 'listeners:' list)");
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -321,7 +346,8 @@ config_validate(struct config *cfg, struct report *r, const struct config_where 
 		if (l->upstream.host == NULL && l->n_routes == 0 && l->n_allow == 0 &&
 		    l->mode != CONFIG_MODE_CONNECT &&
 		    !(l->seen & (KEY_BIT("upstream") | KEY_BIT("routes") | KEY_BIT("allow"))))
-			missing(r, l, i, "upstream", l->mode == CONFIG_MODE_TCP ? "" : " (or 'routes')");
+			missing(r, l, i, "upstream",
+				l->mode == CONFIG_MODE_TCP ? "" : " (or 'routes')");
 		validate_unique(cfg, i, r);
 	}
 	compile_policies(cfg, r);

@@ -51,7 +51,7 @@ dump_cidr(FILE *out, const struct config_cidr *c)
 	char abuf[NET_ADDRSTRLEN];
 
 	fprintf(out, "\"%s/%u\"",
-	    net_addr_format((const struct sockaddr *)&c->addr, abuf, sizeof(abuf)), c->prefix);
+		net_addr_format((const struct sockaddr *)&c->addr, abuf, sizeof(abuf)), c->prefix);
 }
 
 /* An address block with a port needs brackets for IPv6: "[::1/128]:443". */
@@ -74,7 +74,7 @@ dump_allow(FILE *out, const struct config_allow *a)
 		fprintf(out, "\"%s/%u\"", abuf, a->cidr.prefix);
 	else
 		fprintf(out, "\"%s%s/%u%s:%u\"", v6 ? "[" : "", abuf, a->cidr.prefix, v6 ? "]" : "",
-		    a->port);
+			a->port);
 }
 
 /* dump_credential writes "user:***": passwords are not printed. */
@@ -202,8 +202,8 @@ dump_scalar(FILE *out, const struct key *k, const void *base)
 		break;
 	case K_LISTEN:
 		fprintf(out, "\"%s\"",
-		    net_format((const struct sockaddr *)&((const struct config_addr *)v)->ss, buf,
-			sizeof(buf)));
+			net_format((const struct sockaddr *)&((const struct config_addr *)v)->ss,
+				   buf, sizeof(buf)));
 		break;
 	case K_UPSTREAM: {
 		const struct config_hostport *hp = v;
@@ -217,18 +217,17 @@ dump_scalar(FILE *out, const struct key *k, const void *base)
 	}
 }
 
-static void dump_mapping(FILE *out, const struct key *table, const void *base, int indent,
-    int dash, const struct config *cfg, const struct config_listener *l);
+static void dump_mapping(FILE *out, const struct key *table, const void *base, int indent, int dash,
+			 const struct config *cfg, const struct config_listener *l);
 
 /* dump_items writes the listeners, or a listener's routes, one list item each. */
 static void
-dump_items(FILE *out, const struct key *k, const void *base, int indent,
-    const struct config *cfg)
+dump_items(FILE *out, const struct key *k, const void *base, int indent, const struct config *cfg)
 {
 	if (k->type == K_LISTENERS) {
 		for (size_t i = 0; i < cfg->n_listeners; i++)
 			dump_mapping(out, k->sub, &cfg->listeners[i], indent + 4, 1, cfg,
-			    &cfg->listeners[i]);
+				     &cfg->listeners[i]);
 	} else {
 		const struct config_listener *l = base;
 		for (size_t i = 0; i < l->n_routes; i++)
@@ -242,7 +241,7 @@ dump_items(FILE *out, const struct key *k, const void *base, int indent,
  */
 static void
 dump_mapping(FILE *out, const struct key *table, const void *base, int indent, int dash,
-    const struct config *cfg, const struct config_listener *l)
+	     const struct config *cfg, const struct config_listener *l)
 {
 	for (const struct key *k = table; k->name != NULL; k++) {
 		if (omitted(k, base, l))

@@ -27,11 +27,11 @@ enum key_type {
 	K_STRING,
 	K_DURATION,
 	K_COUNT,
-	K_SIZE,        /* bytes: a whole number, optionally with k or m (1024-based) */
+	K_SIZE, /* bytes: a whole number, optionally with k or m (1024-based) */
 	K_ENUM,
 	K_LISTEN,
 	K_UPSTREAM,
-	K_ADDRLIST,    /* list of "ip" or "ip:port" (a scalar may hold several) */
+	K_ADDRLIST, /* list of "ip" or "ip:port" (a scalar may hold several) */
 	K_BOOL,
 	K_CIDRLIST,    /* list of "ip/prefix": .off the array, .n_off its count */
 	K_PATTERNS,    /* list of route patterns (a single one may stand alone) */
@@ -45,9 +45,9 @@ enum key_type {
 };
 
 /* Key flags. */
-#define KF_INHERIT 0x01     /* unset until validation, then the same key of 'defaults' */
-#define KF_OMIT_UNSET 0x02  /* the dump leaves it out while unset, empty, false or 0 */
-#define KF_MODE_HTTP 0x04   /* a section that applies to mode http only */
+#define KF_INHERIT     0x01 /* unset until validation, then the same key of 'defaults' */
+#define KF_OMIT_UNSET  0x02 /* the dump leaves it out while unset, empty, false or 0 */
+#define KF_MODE_HTTP   0x04 /* a section that applies to mode http only */
 #define KF_CONNECT_ALL 0x08 /* dumped even when empty if all the listener routes by (deny all) */
 
 /*
@@ -56,16 +56,16 @@ enum key_type {
  * land on the same struct as the section's own table.
  */
 struct key {
-	const char *name;           /* the YAML key */
+	const char *name; /* the YAML key */
 	enum key_type type;
-	size_t off;                 /* where the value is, in its table's struct */
-	size_t n_off;               /* K_CIDRLIST, K_ALLOWLIST: where the count is */
-	const struct key *sub;      /* K_SECTION, K_LISTENERS, K_ROUTES */
+	size_t off;		    /* where the value is, in its table's struct */
+	size_t n_off;		    /* K_CIDRLIST, K_ALLOWLIST: where the count is */
+	const struct key *sub;	    /* K_SECTION, K_LISTENERS, K_ROUTES */
 	const char *const *choices; /* K_ENUM, NULL-terminated, in the enum's order */
-	int64_t min, max;           /* K_COUNT, K_WORKERS, K_SIZE, K_DURATION */
-	const char *def;            /* the default, as YAML text; NULL: none */
-	const char *quick_def;      /* quick mode's default, when it differs */
-	unsigned flags;             /* KF_* */
+	int64_t min, max;	    /* K_COUNT, K_WORKERS, K_SIZE, K_DURATION */
+	const char *def;	    /* the default, as YAML text; NULL: none */
+	const char *quick_def;	    /* quick mode's default, when it differs */
+	unsigned flags;		    /* KF_* */
 	struct config_option opt;   /* quick mode; opt.flag NULL when the key has none */
 	const char *help;
 };
@@ -117,7 +117,7 @@ struct report {
 	const char *name; /* the file, or "gatekeeper" for quick mode */
 	FILE *out;
 	int errors;
-	int quick;        /* settings came from options and variables */
+	int quick; /* settings came from options and variables */
 };
 
 /* report_error writes "NAME:LINE:COL: message" (line 0: "NAME: message") and counts it. */
@@ -129,7 +129,7 @@ void report_verror(struct report *r, int line, int col, const char *fmt, va_list
 /* A position in the file for messages about the whole config; line 0 = none. */
 struct config_where {
 	int min_ttl_line, min_ttl_col; /* resolver.min_ttl, for min_ttl > refresh */
-	int listeners_reported;        /* 'listeners' was bad: no "no listeners" on top */
+	int listeners_reported;	       /* 'listeners' was bad: no "no listeners" on top */
 };
 
 /* config_new returns a config holding every default (refs 1), or NULL. */

@@ -25,8 +25,7 @@ config_quick_new(void)
 
 	if (cfg == NULL)
 		return NULL;
-	if ((cfg->path = strdup("(command line)")) == NULL ||
-	    config_add_listener(cfg) == NULL) {
+	if ((cfg->path = strdup("(command line)")) == NULL || config_add_listener(cfg) == NULL) {
 		config_free(cfg);
 		return NULL;
 	}
@@ -80,7 +79,7 @@ set_list(const struct key *k, const char *value, void *base, char *err, size_t e
 
 int
 config_quick_set(struct config *cfg, const char *setting, const char *value, char *err,
-    size_t errlen)
+		 size_t errlen)
 {
 	struct config_listener *l = &cfg->listeners[0];
 	const struct key *k;

@@ -208,8 +208,10 @@ parse_allow(const char *text, struct config_allow *a, char *err, size_t errlen)
 		return nomem(err, errlen);
 	return 0;
 bad:
-	snprintf(err, errlen, "invalid allow entry '%s' (use a name, '*.example.com', an address "
-			      "or ADDRESS/PREFIX, each optionally with :PORT)", text);
+	snprintf(err, errlen,
+		 "invalid allow entry '%s' (use a name, '*.example.com', an address "
+		 "or ADDRESS/PREFIX, each optionally with :PORT)",
+		 text);
 	return -1;
 }
 
@@ -226,8 +228,10 @@ parse_nameserver(const char *text, char *err, size_t errlen)
 		return 0;
 	if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1 ||
 	    net_parse_ip(host, port, &ss, &len) == -1 || port == 0) {
-		snprintf(err, errlen, "invalid nameserver '%s' (use an IP address, optionally with "
-				      ":PORT, like 127.0.0.11 or 127.0.0.1:5353)", text);
+		snprintf(err, errlen,
+			 "invalid nameserver '%s' (use an IP address, optionally with "
+			 ":PORT, like 127.0.0.11 or 127.0.0.1:5353)",
+			 text);
 		return -1;
 	}
 	return 0;
@@ -280,8 +284,7 @@ not_utf8(const struct key *k, char *err, size_t errlen)
 
 /* ---- one parser per type ---- */
 
-typedef int (*parse_fn)(const struct key *k, const char *text, void *dst, char *err,
-    size_t errlen);
+typedef int (*parse_fn)(const struct key *k, const char *text, void *dst, char *err, size_t errlen);
 
 static int
 parse_string(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
@@ -307,14 +310,16 @@ parse_duration_key(const struct key *k, const char *text, void *dst, char *err, 
 	int64_t v;
 
 	if (config_parse_duration(text, &v) == -1) {
-		snprintf(err, errlen, "invalid duration '%s' for '%s' (use a whole number with ms, "
-				      "s, m or h, like 250ms, 5s or 10m)", text, k->name);
+		snprintf(err, errlen,
+			 "invalid duration '%s' for '%s' (use a whole number with ms, "
+			 "s, m or h, like 250ms, 5s or 10m)",
+			 text, k->name);
 		return -1;
 	}
 	if (v < k->min || v > k->max) {
 		snprintf(err, errlen, "'%s' must be between %s and %s, not '%s'", k->name,
-		    config_format_duration(k->min, lo, sizeof(lo)),
-		    config_format_duration(k->max, hi, sizeof(hi)), text);
+			 config_format_duration(k->min, lo, sizeof(lo)),
+			 config_format_duration(k->max, hi, sizeof(hi)), text);
 		return -1;
 	}
 	*(int64_t *)dst = v;
@@ -327,8 +332,10 @@ parse_count_key(const struct key *k, const char *text, void *dst, char *err, siz
 	int64_t v;
 
 	if (parse_count(text, &v) == -1 || v < k->min || v > k->max) {
-		snprintf(err, errlen, "invalid number '%s' for '%s' (use a whole number from %" PRId64
-				      " to %" PRId64 ")", text, k->name, k->min, k->max);
+		snprintf(err, errlen,
+			 "invalid number '%s' for '%s' (use a whole number from %" PRId64
+			 " to %" PRId64 ")",
+			 text, k->name, k->min, k->max);
 		return -1;
 	}
 	*(int64_t *)dst = v;
@@ -351,8 +358,10 @@ parse_size_key(const struct key *k, const char *text, void *dst, char *err, size
 	int64_t v;
 
 	if (config_parse_size(text, &v) == -1 || v < k->min || v > k->max) {
-		snprintf(err, errlen, "invalid size '%s' for '%s' (use bytes, or k or m, from %" PRId64
-				      " to %" PRId64 " bytes, like 16k)", text, k->name, k->min, k->max);
+		snprintf(err, errlen,
+			 "invalid size '%s' for '%s' (use bytes, or k or m, from %" PRId64
+			 " to %" PRId64 " bytes, like 16k)",
+			 text, k->name, k->min, k->max);
 		return -1;
 	}
 	*(int64_t *)dst = v;
@@ -373,8 +382,11 @@ parse_enum(const struct key *k, const char *text, void *dst, char *err, size_t e
 	snprintf(err, errlen, "invalid %s '%s' (use ", k->name, text);
 	for (size_t i = 0; k->choices[i] != NULL; i++) {
 		n = strlen(err);
-		snprintf(err + n, errlen - n, "%s%s", i == 0 ? "" : k->choices[i + 1] ? ", " : " or ",
-		    k->choices[i]);
+		snprintf(err + n, errlen - n, "%s%s",
+			 i == 0		     ? ""
+			 : k->choices[i + 1] ? ", "
+					     : " or ",
+			 k->choices[i]);
 	}
 	n = strlen(err);
 	snprintf(err + n, errlen - n, ")");
@@ -390,7 +402,7 @@ parse_bool(const struct key *k, const char *text, void *dst, char *err, size_t e
 		*(int *)dst = 0;
 	else {
 		snprintf(err, errlen, "invalid value '%s' for '%s' (use true or false)", text,
-		    k->name);
+			 k->name);
 		return -1;
 	}
 	return 0;
@@ -406,15 +418,19 @@ parse_listen(const struct key *k, const char *text, void *dst, char *err, size_t
 	(void)k;
 	if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
 		size_t n = strlen(err);
-		snprintf(err + n, errlen - n, " in listen '%s' (use IP:PORT with a port from 0 to "
-					      "65535, like 0.0.0.0:80 or [::]:80)", text);
+		snprintf(err + n, errlen - n,
+			 " in listen '%s' (use IP:PORT with a port from 0 to "
+			 "65535, like 0.0.0.0:80 or [::]:80)",
+			 text);
 		return -1;
 	}
 	if (host[0] == '\0')
 		strcpy(host, "0.0.0.0");
 	if (net_parse_ip(host, port, &a->ss, &a->len) == -1) {
-		snprintf(err, errlen, "invalid listen address '%s': '%s' is not an IP address (use "
-				      "IP:PORT, like 0.0.0.0:80, [::]:80 or 127.0.0.1:8080)", text, host);
+		snprintf(err, errlen,
+			 "invalid listen address '%s': '%s' is not an IP address (use "
+			 "IP:PORT, like 0.0.0.0:80, [::]:80 or 127.0.0.1:8080)",
+			 text, host);
 		return -1;
 	}
 	return 0;
@@ -432,8 +448,10 @@ parse_upstream(const struct key *k, const char *text, void *dst, char *err, size
 	(void)k;
 	if (net_split_hostport(text, host, sizeof(host), &port, err, errlen) == -1) {
 		size_t n = strlen(err);
-		snprintf(err + n, errlen - n, " in upstream '%s' (use HOST:PORT with a port from 1 "
-					      "to 65535, like whoami:80 or [::1]:8080)", text);
+		snprintf(err + n, errlen - n,
+			 " in upstream '%s' (use HOST:PORT with a port from 1 "
+			 "to 65535, like whoami:80 or [::1]:8080)",
+			 text);
 		return -1;
 	}
 	if (port == 0) {
@@ -443,8 +461,10 @@ parse_upstream(const struct key *k, const char *text, void *dst, char *err, size
 	hp->sniffed_host = strcmp(host, "$host") == 0;
 	if (!hp->sniffed_host && net_parse_ip(host, port, &ss, &len) == -1 &&
 	    !net_valid_hostname(host)) {
-		snprintf(err, errlen, "invalid host '%s' in upstream '%s' (use a DNS name or an IP "
-				      "address)", host, text);
+		snprintf(err, errlen,
+			 "invalid host '%s' in upstream '%s' (use a DNS name or an IP "
+			 "address)",
+			 host, text);
 		return -1;
 	}
 	free(hp->host);
@@ -485,8 +505,10 @@ parse_cidr_item(const struct key *k, const char *text, void *dst, char *err, siz
 	size_t *n = (size_t *)((char *)dst - k->off + k->n_off);
 
 	if (parse_cidr(text, &c) == -1) {
-		snprintf(err, errlen, "invalid address block '%s' in '%s' (use an address or "
-				      "ADDRESS/PREFIX, like 10.0.0.0/8 or ::1/128)", text, k->name);
+		snprintf(err, errlen,
+			 "invalid address block '%s' in '%s' (use an address or "
+			 "ADDRESS/PREFIX, like 10.0.0.0/8 or ::1/128)",
+			 text, k->name);
 		return -1;
 	}
 	if ((grown = realloc(*cidrs, (*n + 1) * sizeof(**cidrs))) == NULL)
@@ -528,7 +550,8 @@ static int
 parse_credentials(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
 {
 	if (strchr(text, ':') == NULL || text[0] == ':') {
-		snprintf(err, errlen, "invalid credentials in '%s' (use \"USER:PASSWORD\")", k->name);
+		snprintf(err, errlen, "invalid credentials in '%s' (use \"USER:PASSWORD\")",
+			 k->name);
 		return -1;
 	}
 	if (!utf8_valid(text))
@@ -539,20 +562,20 @@ parse_credentials(const struct key *k, const char *text, void *dst, char *err, s
 }
 
 static const parse_fn parsers[K_NTYPES] = {
-	[K_STRING] = parse_string,
-	[K_DURATION] = parse_duration_key,
-	[K_COUNT] = parse_count_key,
-	[K_SIZE] = parse_size_key,
-	[K_ENUM] = parse_enum,
-	[K_LISTEN] = parse_listen,
-	[K_UPSTREAM] = parse_upstream,
-	[K_ADDRLIST] = parse_addrlist,
-	[K_BOOL] = parse_bool,
-	[K_CIDRLIST] = parse_cidr_item,
-	[K_PATTERNS] = parse_pattern,
-	[K_ALLOWLIST] = parse_allow_item,
-	[K_CREDENTIALS] = parse_credentials,
-	[K_WORKERS] = parse_workers,
+    [K_STRING] = parse_string,
+    [K_DURATION] = parse_duration_key,
+    [K_COUNT] = parse_count_key,
+    [K_SIZE] = parse_size_key,
+    [K_ENUM] = parse_enum,
+    [K_LISTEN] = parse_listen,
+    [K_UPSTREAM] = parse_upstream,
+    [K_ADDRLIST] = parse_addrlist,
+    [K_BOOL] = parse_bool,
+    [K_CIDRLIST] = parse_cidr_item,
+    [K_PATTERNS] = parse_pattern,
+    [K_ALLOWLIST] = parse_allow_item,
+    [K_CREDENTIALS] = parse_credentials,
+    [K_WORKERS] = parse_workers,
 };
 
 int

@@ -34,7 +34,7 @@ report_node(struct report *r, const yaml_node_t *node, const char *fmt, ...)
 		report_verror(r, 0, 0, fmt, ap);
 	else
 		report_verror(r, (int)node->start_mark.line + 1, (int)node->start_mark.column + 1,
-		    fmt, ap);
+			      fmt, ap);
 	va_end(ap);
 }
 
@@ -76,7 +76,7 @@ env_name_valid(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			c == '_'))
+		      c == '_'))
 			return 0;
 	}
 	return 1;
@@ -128,20 +128,22 @@ expand_env(const char *text, size_t len, size_t *outlen, char *err, size_t errle
 		body = text + i + 2;
 		close = memchr(body, '}', len - i - 2);
 		if (close == NULL) {
-			snprintf(err, errlen, "unterminated '${' in '%.*s' (end it with '}', or "
-					      "write '$${' for a literal '${')",
-			    (int)(len - i > 64 ? 64 : len - i), text + i);
+			snprintf(err, errlen,
+				 "unterminated '${' in '%.*s' (end it with '}', or "
+				 "write '$${' for a literal '${')",
+				 (int)(len - i > 64 ? 64 : len - i), text + i);
 			goto fail;
 		}
 		blen = (size_t)(close - body);
 		sep = memmem(body, blen, ":-", 2);
 		nlen = sep != NULL ? (size_t)(sep - body) : blen;
 		if (!env_name_valid(body, nlen)) {
-			snprintf(err, errlen, "invalid environment variable name '%.*s' in '%.*s' "
-					      "(use letters, digits and '_', not starting with a "
-					      "digit, as in ${NAME} or ${NAME:-default})",
-			    (int)(nlen > 64 ? 64 : nlen), body, (int)(blen + 3 > 80 ? 80 : blen + 3),
-			    text + i);
+			snprintf(err, errlen,
+				 "invalid environment variable name '%.*s' in '%.*s' "
+				 "(use letters, digits and '_', not starting with a "
+				 "digit, as in ${NAME} or ${NAME:-default})",
+				 (int)(nlen > 64 ? 64 : nlen), body,
+				 (int)(blen + 3 > 80 ? 80 : blen + 3), text + i);
 			goto fail;
 		}
 		if ((name = strndup(body, nlen)) == NULL)
@@ -156,8 +158,10 @@ expand_env(const char *text, size_t len, size_t *outlen, char *err, size_t errle
 			if (ebuf_add(&b, sep + 2, (size_t)(close - sep - 2)) == -1)
 				goto nomem;
 		} else {
-			snprintf(err, errlen, "environment variable '%s' is not set (set it, or "
-					      "give a default: ${%s:-value})", name, name);
+			snprintf(err, errlen,
+				 "environment variable '%s' is not set (set it, or "
+				 "give a default: ${%s:-value})",
+				 name, name);
 			free(name);
 			goto fail;
 		}
@@ -172,7 +176,6 @@ fail:
 	return NULL;
 }
 
-
 /* ---- the YAML walk ---- */
 
 struct walk {
@@ -181,7 +184,7 @@ struct walk {
 	struct config *cfg;
 	const unsigned char *flags; /* per node, from expand_values */
 	const yaml_node_t *min_ttl; /* for the cross-key check min_ttl <= refresh */
-	int listeners_bad;          /* 'listeners' was not a list: reported already */
+	int listeners_bad;	    /* 'listeners' was not a list: reported already */
 };
 
 static const char *
@@ -206,7 +209,7 @@ scalar(const yaml_node_t *n)
 }
 
 /* What expand_values learned about each node (indexed from doc->nodes.start). */
-#define NODE_KEY 1    /* a mapping key: not expanded */
+#define NODE_KEY    1 /* a mapping key: not expanded */
 #define NODE_FAILED 2 /* a value whose ${...} failed: reported, then skipped */
 
 /*
@@ -265,7 +268,7 @@ expand_failed(const struct walk *w, const yaml_node_t *n)
 }
 
 static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table,
-    void *base, const char *where);
+			     void *base, const char *where);
 
 /*
  * walk_items reads a list of mappings (listeners, or a listener's routes):
@@ -274,11 +277,11 @@ static unsigned walk_mapping(struct walk *w, const yaml_node_t *map, const struc
  */
 static void
 walk_items(struct walk *w, const struct key *k, const yaml_node_t *val, void *base,
-    const char *where)
+	   const char *where)
 {
 	if (val->type != YAML_SEQUENCE_NODE) {
 		report_node(w->report, val, "'%s' must be a list (each item starts with '- ')",
-		    k->name);
+			    k->name);
 		if (k->type == K_LISTENERS)
 			w->listeners_bad = 1;
 		return;
@@ -311,7 +314,7 @@ walk_items(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 			*seen = walk_mapping(w, item, k->sub, elem, sub);
 		} else {
 			report_node(w->report, item, "%s must be a mapping, not %s", sub,
-			    node_kind(item));
+				    node_kind(item));
 			*seen = ~0u; /* reported once: no "missing key" errors for it */
 		}
 	}
@@ -342,7 +345,7 @@ walk_list(struct walk *w, const struct key *k, const yaml_node_t *val, void *bas
 
 static void
 walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *base,
-    const char *where)
+	   const char *where)
 {
 	char err[512];
 
@@ -357,7 +360,7 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 			return; /* "log:" with nothing under it */
 		if (val->type != YAML_MAPPING_NODE) {
 			report_node(w->report, val, "'%s' must be a mapping, not %s", k->name,
-			    node_kind(val));
+				    node_kind(val));
 			return;
 		}
 		if (strcmp(where, "the top level") == 0)
@@ -378,7 +381,7 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 	/* A single value; of the lists, a pattern or nameservers may stand alone. */
 	if (val->type != YAML_SCALAR_NODE) {
 		report_node(w->report, val, "'%s' in %s must be a single value, not %s", k->name,
-		    where, node_kind(val));
+			    where, node_kind(val));
 		return;
 	}
 	if (base == w->cfg && k->off == offsetof(struct config, resolver.min_ttl))
@@ -390,7 +393,7 @@ walk_value(struct walk *w, const struct key *k, const yaml_node_t *val, void *ba
 /* walk_mapping returns a bit per table entry that was present (valid or not). */
 static unsigned
 walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, void *base,
-    const char *where)
+	     const char *where)
 {
 	unsigned seen = 0;
 
@@ -420,8 +423,8 @@ walk_mapping(struct walk *w, const yaml_node_t *map, const struct key *table, vo
 			hint = key_closest(table, name);
 			if (hint != NULL)
 				report_node(w->report, kn,
-				    "unknown key '%s' in %s (did you mean '%s'?)", name, where,
-				    hint);
+					    "unknown key '%s' in %s (did you mean '%s'?)", name,
+					    where, hint);
 			else
 				report_node(w->report, kn, "unknown key '%s' in %s", name, where);
 			continue;
@@ -444,11 +447,11 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 
 	if (!yaml_parser_load(parser, &doc)) {
 		fprintf(errs, "%s:%zu:%zu: YAML syntax error: %s", name,
-		    parser->problem_mark.line + 1, parser->problem_mark.column + 1,
-		    parser->problem ? parser->problem : "unknown problem");
+			parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+			parser->problem ? parser->problem : "unknown problem");
 		if (parser->context)
 			fprintf(errs, " (%s, line %zu)", parser->context,
-			    parser->context_mark.line + 1);
+				parser->context_mark.line + 1);
 		fputc('\n', errs);
 		return NULL;
 	}
@@ -462,14 +465,16 @@ load_document(const char *name, yaml_parser_t *parser, FILE *errs)
 	}
 	root = yaml_document_get_root_node(&doc);
 	if (root == NULL || (root->type == YAML_SCALAR_NODE && scalar(root)[0] == '\0' &&
-				root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)) {
+			     root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)) {
 		/* No document, or one with nothing in it ("---"). */
 		report_node(&r, NULL, "the file is empty (it needs at least 'listeners:')");
 		goto done;
 	}
 	if (root->type != YAML_MAPPING_NODE) {
-		report_node(&r, root, "the top level must be a mapping of sections (log, "
-				       "resolver, defaults, listeners), not %s", node_kind(root));
+		report_node(&r, root,
+			    "the top level must be a mapping of sections (log, "
+			    "resolver, defaults, listeners), not %s",
+			    node_kind(root));
 		goto done;
 	}
 	if ((flags = expand_values(&doc, &r)) == NULL)

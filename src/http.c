@@ -50,7 +50,7 @@ enum header_kind {
 	HDR_XFH,
 	HDR_XRIP,
 	HDR_FORWARDED,
-	HDR_XF_OTHER,    /* any other X-Forwarded-*: a client's claim like the rest */
+	HDR_XF_OTHER,	  /* any other X-Forwarded-*: a client's claim like the rest */
 	HDR_CLIENT_CLAIM, /* another header naming the client's address (Client-IP, ...) */
 	HDR_PROXY_AUTHORIZATION,
 };
@@ -268,7 +268,8 @@ puts_(struct out *o, const char *s)
 	put(o, s, strlen(s));
 }
 
-/* is_h2_token: an Upgrade token that would switch to HTTP/2 ("h2c"; "h2" is not one, but never pass it). */
+/* is_h2_token: an Upgrade token that would switch to HTTP/2 ("h2c"; "h2" is not one, but never pass
+ * it). */
 static int
 is_h2_token(const struct token *t)
 {
@@ -313,7 +314,8 @@ struct scan {
 	int has_xff, has_xfp, has_xfh, has_xrip, has_forwarded;
 	const uint8_t *host; /* the Host header's value */
 	size_t host_len;
-	char offered[HTTP_UPGRADE_MAX]; /* the Upgrade tokens but HTTP/2's, lower case, comma-joined */
+	char offered[HTTP_UPGRADE_MAX]; /* the Upgrade tokens but HTTP/2's, lower case, comma-joined
+					 */
 };
 
 /* scan_headers fills sc. Returns REASON_NONE, or REASON_SMUGGLING / REASON_MALFORMED. */
@@ -343,7 +345,8 @@ scan_headers(const uint8_t *buf, size_t head_len, size_t first, struct scan *sc)
 			} while (next_token(h.value, h.value_len, &tp, &t));
 			break;
 		case HDR_TRANSFER_ENCODING:
-			/* Only a lone "chunked": anything else could frame differently downstream. */
+			/* Only a lone "chunked": anything else could frame differently downstream.
+			 */
 			if (++sc->n_te > 1 || !ieq(h.value, h.value_len, "chunked"))
 				return REASON_SMUGGLING;
 			sc->chunked = 1;
@@ -415,7 +418,8 @@ listed(const struct scan *sc, const struct header *h)
 {
 	for (size_t i = 0; i < sc->n_listed; i++)
 		if (sc->listed[i].len == h->name_len &&
-		    strncasecmp((const char *)sc->listed[i].p, (const char *)h->name, h->name_len) == 0)
+		    strncasecmp((const char *)sc->listed[i].p, (const char *)h->name,
+				h->name_len) == 0)
 			return 1;
 	return 0;
 }
@@ -431,7 +435,7 @@ listed(const struct scan *sc, const struct header *h)
  */
 static int
 keep_line(const struct header *h, const struct scan *sc, const struct config_http *c,
-    const struct http_peer *peer, const struct http_head *info)
+	  const struct http_peer *peer, const struct http_head *info)
 {
 	int trusted = peer->trusted || peer->proxy;
 
@@ -503,8 +507,8 @@ put_joined(struct out *o, const uint8_t *buf, size_t head_len, size_t first, enu
 
 enum reason
 http_rewrite_head(const uint8_t *buf, const struct sniff_http_request *req,
-    const struct config_http *c, const struct http_peer *peer, int last, struct http_head *info,
-    uint8_t *out, size_t *out_len)
+		  const struct config_http *c, const struct http_peer *peer, int last,
+		  struct http_head *info, uint8_t *out, size_t *out_len)
 {
 	struct out o = {out, 0, out ? 2 * req->head_len + HTTP_REWRITE_EXTRA : 0, 0};
 	char addr[NET_ADDRSTRLEN];
@@ -619,9 +623,9 @@ http_refusal(enum reason reason, int proxy, char *buf, size_t len)
 	if (proxy && ri->proxy_header != NULL)
 		header = ri->proxy_header;
 	n = snprintf(buf, len,
-	    "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-	    "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
-	    ri->http_status, strlen(body) + 13, ri->name, header, body);
+		     "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+		     "X-Gatekeeper-Reason: %s\r\n%sConnection: close\r\n\r\ngatekeeper: %s\n",
+		     ri->http_status, strlen(body) + 13, ri->name, header, body);
 	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
@@ -633,16 +637,16 @@ http_refusal(enum reason reason, int proxy, char *buf, size_t len)
  * its CRLF: whatever this accepts, any server frames the same way.
  */
 enum body_state {
-	B_LENGTH,      /* Content-Length bytes left */
-	B_SIZE,        /* chunk-size hex digits */
-	B_EXT,         /* a chunk extension, up to CR */
+	B_LENGTH, /* Content-Length bytes left */
+	B_SIZE,	  /* chunk-size hex digits */
+	B_EXT,	  /* a chunk extension, up to CR */
 	B_SIZE_LF,
 	B_DATA,
 	B_DATA_CR,
 	B_DATA_LF,
 	B_TRAILER_START,
 	B_TRAILER_NAME, /* a trailer field's name, up to its colon */
-	B_TRAILER,     /* a trailer field's value, up to CR */
+	B_TRAILER,	/* a trailer field's value, up to CR */
 	B_TRAILER_LF,
 	B_END_LF,
 	B_DONE,
@@ -650,10 +654,10 @@ enum body_state {
 
 struct body {
 	enum body_state state;
-	uint64_t left;   /* B_LENGTH, B_DATA: bytes to go; B_SIZE: the size so far */
+	uint64_t left;	 /* B_LENGTH, B_DATA: bytes to go; B_SIZE: the size so far */
 	unsigned digits; /* hex digits of the chunk size */
-	size_t extra;    /* extension and trailer bytes so far (bounded) */
-	char name[24];   /* the trailer field name being read (its start) */
+	size_t extra;	 /* extension and trailer bytes so far (bounded) */
+	char name[24];	 /* the trailer field name being read (its start) */
 	size_t name_len;
 };
 
@@ -666,9 +670,16 @@ struct body {
 static int
 forbidden_trailer(const struct body *b)
 {
-	static const char *const names[] = {"content-length", "transfer-encoding", "host",
-	    "connection", "upgrade", "trailer", "te", "x-real-ip", "forwarded",
-	    "proxy-authorization"};
+	static const char *const names[] = {"content-length",
+					    "transfer-encoding",
+					    "host",
+					    "connection",
+					    "upgrade",
+					    "trailer",
+					    "te",
+					    "x-real-ip",
+					    "forwarded",
+					    "proxy-authorization"};
 	const uint8_t *name = (const uint8_t *)b->name;
 
 	/* Read with '_' as '-': a backend that merges trailers may map both. */
@@ -691,7 +702,7 @@ static int
 is_token_char(uint8_t c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+	       (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static int
@@ -817,7 +828,7 @@ enum stream_state {
 	ST_WAIT_101, /* an upgrade request went up: its answer decides */
 	ST_REFUSING, /* a refusal waits for the responses owed */
 	ST_DONE,     /* the last request went up: later bytes are dropped */
-	ST_RAW,      /* switched protocols: bytes go on untouched */
+	ST_RAW,	     /* switched protocols: bytes go on untouched */
 };
 
 struct http_stream {
@@ -827,25 +838,25 @@ struct http_stream {
 	const struct http_ops *ops;
 	void *arg;
 	enum stream_state state;
-	uint8_t *head;       /* the head being collected (max_header_size), or NULL */
+	uint8_t *head; /* the head being collected (max_header_size), or NULL */
 	size_t head_len;
 	struct timeval head_started, idle_since;
 	http_parser req, resp;
-	struct body body;    /* ST_BODY: the request body's framing */
+	struct body body; /* ST_BODY: the request body's framing */
 	enum stream_state after_body;
 	uint64_t requests, responses;
 	uint8_t owed_head[HTTP_MAX_OUTSTANDING]; /* per unanswered request: was it HEAD? */
 	int resp_done, resp_status;
-	int resp_unparsed;   /* the upstream's bytes stopped parsing as responses */
-	int resp_started;    /* some of the response being parsed went to the client */
-	int resp_bad_101;    /* a 101 answered a request that asked for no upgrade */
+	int resp_unparsed;		/* the upstream's bytes stopped parsing as responses */
+	int resp_started;		/* some of the response being parsed went to the client */
+	int resp_bad_101;		/* a 101 answered a request that asked for no upgrade */
 	char offered[HTTP_UPGRADE_MAX]; /* ST_WAIT_101: the protocols the request offered */
 	/* the Upgrade header of the response being parsed, as far as it went */
 	char resp_field[16], resp_upgrade[HTTP_UPGRADE_MAX];
 	size_t resp_field_len, resp_upgrade_len;
 	int resp_in_value, resp_is_upgrade, resp_upgrade_long;
 	enum reason refusal; /* ST_REFUSING: the reason (REASON_NONE: the stream only ends) */
-	int ended;           /* ops->end was called: nothing more happens */
+	int ended;	     /* ops->end was called: nothing more happens */
 };
 
 static void
@@ -873,7 +884,8 @@ on_resp_headers(http_parser *p)
 		 * raw, with requests nobody checked. Stop here: the head goes
 		 * nowhere.
 		 */
-		if (h->state != ST_WAIT_101 || h->responses + 1 != h->requests || !switch_offered(h)) {
+		if (h->state != ST_WAIT_101 || h->responses + 1 != h->requests ||
+		    !switch_offered(h)) {
 			h->resp_bad_101 = 1;
 			return -1;
 		}
@@ -920,7 +932,8 @@ on_resp_value(http_parser *p, const char *at, size_t n)
 
 	if (!h->resp_in_value) {
 		h->resp_in_value = 1;
-		h->resp_is_upgrade = h->resp_field_len == 7 && memcmp(h->resp_field, "upgrade", 7) == 0;
+		h->resp_is_upgrade =
+		    h->resp_field_len == 7 && memcmp(h->resp_field, "upgrade", 7) == 0;
 		if (h->resp_is_upgrade && h->resp_upgrade_len > 0 &&
 		    h->resp_upgrade_len < sizeof(h->resp_upgrade))
 			h->resp_upgrade[h->resp_upgrade_len++] = ','; /* a second Upgrade line */
@@ -954,8 +967,10 @@ switch_offered(const struct http_stream *h)
 		if (is_h2_token(&t))
 			return 0;
 		op = 0;
-		while (!found && next_token((const uint8_t *)h->offered, strlen(h->offered), &op, &o))
-			found = o.len == t.len && strncasecmp((const char *)o.p, (const char *)t.p, t.len) == 0;
+		while (!found &&
+		       next_token((const uint8_t *)h->offered, strlen(h->offered), &op, &o))
+			found = o.len == t.len &&
+				strncasecmp((const char *)o.p, (const char *)t.p, t.len) == 0;
 		if (!found)
 			return 0;
 		n++;
@@ -990,14 +1005,14 @@ http_stream_size(void)
 
 struct http_stream *
 http_stream_new(const struct config_http *conf, const struct http_peer *peer,
-    const struct http_ops *ops, void *arg, const struct timeval *now)
+		const struct http_ops *ops, void *arg, const struct timeval *now)
 {
 	return http_stream_init(malloc(sizeof(struct http_stream)), conf, peer, ops, arg, now);
 }
 
 struct http_stream *
 http_stream_init(void *mem, const struct config_http *conf, const struct http_peer *peer,
-    const struct http_ops *ops, void *arg, const struct timeval *now)
+		 const struct http_ops *ops, void *arg, const struct timeval *now)
 {
 	struct http_stream *h = mem;
 
@@ -1290,7 +1305,8 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 			size_t m;
 			h->state = ST_REFUSING;
 			if (!h->resp_started &&
-			    (m = http_refusal(REASON_BAD_RESPONSE, h->peer.proxy, buf, sizeof(buf))) > 0)
+			    (m = http_refusal(REASON_BAD_RESPONSE, h->peer.proxy, buf,
+					      sizeof(buf))) > 0)
 				h->ops->send(h->arg, 0, buf, m);
 			finish(h, REASON_BAD_RESPONSE);
 			return;
@@ -1343,7 +1359,7 @@ upstream_bytes(struct http_stream *h, const uint8_t *data, size_t len, const str
 
 int
 http_stream_bytes(struct http_stream *h, int from, const uint8_t *data, size_t len,
-    const struct timeval *now)
+		  const struct timeval *now)
 {
 	if (from == 0)
 		client_bytes(h, data, len, now);

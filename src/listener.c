@@ -29,7 +29,7 @@
 #include "worker.h"
 
 #define LISTEN_BACKLOG 511
-#define FD_PAUSE_MS 250
+#define FD_PAUSE_MS    250
 /* Counters are read by the admin endpoint's thread: relaxed atomic adds. */
 #define COUNT(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define FD_WARN_EVERY_S 5
@@ -39,14 +39,14 @@ struct listener {
 	struct config *cfg; /* a reference: conf points into it */
 	const struct config_listener *conf;
 	struct evconnlistener *evl;
-	struct resolver_name *upstream;  /* the listener's upstream, NULL if none or $host */
-	struct resolver_name **routes;   /* one per route, NULL for $host routes */
+	struct resolver_name *upstream; /* the listener's upstream, NULL if none or $host */
+	struct resolver_name **routes;	/* one per route, NULL for $host routes */
 	struct sockaddr_storage bound;
 	unsigned refs;
 	int64_t active;
 	int64_t max_connections; /* this worker's share of conf->max_connections */
-	int full;     /* paused: max_connections reached */
-	int fd_pause; /* paused: out of file descriptors */
+	int full;		 /* paused: max_connections reached */
+	int fd_pause;		 /* paused: out of file descriptors */
 	struct timeval last_fd_warning;
 	struct event *pause_timer;
 	struct timeval last_unresolved_warning;
@@ -70,8 +70,7 @@ update_accepting(struct listener *l)
 }
 
 static void
-on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct listener *l = arg;
 
@@ -99,10 +98,11 @@ listener_out_of_resources(struct listener *l, int err)
 		return 0;
 	/* One warning per episode: the pauses of one exhaustion come close together. */
 	clock_now_tv(&now);
-	if (l->last_fd_warning.tv_sec == 0 || now.tv_sec - l->last_fd_warning.tv_sec >= FD_WARN_EVERY_S)
+	if (l->last_fd_warning.tv_sec == 0 ||
+	    now.tv_sec - l->last_fd_warning.tv_sec >= FD_WARN_EVERY_S)
 		log_kv(LOG_LEVEL_WARN, "accept paused: out of resources",
-		    LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
-		    LOG_NUM("pause_ms", FD_PAUSE_MS));
+		       LOG_STR("listener", l->conf->name), LOG_STR("error", strerror(err)),
+		       LOG_NUM("pause_ms", FD_PAUSE_MS));
 	l->last_fd_warning = now;
 	l->fd_pause = 1;
 	update_accepting(l);
@@ -121,7 +121,7 @@ on_accept_error(struct evconnlistener *evl, void *arg)
 		return;
 	/* ECONNABORTED and friends concern one client only. */
 	log_kv(LOG_LEVEL_DEBUG, "accept failed", LOG_STR("listener", l->conf->name),
-	    LOG_STR("error", strerror(err)));
+	       LOG_STR("error", strerror(err)));
 }
 
 /* The names a listener keeps resolved: its upstream, and one per route. */
@@ -180,7 +180,7 @@ per_worker_max(const struct gk *gk, const struct config_listener *conf)
 
 struct listener *
 listener_new(struct gk *gk, struct config *cfg, const struct config_listener *conf,
-    const struct sockaddr *addr)
+	     const struct sockaddr *addr)
 {
 	struct listener *l;
 	struct watches w;
@@ -198,10 +198,10 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 		addr = (const struct sockaddr *)&conf->listen.ss;
 	l->max_connections = per_worker_max(gk, conf);
 	fd = net_listen(addr, net_sockaddr_len(addr), LISTEN_BACKLOG, gk->n_workers > 1, err,
-	    sizeof(err));
+			sizeof(err));
 	if (fd == -1) {
 		log_kv(LOG_LEVEL_ERROR, "cannot listen", LOG_STR("listener", conf->name),
-		    LOG_STR("error", err));
+		       LOG_STR("error", err));
 		config_unref(l->cfg);
 		free(l);
 		return NULL;
@@ -210,7 +210,7 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 		memcpy(&l->bound, &conf->listen.ss, sizeof(l->bound));
 	/* backlog 0: the socket is already listening. */
 	l->evl = evconnlistener_new(gk->base, on_accept, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	l->pause_timer = evtimer_new(gk->base, on_pause_over, l);
 	watched = watch_all(gk->resolver, conf, &w);
 	if (watched == 0) {
@@ -219,7 +219,7 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 	}
 	if (watched == -1 || l->evl == NULL || l->pause_timer == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
-		    LOG_STR("error", "out of memory"));
+		       LOG_STR("error", "out of memory"));
 		if (l->evl == NULL)
 			close(fd);
 		l->refs = 0;
@@ -229,11 +229,11 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
 	/* With several workers, the first one speaks for all. */
 	log_kv(gk->worker == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG, "listening",
-	    LOG_STR("listener", conf->name),
-	    LOG_STR("addr", net_format((struct sockaddr *)&l->bound, abuf, sizeof(abuf))),
-	    LOG_STR("mode", config_mode_name(conf->mode)), LOG_STR("upstream", conf->upstream.host),
-	    LOG_NUM("port", conf->upstream.port), LOG_NUM("routes", conf->n_routes),
-	    LOG_NUM("workers", gk->n_workers));
+	       LOG_STR("listener", conf->name),
+	       LOG_STR("addr", net_format((struct sockaddr *)&l->bound, abuf, sizeof(abuf))),
+	       LOG_STR("mode", config_mode_name(conf->mode)),
+	       LOG_STR("upstream", conf->upstream.host), LOG_NUM("port", conf->upstream.port),
+	       LOG_NUM("routes", conf->n_routes), LOG_NUM("workers", gk->n_workers));
 	return l;
 }
 
@@ -243,8 +243,8 @@ listener_unref(struct listener *l)
 	if (l->refs > 0 && --l->refs > 0)
 		return;
 	log_kv(LOG_LEVEL_INFO, "listener closed", LOG_STR("listener", l->conf->name),
-	    LOG_NUM("sessions", l->stats.sessions), LOG_NUM("allowed", l->stats.allowed),
-	    LOG_NUM("denied", l->stats.denied));
+	       LOG_NUM("sessions", l->stats.sessions), LOG_NUM("allowed", l->stats.allowed),
+	       LOG_NUM("denied", l->stats.denied));
 	if (l->pause_timer)
 		event_free(l->pause_timer);
 	resolver_unwatch(l->upstream);
@@ -258,7 +258,7 @@ listener_unref(struct listener *l)
 /* One fixed upstream's readiness, for listener_unresolved. */
 static size_t
 report_unresolved(const struct listener *l, const struct resolver_name *n, uint16_t port,
-    listener_unresolved_fn *fn, void *arg)
+		  listener_unresolved_fn *fn, void *arg)
 {
 	const char *error;
 
@@ -274,8 +274,8 @@ listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *
 	size_t missing = report_unresolved(l, l->upstream, l->conf->upstream.port, fn, arg);
 
 	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
-		missing += report_unresolved(l, l->routes[i], l->conf->routes[i].upstream.port, fn,
-		    arg);
+		missing +=
+		    report_unresolved(l, l->routes[i], l->conf->routes[i].upstream.port, fn, arg);
 	return missing;
 }
 
@@ -354,13 +354,14 @@ listener_warn_unresolved(struct listener *l, const char *upstream)
 		return;
 	}
 	log_kv(LOG_LEVEL_WARN, "upstream not resolved yet, connection refused",
-	    LOG_STR("listener", l->conf->name), LOG_STR("upstream", upstream),
-	    LOG_NUM("suppressed", l->unresolved_suppressed));
+	       LOG_STR("listener", l->conf->name), LOG_STR("upstream", upstream),
+	       LOG_NUM("suppressed", l->unresolved_suppressed));
 	l->last_unresolved_warning = now;
 	l->unresolved_suppressed = 0;
 }
 
-/* pause_at: how many sessions stop accepting (max_connections, plus an http listener's headroom). */
+/* pause_at: how many sessions stop accepting (max_connections, plus an http listener's headroom).
+ */
 static int64_t
 pause_at(const struct listener *l)
 {
@@ -385,7 +386,7 @@ listener_session_begin(struct listener *l)
 	if (l->max_connections > 0 && l->active >= pause_at(l) && !l->full) {
 		l->full = 1;
 		log_kv(LOG_LEVEL_DEBUG, "max_connections reached, accept paused",
-		    LOG_STR("listener", l->conf->name), LOG_NUM("active", l->active));
+		       LOG_STR("listener", l->conf->name), LOG_NUM("active", l->active));
 		update_accepting(l);
 	}
 }

@@ -166,7 +166,8 @@ put_escaped(struct line *l, const char *s)
 			rc = put(l, "\\n", 2);
 		} else if (c == '\t') {
 			rc = put(l, "\\t", 2);
-		} else if (c >= 0x80 && __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON &&
+		} else if (c >= 0x80 &&
+			   __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON &&
 			   (u = utf8_len((const unsigned char *)s)) > 0) {
 			rc = put(l, s, u);
 			s += u - 1;
@@ -243,8 +244,8 @@ put_timestamp(struct line *l)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    (int)(ts.tv_nsec / 1000000));
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(ts.tv_nsec / 1000000));
 	if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON) {
 		put(l, "{\"ts\":\"", 7);
 		puts_(l, buf);
@@ -273,7 +274,9 @@ log_fields(enum log_level level, const char *msg, const struct log_field *fields
 	for (size_t i = 0; i < n; i++)
 		put_field(&l, fields[i].key, fields[i].str, fields[i].num, fields[i].is_num);
 	if (l.truncated)
-		put_raw(&l, __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON ? ",\"truncated\":true" : " truncated=true");
+		put_raw(&l, __atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON
+				? ",\"truncated\":true"
+				: " truncated=true");
 	if (__atomic_load_n(&log_fmt, __ATOMIC_RELAXED) == LOG_FORMAT_JSON)
 		put_raw(&l, "}");
 	put_raw(&l, "\n");

@@ -37,20 +37,21 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: gatekeeper [-c FILE] [-t | -T]\n"
-	    "       gatekeeper --listen ADDR:PORT --upstream HOST:PORT [options]\n"
-	    "       gatekeeper --version\n"
-	    "\n"
-	    "  -c FILE   run with this config (default: $GATEKEEPER_CONFIG, else %s)\n"
-	    "  -t        check the config and exit\n"
-	    "  -T        check the config and print it normalized\n"
-	    "\n"
-	    "quick mode (no file; each option also reads GATEKEEPER_<NAME>, e.g.\n"
-	    "GATEKEEPER_UPSTREAM; a flag beats its environment variable; lists are\n"
-	    "comma-separated):\n",
-	    DEFAULT_CONFIG);
+		"usage: gatekeeper [-c FILE] [-t | -T]\n"
+		"       gatekeeper --listen ADDR:PORT --upstream HOST:PORT [options]\n"
+		"       gatekeeper --version\n"
+		"\n"
+		"  -c FILE   run with this config (default: $GATEKEEPER_CONFIG, else %s)\n"
+		"  -t        check the config and exit\n"
+		"  -T        check the config and print it normalized\n"
+		"\n"
+		"quick mode (no file; each option also reads GATEKEEPER_<NAME>, e.g.\n"
+		"GATEKEEPER_UPSTREAM; a flag beats its environment variable; lists are\n"
+		"comma-separated):\n",
+		DEFAULT_CONFIG);
 	config_usage(out);
-	fprintf(out,
+	fprintf(
+	    out,
 	    "\n"
 	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
 	    "                                answers (default: admin.listen of the config)\n"
@@ -94,7 +95,8 @@ quick_config(const struct flag *flags, size_t nflags)
 		}
 	}
 	for (size_t j = 0; j < nflags; j++) {
-		if (config_quick_set(cfg, flags[j].setting, flags[j].value, err, sizeof(err)) != 0) {
+		if (config_quick_set(cfg, flags[j].setting, flags[j].value, err, sizeof(err)) !=
+		    0) {
 			fprintf(stderr, "--%s: %s\n", flags[j].setting, err);
 			errors++;
 		}
@@ -164,7 +166,7 @@ suggest_option(char **argv, int at)
 		return;
 	len = strcspn(arg + 2, "=");
 	snprintf(name, sizeof(name), "%.*s", (int)(len < sizeof(name) ? len : sizeof(name) - 1),
-	    arg + 2);
+		 arg + 2);
 	if ((hint = config_option_suggest(name)) != NULL && strcmp(hint, name) != 0)
 		fprintf(stderr, "gatekeeper: did you mean '--%s'?\n", hint);
 }
@@ -174,8 +176,8 @@ struct process {
 	size_t n;
 	pthread_t *threads;
 	struct admin *admin;
-	struct config *cfg;  /* in force (a reference) */
-	int reloadable;      /* started from a file: SIGHUP reads it again */
+	struct config *cfg; /* in force (a reference) */
+	int reloadable;	    /* started from a file: SIGHUP reads it again */
 	pthread_mutex_t listeners_lock;
 };
 
@@ -214,7 +216,8 @@ log_errors(const char *msg, char *text)
 {
 	char *save = NULL;
 
-	for (char *line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+	for (char *line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save))
 		log_kv(LOG_LEVEL_ERROR, msg, LOG_STR("error", line));
 }
 
@@ -256,16 +259,16 @@ reload(struct process *p)
 		log_warnx("reload: 'workers' changes on restart only");
 	if (memcmp(&cfg->resolver, &old->resolver, sizeof(cfg->resolver)) != 0 &&
 	    (cfg->resolver.refresh != old->resolver.refresh ||
-		cfg->resolver.min_ttl != old->resolver.min_ttl ||
-		cfg->resolver.timeout != old->resolver.timeout ||
-		cfg->resolver.nameservers.n != old->resolver.nameservers.n))
+	     cfg->resolver.min_ttl != old->resolver.min_ttl ||
+	     cfg->resolver.timeout != old->resolver.timeout ||
+	     cfg->resolver.nameservers.n != old->resolver.nameservers.n))
 		log_warnx("reload: 'resolver' settings change on restart only");
 	if (!same_text(cfg->user, old->user) || !same_text(cfg->group, old->group) ||
 	    cfg->allow_root != old->allow_root)
 		log_warnx("reload: 'user', 'group' and 'allow_root' change on restart only");
 	if (worker_apply(first, cfg, NULL, &added, &kept, &removed) == -1) {
 		log_kv(LOG_LEVEL_ERROR, "reload failed, the running config stays",
-		    LOG_STR("error", "a new listener could not be opened"));
+		       LOG_STR("error", "a new listener could not be opened"));
 		worker_count_reload(first, 0);
 		config_unref(cfg);
 		return;
@@ -280,16 +283,17 @@ reload(struct process *p)
 		admin_free(p->admin);
 		p->admin = NULL;
 		if (cfg->admin_listen.len > 0 &&
-		    (p->admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss,
-			 cfg->admin_listen.len, p->workers, (int)p->n, err, sizeof(err))) == NULL)
+		    (p->admin =
+			 admin_new((struct sockaddr *)&cfg->admin_listen.ss, cfg->admin_listen.len,
+				   p->workers, (int)p->n, err, sizeof(err))) == NULL)
 			log_kv(LOG_LEVEL_ERROR, "admin endpoint", LOG_STR("error", err));
 	}
 	p->cfg = cfg; /* load's reference */
 	config_unref(old);
 	worker_count_reload(first, 1);
 	log_kv(LOG_LEVEL_INFO, "reloaded", LOG_STR("config", cfg->path),
-	    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("added", added), LOG_NUM("kept", kept),
-	    LOG_NUM("removed", removed));
+	       LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("added", added),
+	       LOG_NUM("kept", kept), LOG_NUM("removed", removed));
 }
 
 static void
@@ -308,7 +312,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
  * rest (sniffed heads, queued bytes, lookups).
  */
 #define HEAP_TRIM_INTERVAL_MS 5000
-#define HEAP_TRIM_FREE        (1024 * 1024)
+#define HEAP_TRIM_FREE	      (1024 * 1024)
 
 static void
 on_heap_trim(evutil_socket_t fd, short what, void *arg)
@@ -367,14 +371,14 @@ run(struct config *cfg, int reloadable)
 		fatal("out of memory");
 	for (opened = 0; opened < p.n; opened++) {
 		if (worker_open(&p.workers[opened], cfg, (int)opened, (int)p.n,
-			opened ? &p.workers[0] : NULL, &p.listeners_lock) == -1) {
+				opened ? &p.workers[0] : NULL, &p.listeners_lock) == -1) {
 			opened++; /* worker_close undoes a partial open too */
 			goto cannot_start;
 		}
 	}
 	if (cfg->admin_listen.len > 0) {
 		p.admin = admin_new((struct sockaddr *)&cfg->admin_listen.ss, cfg->admin_listen.len,
-		    p.workers, (int)p.n, err, sizeof(err));
+				    p.workers, (int)p.n, err, sizeof(err));
 		if (p.admin == NULL) {
 			log_kv(LOG_LEVEL_ERROR, "admin endpoint", LOG_STR("error", err));
 			goto cannot_start;
@@ -400,7 +404,8 @@ run(struct config *cfg, int reloadable)
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (; started < p.n; started++) {
-		if (pthread_create(&p.threads[started], NULL, worker_thread, &p.workers[started]) != 0) {
+		if (pthread_create(&p.threads[started], NULL, worker_thread, &p.workers[started]) !=
+		    0) {
 			log_error("cannot start worker %zu", started);
 			rc = 1;
 			break;
@@ -409,8 +414,8 @@ run(struct config *cfg, int reloadable)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc == 0) {
 		log_kv(LOG_LEVEL_INFO, "ready", LOG_STR("version", GK_VERSION),
-		    LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("workers", p.n),
-		    LOG_STR("config", cfg->path));
+		       LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("workers", p.n),
+		       LOG_STR("config", cfg->path));
 		if (worker_run(&p.workers[0]) == -1)
 			rc = 1;
 	} else {
@@ -466,15 +471,16 @@ health(int argc, char **argv)
 	}
 	if (addr != NULL && *addr != '\0') {
 		if (net_split_hostport(addr, host, sizeof(host), &port, err, sizeof(err)) == -1 ||
-		    net_parse_ip(host[0] ? host : "127.0.0.1", port, &ss, &len) == -1 || port == 0) {
+		    net_parse_ip(host[0] ? host : "127.0.0.1", port, &ss, &len) == -1 ||
+		    port == 0) {
 			fprintf(stderr, "gatekeeper health: '%s' is not IP:PORT\n", addr);
 			return 1;
 		}
 	} else {
 		const char *path = getenv("GATEKEEPER_CONFIG");
 		FILE *quiet = fopen("/dev/null", "w");
-		struct config *cfg = config_load(path && *path ? path : DEFAULT_CONFIG,
-		    quiet ? quiet : stderr);
+		struct config *cfg =
+		    config_load(path && *path ? path : DEFAULT_CONFIG, quiet ? quiet : stderr);
 		if (quiet)
 			fclose(quiet);
 		if (cfg != NULL && cfg->admin_listen.len > 0) {
@@ -483,8 +489,9 @@ health(int argc, char **argv)
 		}
 		config_free(cfg);
 		if (len == 0) {
-			fprintf(stderr, "gatekeeper health: no admin address (give ADDR:PORT, or set "
-					"admin.listen in the config)\n");
+			fprintf(stderr,
+				"gatekeeper health: no admin address (give ADDR:PORT, or set "
+				"admin.listen in the config)\n");
 			return 1;
 		}
 	}
@@ -567,8 +574,10 @@ main(int argc, char **argv)
 	}
 
 	if (path != NULL && nflags > 0) {
-		fprintf(stderr, "gatekeeper: -c and quick-mode flags (--%s) cannot be combined; "
-				"put the settings in the file\n", flags[0].setting);
+		fprintf(stderr,
+			"gatekeeper: -c and quick-mode flags (--%s) cannot be combined; "
+			"put the settings in the file\n",
+			flags[0].setting);
 		return 1;
 	}
 	if (path == NULL && nflags == 0 && !quick_env_present()) {

@@ -110,25 +110,26 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	family(out, "gatekeeper_build_info", "gauge", "The running version.");
 	evbuffer_add_printf(out, "gatekeeper_build_info{version=\"%s\"} 1\n", GK_VERSION);
 
-#define LISTENER_FAMILY(fam, type, help, field)                                             \
-	do {                                                                                 \
-		family(out, fam, type, help);                                                \
-		for (size_t i = 0; i < n_listeners; i++) {                                   \
-			listener_sample(out, fam, name_of(workers, i));                      \
-			evbuffer_add_printf(out, "} %" PRId64 "\n", (int64_t)sums[i].field);   \
-		}                                                                            \
+#define LISTENER_FAMILY(fam, type, help, field)                                                    \
+	do {                                                                                       \
+		family(out, fam, type, help);                                                      \
+		for (size_t i = 0; i < n_listeners; i++) {                                         \
+			listener_sample(out, fam, name_of(workers, i));                            \
+			evbuffer_add_printf(out, "} %" PRId64 "\n", (int64_t)sums[i].field);       \
+		}                                                                                  \
 	} while (0)
 
 	LISTENER_FAMILY("gatekeeper_connections_accepted_total", "counter",
-	    "Connections accepted by a listener.", accepted);
+			"Connections accepted by a listener.", accepted);
 	LISTENER_FAMILY("gatekeeper_connections_active", "gauge",
-	    "Connections a listener holds now.", active);
+			"Connections a listener holds now.", active);
 	LISTENER_FAMILY("gatekeeper_upstream_connect_failures_total", "counter",
-	    "Connection attempts to an upstream address that failed or timed out.",
-	    connect_failures);
+			"Connection attempts to an upstream address that failed or timed out.",
+			connect_failures);
 
 	family(out, "gatekeeper_connections_closed_total", "counter",
-	    "Connections ended, by routing decision (allow, deny, none) and the access line's reason.");
+	       "Connections ended, by routing decision (allow, deny, none) and the access line's "
+	       "reason.");
 	for (size_t i = 0; i < n_listeners; i++) {
 		const char *name = name_of(workers, i);
 		for (int d = 0; d < DECISION_COUNT; d++) {
@@ -139,7 +140,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 					continue;
 				listener_sample(out, "gatekeeper_connections_closed_total", name);
 				evbuffer_add_printf(out, ",decision=\"%s\",reason=\"",
-				    decision ? decision : "none");
+						    decision ? decision : "none");
 				label(out, reason_name((enum reason)r));
 				evbuffer_add_printf(out, "\"} %" PRIu64 "\n", c);
 			}
@@ -147,7 +148,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	}
 
 	family(out, "gatekeeper_bytes_total", "counter",
-	    "Bytes relayed: in = read from clients, out = read from upstreams.");
+	       "Bytes relayed: in = read from clients, out = read from upstreams.");
 	for (size_t i = 0; i < n_listeners; i++) {
 		const char *name = name_of(workers, i);
 		listener_sample(out, "gatekeeper_bytes_total", name);
@@ -166,21 +167,21 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 		rs.lookups_timeout += one.lookups_timeout;
 	}
 	family(out, "gatekeeper_dns_lookups_total", "counter",
-	    "DNS lookups finished, by result (ok, failed, timeout).");
+	       "DNS lookups finished, by result (ok, failed, timeout).");
 	evbuffer_add_printf(out,
-	    "gatekeeper_dns_lookups_total{result=\"ok\"} %" PRIu64 "\n"
-	    "gatekeeper_dns_lookups_total{result=\"failed\"} %" PRIu64 "\n"
-	    "gatekeeper_dns_lookups_total{result=\"timeout\"} %" PRIu64 "\n",
-	    rs.lookups_ok, rs.lookups_failed, rs.lookups_timeout);
+			    "gatekeeper_dns_lookups_total{result=\"ok\"} %" PRIu64 "\n"
+			    "gatekeeper_dns_lookups_total{result=\"failed\"} %" PRIu64 "\n"
+			    "gatekeeper_dns_lookups_total{result=\"timeout\"} %" PRIu64 "\n",
+			    rs.lookups_ok, rs.lookups_failed, rs.lookups_timeout);
 	worker_reloads(&workers[0], &reloads_ok, &reloads_failed);
 	family(out, "gatekeeper_reloads_total", "counter",
-	    "SIGHUP reloads, by result (ok, failed: the running config stayed).");
+	       "SIGHUP reloads, by result (ok, failed: the running config stayed).");
 	evbuffer_add_printf(out,
-	    "gatekeeper_reloads_total{result=\"ok\"} %" PRIu64 "\n"
-	    "gatekeeper_reloads_total{result=\"failed\"} %" PRIu64 "\n",
-	    reloads_ok, reloads_failed);
+			    "gatekeeper_reloads_total{result=\"ok\"} %" PRIu64 "\n"
+			    "gatekeeper_reloads_total{result=\"failed\"} %" PRIu64 "\n",
+			    reloads_ok, reloads_failed);
 	family(out, "gatekeeper_upstream_addresses", "gauge",
-	    "Addresses held now for each upstream name in use.");
+	       "Addresses held now for each upstream name in use.");
 	if (worker_resolver(&workers[0]) != NULL)
 		resolver_foreach(worker_resolver(&workers[0]), upstream_addresses, &ctx);
 	free(sums);

@@ -37,7 +37,7 @@ net_parse_port(const char *text, int allow_zero, uint16_t *port)
 
 int
 net_split_hostport(const char *text, char *host, size_t hostlen, uint16_t *port, char *err,
-    size_t errlen)
+		   size_t errlen)
 {
 	const char *colon, *hs, *he;
 
@@ -126,7 +126,7 @@ net_valid_hostname(const char *name)
 			continue;
 		}
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			c == '-' || c == '_'))
+		      c == '-' || c == '_'))
 			return 0;
 		if (label == 0 && c == '-')
 			return 0;
@@ -168,10 +168,10 @@ net_format(const struct sockaddr *sa, char *buf, size_t len)
 	net_addr_format(sa, ip, sizeof(ip));
 	if (sa->sa_family == AF_INET6)
 		snprintf(buf, len, "[%s]:%u", ip,
-		    ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port));
+			 ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port));
 	else if (sa->sa_family == AF_INET)
 		snprintf(buf, len, "%s:%u", ip,
-		    ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port));
+			 ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port));
 	else
 		snprintf(buf, len, "%s", ip);
 	return buf;
@@ -236,7 +236,7 @@ net_sockaddr_equal(const struct sockaddr *a, const struct sockaddr *b)
 
 int
 net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport, char *err,
-    size_t errlen)
+	   size_t errlen)
 {
 	int fd, on = 1, saved;
 	char abuf[NET_ADDRSTRLEN];
@@ -261,7 +261,7 @@ net_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
 fail:
 	saved = errno;
 	snprintf(err, errlen, "listen on %s: %s", net_format(sa, abuf, sizeof(abuf)),
-	    strerror(saved));
+		 strerror(saved));
 	if (fd != -1)
 		close(fd);
 	errno = saved;

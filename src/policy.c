@@ -33,10 +33,10 @@
 /* One route pattern or allow entry. */
 struct rule {
 	int route, pattern; /* a route's match pattern, or -1 */
-	int allow;          /* an allow entry, or -1 */
-	uint16_t port;      /* allow: the port admitted when one is asked for */
-	int takes_ip;       /* a route "*" that also matches IP literals */
-	int next;           /* the next rule under the same key, or -1 */
+	int allow;	    /* an allow entry, or -1 */
+	uint16_t port;	    /* allow: the port admitted when one is asked for */
+	int takes_ip;	    /* a route "*" that also matches IP literals */
+	int next;	    /* the next rule under the same key, or -1 */
 };
 
 struct name_slot {
@@ -59,15 +59,15 @@ struct block_slot {
 struct block_table {
 	struct block_slot *slots;
 	size_t mask;
-	int *next;                 /* per entry: the next one with the same block, or -1 */
-	uint8_t prefixes[2][129];  /* per family (IPv4, IPv6): the lengths in use, longest first */
+	int *next;		  /* per entry: the next one with the same block, or -1 */
+	uint8_t prefixes[2][129]; /* per family (IPv4, IPv6): the lengths in use, longest first */
 	unsigned n_prefixes[2];
-	size_t n;                  /* entries */
+	size_t n; /* entries */
 };
 
 struct policy {
 	const struct config_listener *conf;
-	int guarded;    /* an egress listener: IP literals match only themselves */
+	int guarded;	/* an egress listener: IP literals match only themselves */
 	int host_route; /* some route sends names to "$host" */
 	struct rule *rules;
 	size_t n_rules;
@@ -264,7 +264,7 @@ block_add(struct block_table *t, const struct config_cidr *c, int e)
 /* block_chain: the entries whose block is (sa's network at prefix), or -1. */
 static int
 block_chain(const struct block_table *t, int family, const uint8_t *a, unsigned bits,
-    unsigned prefix)
+	    unsigned prefix)
 {
 	uint8_t net[16];
 	uint32_t h;
@@ -287,7 +287,7 @@ block_chain(const struct block_table *t, int family, const uint8_t *a, unsigned 
  */
 static int
 block_walk(const struct block_table *t, const struct sockaddr *sa,
-    int (*want)(void *ctx, int entry), void *ctx)
+	   int (*want)(void *ctx, int entry), void *ctx)
 {
 	unsigned bits;
 	const uint8_t *a;
@@ -421,7 +421,7 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 oom:
 	policy_free(p);
 	snprintf(err, errlen, "out of memory compiling the policy of listener '%s'",
-	    l->name ? l->name : "?");
+		 l->name ? l->name : "?");
 	return NULL;
 }
 
@@ -448,7 +448,7 @@ struct query {
 	const struct policy *p;
 	const char *name;
 	uint16_t want_port;
-	int literal;           /* name is an IP literal */
+	int literal;	       /* name is an IP literal */
 	uint16_t port_refused; /* a rule matched the name but not want_port */
 };
 
@@ -553,8 +553,8 @@ refuse(struct policy_verdict *v, enum reason why)
 }
 
 int
-policy_route(const struct policy *p, const char *name, uint16_t want_port,
-    uint16_t listen_port, struct policy_verdict *v)
+policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
+	     struct policy_verdict *v)
 {
 	const struct config_listener *c = p->conf;
 	struct query q = {p, name, want_port, name != NULL && route_name_is_ip(name), 0};
@@ -567,21 +567,21 @@ policy_route(const struct policy *p, const char *name, uint16_t want_port,
 	if (v->allow >= 0) {
 		v->allow_target.host = "$host";
 		v->allow_target.sniffed_host = 1;
-		v->allow_target.port = want_port ? want_port :
-				       c->port ? (uint16_t)c->port :
-						 listen_port;
+		v->allow_target.port = want_port ? want_port
+				       : c->port ? (uint16_t)c->port
+						 : listen_port;
 		v->target = &v->allow_target;
 	} else {
-		v->target = v->route >= 0 ? &c->routes[v->route].upstream :
-			    c->upstream.host != NULL ? &c->upstream :
-						       NULL;
+		v->target = v->route >= 0	       ? &c->routes[v->route].upstream
+			    : c->upstream.host != NULL ? &c->upstream
+						       : NULL;
 	}
 	if (v->target == NULL)
 		return refuse(v, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
-				     (q.literal && p->host_route) ?
-				 REASON_NOT_ALLOWED :
-				 name ? REASON_NO_ROUTE :
-					REASON_NO_NAME);
+					 (q.literal && p->host_route)
+				     ? REASON_NOT_ALLOWED
+				 : name ? REASON_NO_ROUTE
+					: REASON_NO_NAME);
 	/* Refused with a target: it still names the port the client was refused for. */
 	if (v->target->sniffed_host && name == NULL)
 		return refuse(v, REASON_NO_NAME);
@@ -612,7 +612,8 @@ policy_rule(const struct policy *p, const struct policy_verdict *v, char *buf, s
 	if (a->pattern != NULL)
 		snprintf(buf, len, "%s", a->pattern);
 	else
-		snprintf(buf, len, "%s/%u",
+		snprintf(
+		    buf, len, "%s/%u",
 		    net_addr_format((const struct sockaddr *)&a->cidr.addr, abuf, sizeof(abuf)),
 		    a->cidr.prefix);
 	if (a->port != 0 && strlen(buf) < len)
@@ -697,7 +698,7 @@ policy_proxy_credentials(const struct policy *p, const char *v, size_t vlen, enu
 
 int
 policy_proxy_request(const struct policy *p, const struct sniff_http_request *req,
-    const uint8_t *head, enum reason *why)
+		     const uint8_t *head, enum reason *why)
 {
 	if (req->form == SNIFF_HTTP_ASTERISK) {
 		*why = REASON_BAD_METHOD;
@@ -708,5 +709,5 @@ policy_proxy_request(const struct policy *p, const struct sniff_http_request *re
 		return -1;
 	}
 	return policy_proxy_credentials(p, (const char *)head + req->proxy_auth_off,
-	    req->proxy_auth_len, why);
+					req->proxy_auth_len, why);
 }

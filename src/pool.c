@@ -52,11 +52,11 @@
 
 struct pool_slab {
 	struct pool_slab *prev, *next; /* on the pool's partial list */
-	char *objs;                    /* object i is objs + i * obj_size */
-	size_t used;                   /* objects handed out */
-	size_t fresh;                  /* objects [fresh, per_slab) were never handed out */
-	uint32_t free_head;            /* the last object freed, or NO_OBJECT */
-	uint32_t next_free[];          /* per object: the one freed before it */
+	char *objs;		       /* object i is objs + i * obj_size */
+	size_t used;		       /* objects handed out */
+	size_t fresh;		       /* objects [fresh, per_slab) were never handed out */
+	uint32_t free_head;	       /* the last object freed, or NO_OBJECT */
+	uint32_t next_free[];	       /* per object: the one freed before it */
 };
 
 static size_t

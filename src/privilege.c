@@ -42,8 +42,10 @@ find_user(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen)
 		return 0;
 	}
 	if ((pw = getpwnam(user)) == NULL) {
-		snprintf(err, errlen, "unknown user '%s' (use a name from /etc/passwd, or a numeric "
-				      "uid such as 65534)", user);
+		snprintf(err, errlen,
+			 "unknown user '%s' (use a name from /etc/passwd, or a numeric "
+			 "uid such as 65534)",
+			 user);
 		return -1;
 	}
 	*uid = pw->pw_uid;
@@ -62,8 +64,10 @@ find_group(const char *group, gid_t *gid, char *err, size_t errlen)
 		return 0;
 	}
 	if ((gr = getgrnam(group)) == NULL) {
-		snprintf(err, errlen, "unknown group '%s' (use a name from /etc/group, or a numeric "
-				      "gid such as 65534)", group);
+		snprintf(err, errlen,
+			 "unknown group '%s' (use a name from /etc/group, or a numeric "
+			 "gid such as 65534)",
+			 group);
 		return -1;
 	}
 	*gid = gr->gr_gid;
@@ -79,7 +83,7 @@ privilege_drop(const struct config *cfg, char *err, size_t errlen)
 	if (geteuid() != 0) {
 		if (cfg->user != NULL)
 			log_kv(LOG_LEVEL_WARN, "'user' ignored: not started as root",
-			    LOG_STR("user", cfg->user), LOG_NUM("uid", geteuid()));
+			       LOG_STR("user", cfg->user), LOG_NUM("uid", geteuid()));
 		return 0;
 	}
 	if (cfg->user != NULL && find_user(cfg->user, &uid, &gid, err, errlen) == -1)
@@ -89,16 +93,17 @@ privilege_drop(const struct config *cfg, char *err, size_t errlen)
 			log_kv(LOG_LEVEL_WARN, "running as root", LOG_STR("allow_root", "true"));
 			return 0;
 		}
-		snprintf(err, errlen, "refusing to run as root: set 'user' (e.g. user: nobody) to "
-				      "drop privileges once the listeners are bound, or 'allow_root: "
-				      "true' to keep them");
+		snprintf(err, errlen,
+			 "refusing to run as root: set 'user' (e.g. user: nobody) to "
+			 "drop privileges once the listeners are bound, or 'allow_root: "
+			 "true' to keep them");
 		return -1;
 	}
 	if (cfg->group != NULL && find_group(cfg->group, &gid, err, errlen) == -1)
 		return -1;
 	if (setgroups(1, &gid) == -1 || setgid(gid) == -1 || setuid(uid) == -1) {
 		snprintf(err, errlen, "cannot switch to uid %lu gid %lu: %s", (unsigned long)uid,
-		    (unsigned long)gid, strerror(errno));
+			 (unsigned long)gid, strerror(errno));
 		return -1;
 	}
 	if (setuid(0) != -1 || geteuid() == 0 || getegid() != gid) {
@@ -106,6 +111,6 @@ privilege_drop(const struct config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	log_kv(LOG_LEVEL_INFO, "privileges dropped", LOG_STR("user", cfg->user),
-	    LOG_NUM("uid", uid), LOG_NUM("gid", gid));
+	       LOG_NUM("uid", uid), LOG_NUM("gid", gid));
 	return 0;
 }

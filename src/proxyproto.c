@@ -27,22 +27,22 @@
 #define V2_CMD_LOCAL 0x0
 #define V2_CMD_PROXY 0x1
 
-#define V2_FAM_UNSPEC      0x00
-#define V2_FAM_TCP4        0x11
-#define V2_FAM_UDP4        0x12
-#define V2_FAM_TCP6        0x21
-#define V2_FAM_UDP6        0x22
+#define V2_FAM_UNSPEC	   0x00
+#define V2_FAM_TCP4	   0x11
+#define V2_FAM_UDP4	   0x12
+#define V2_FAM_TCP6	   0x21
+#define V2_FAM_UDP6	   0x22
 #define V2_FAM_UNIX_STREAM 0x31
 #define V2_FAM_UNIX_DGRAM  0x32
 
 #define V2_ADDR_INET  12  /* 2 * 4 + 2 * 2 */
 #define V2_ADDR_INET6 36  /* 2 * 16 + 2 * 2 */
 #define V2_ADDR_UNIX  216 /* 2 * 108 */
-#define V2_TLV_HDR    3   /* type, 16-bit length */
+#define V2_TLV_HDR    3	  /* type, 16-bit length */
 
 static const char v1_sig[V1_SIG_LEN + 1] = "PROXY ";
 static const uint8_t v2_sig[V2_SIG_LEN] = {
-	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
 };
 
 static int is_digit(uint8_t);
@@ -143,7 +143,7 @@ v1_port(const uint8_t *s, size_t n, uint16_t *port)
 static enum parse_result
 v1_partial(const uint8_t *s, size_t n)
 {
-	static const char *const kw[] = { "TCP4 ", "TCP6 ", "UNKNOWN" };
+	static const char *const kw[] = {"TCP4 ", "TCP6 ", "UNKNOWN"};
 	size_t k, i, m, spaces = 0;
 
 	for (k = 0; k < sizeof(kw) / sizeof(kw[0]); k++) {
@@ -375,7 +375,7 @@ usable(const struct sockaddr *src, const struct sockaddr *dst)
 
 size_t
 proxyproto_write_v1(uint8_t *out, size_t cap, const struct sockaddr *src,
-    const struct sockaddr *dst)
+		    const struct sockaddr *dst)
 {
 	char line[PROXYPROTO_V1_MAX + 1], a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
 	unsigned sport, dport;
@@ -409,7 +409,7 @@ proxyproto_write_v1(uint8_t *out, size_t cap, const struct sockaddr *src,
 			proto = "TCP6";
 		}
 		n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n", proto, a, b, sport,
-		    dport);
+			     dport);
 	}
 	if (n < 0 || (size_t)n >= sizeof(line) || (size_t)n > cap || out == NULL)
 		return 0;
@@ -419,7 +419,7 @@ proxyproto_write_v1(uint8_t *out, size_t cap, const struct sockaddr *src,
 
 size_t
 proxyproto_write_v2(uint8_t *out, size_t cap, const struct sockaddr *src,
-    const struct sockaddr *dst)
+		    const struct sockaddr *dst)
 {
 	uint8_t hdr[PROXYPROTO_V2_MAX];
 	size_t alen = 0;

@@ -76,7 +76,7 @@ relay_arm(struct relay *r, int side)
 	if (e->armed)
 		return 0;
 	if (event_assign(e->ev, r->base, e->fd, EV_READ | EV_WRITE | EV_CLOSED | EV_ET | EV_PERSIST,
-		on_io, r) == -1 ||
+			 on_io, r) == -1 ||
 	    event_add(e->ev, NULL) == -1)
 		return -1;
 	e->armed = 1;
@@ -109,7 +109,7 @@ end_reset(struct relay_end *e)
 
 void
 relay_init(struct relay *r, struct event_base *base, void *events, relay_io_fn *io,
-    relay_done_fn *done, void *arg)
+	   relay_done_fn *done, void *arg)
 {
 	memset(r, 0, sizeof(*r));
 	r->base = base;
@@ -190,7 +190,8 @@ relay_queue(struct relay *r, int to, const void *data, size_t len, int counted)
 
 	if (counted)
 		r->bytes[!to] += len;
-	if (q->len == 0 && q->piped == 0 && dst->writable && r->write_error == REASON_NONE && len > 0) {
+	if (q->len == 0 && q->piped == 0 && dst->writable && r->write_error == REASON_NONE &&
+	    len > 0) {
 		/* Nothing waits: straight out, as copy() does. */
 		do
 			n = write(dst->fd, data, len);
@@ -250,7 +251,7 @@ flush(struct relay *r, struct relay_queue *q, struct relay_end *dst)
 		int piped = q->piped > 0; /* a pipe's bytes are older than any in buf */
 		if (piped)
 			n = splice(q->pipe[0], NULL, dst->fd, NULL, q->piped,
-			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		else
 			n = write(dst->fd, q->buf + q->off, q->len);
 		if (n == -1 && errno == EINTR)
@@ -324,7 +325,8 @@ copy(struct relay *r, int from)
 	return 0;
 }
 
-/* fill_pipe moves what the source has into the direction's empty pipe. Returns 0 or 1 (finished). */
+/* fill_pipe moves what the source has into the direction's empty pipe. Returns 0 or 1 (finished).
+ */
 static int
 fill_pipe(struct relay *r, int from)
 {
@@ -333,7 +335,7 @@ fill_pipe(struct relay *r, int from)
 	ssize_t n;
 
 	n = splice(src->fd, NULL, q->pipe[1], NULL, RELAY_PIPE_SIZE,
-	    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		q->piped = (size_t)n;
 		r->bytes[from] += (uint64_t)n;

@@ -35,7 +35,7 @@
 
 #define RETRY_FIRST_MS 1000
 /* Lookups in flight at once; more wait their turn (sniffed names can flood). */
-#define MAX_IN_FLIGHT 64
+#define MAX_IN_FLIGHT	  64
 #define IN_FLIGHT_WAIT_MS 50
 
 /* One c-ares channel of the resolver. */
@@ -61,7 +61,7 @@ struct resolver_name {
 	enum resolver_lookup how;
 	int in_flight;
 	unsigned failures;
-	const char *error;    /* why the last lookup failed (a static string), NULL after a success */
+	const char *error; /* why the last lookup failed (a static string), NULL after a success */
 	size_t rr;
 	struct resolver_addrs *addrs;
 	struct event *timer;
@@ -116,7 +116,7 @@ on_ares_socket(evutil_socket_t fd, short what, void *arg)
 
 	/* sw may be freed inside ares_process_fd (socket closed): use chan only. */
 	ares_process_fd(chan->ch, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
-	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+			(what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
 	arm_timeout(res);
 }
 
@@ -129,8 +129,8 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 	struct sock_watch *sw;
 
 	LIST_FOREACH(sw, &res->socks, entry)
-		if (sw->fd == fd && sw->chan == chan)
-			break;
+	if (sw->fd == fd && sw->chan == chan)
+		break;
 	if (sw != NULL) {
 		event_free(sw->ev);
 		sw->ev = NULL;
@@ -151,9 +151,10 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 		sw->chan = chan;
 		LIST_INSERT_HEAD(&res->socks, sw, entry);
 	}
-	sw->ev = event_new(res->base, fd,
-	    (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
-	    on_ares_socket, sw);
+	sw->ev =
+	    event_new(res->base, fd,
+		      (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0) | EV_PERSIST),
+		      on_ares_socket, sw);
 	if (sw->ev == NULL || event_add(sw->ev, NULL) == -1)
 		log_error("resolver: cannot watch a DNS socket");
 }
@@ -165,7 +166,7 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
  */
 static int
 channel_init(struct resolver *res, struct channel *chan, const struct config_resolver *cfg,
-    int exact)
+	     int exact)
 {
 	static char dns_only[] = "b";
 	struct ares_options opts;
@@ -363,13 +364,13 @@ resolver_stats(const struct resolver *res, struct resolver_stats *out)
 
 void
 resolver_foreach(const struct resolver *res,
-    void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs), void *arg)
+		 void (*fn)(void *arg, const char *host, uint16_t port, size_t n_addrs), void *arg)
 {
 	const struct resolver_name *n;
 
 	TAILQ_FOREACH(n, &res->names, entry)
-		if (n->refs > 0 && !n->literal)
-			fn(arg, n->host, n->port, n->addrs ? n->addrs->n : 0);
+	if (n->refs > 0 && !n->literal)
+		fn(arg, n->host, n->port, n->addrs ? n->addrs->n : 0);
 }
 
 int
@@ -378,8 +379,8 @@ resolver_all_resolved(const struct resolver *res)
 	const struct resolver_name *n;
 
 	TAILQ_FOREACH(n, &res->names, entry)
-		if (n->refs > 0 && n->addrs == NULL)
-			return 0;
+	if (n->refs > 0 && n->addrs == NULL)
+		return 0;
 	return 1;
 }
 
@@ -501,18 +502,20 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	if (result)
 		ares_freeaddrinfo(result);
 	if (fresh == NULL || fresh->n == 0) {
-		const char *why = status != ARES_SUCCESS ? ares_strerror(status) :
-				  fresh == NULL ? "out of memory" : "no A or AAAA records";
+		const char *why = status != ARES_SUCCESS ? ares_strerror(status)
+				  : fresh == NULL	 ? "out of memory"
+							 : "no A or AAAA records";
 		int64_t retry = (int64_t)RETRY_FIRST_MS << (n->failures < 16 ? n->failures : 16);
 		if (retry > n->res->refresh_ms)
 			retry = n->res->refresh_ms;
 		n->failures++;
 		n->error = why;
-		__atomic_fetch_add(status == ARES_ETIMEOUT ? &n->res->stats.lookups_timeout :
-							     &n->res->stats.lookups_failed,
-		    1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(status == ARES_ETIMEOUT ? &n->res->stats.lookups_timeout
+							   : &n->res->stats.lookups_failed,
+				   1, __ATOMIC_RELAXED);
 		resolver_addrs_release(fresh);
-		log_kv(n->refs > 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "resolve failed",
+		log_kv(
+		    n->refs > 0 ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "resolve failed",
 		    LOG_STR("upstream", n->host), LOG_NUM("port", n->port), LOG_STR("error", why),
 		    LOG_STR("keeping", n->addrs ? format_addrs(n->addrs, list, sizeof(list)) : "-"),
 		    LOG_NUM("retry_ms", retry));
@@ -528,9 +531,9 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	if (next < 1000)
 		next = 1000;
 	log_kv(addrs_equal(n->addrs, fresh) && n->failures == 0 ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
-	    "resolved", LOG_STR("upstream", n->host), LOG_NUM("port", n->port),
-	    LOG_STR("addrs", format_addrs(fresh, list, sizeof(list))), LOG_NUM("ttl", ttl),
-	    LOG_NUM("next_ms", next));
+	       "resolved", LOG_STR("upstream", n->host), LOG_NUM("port", n->port),
+	       LOG_STR("addrs", format_addrs(fresh, list, sizeof(list))), LOG_NUM("ttl", ttl),
+	       LOG_NUM("next_ms", next));
 	__atomic_fetch_add(&n->res->stats.lookups_ok, 1, __ATOMIC_RELAXED);
 	resolver_addrs_release(n->addrs);
 	n->addrs = fresh;
@@ -592,7 +595,8 @@ resolver_watch_as(struct resolver *res, const char *host, uint16_t port, enum re
 	struct sockaddr_storage ss;
 	socklen_t len;
 
-	TAILQ_FOREACH(n, &res->names, entry) {
+	TAILQ_FOREACH(n, &res->names, entry)
+	{
 		if (n->port == port && n->how == how && strcmp(n->host, host) == 0) {
 			n->refs++;
 			return n;
@@ -644,8 +648,7 @@ resolver_unwatch(struct resolver_name *n)
 	 * frees it then, unless it was watched again): a resolved one as a
 	 * cache, a failed one as a negative cache. Literals go now.
 	 */
-	if (!n->literal && (n->addrs != NULL || n->failures > 0) &&
-	    evtimer_pending(n->timer, NULL))
+	if (!n->literal && (n->addrs != NULL || n->failures > 0) && evtimer_pending(n->timer, NULL))
 		return;
 	TAILQ_REMOVE(&n->res->names, n, entry);
 	if (n->in_flight) {

@@ -43,7 +43,8 @@ ends_in_number(const char *name, size_t len)
 	}
 	for (; i < n; i++) {
 		char c = label[i];
-		if (!((c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))))
+		if (!((c >= '0' && c <= '9') ||
+		      (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))))
 			return 0;
 	}
 	return 1;
@@ -117,18 +118,24 @@ route_pattern_check(const char *pattern, char *err, size_t errlen)
 	if (strncmp(pattern, "*.", 2) == 0)
 		name = pattern + 2;
 	if (strchr(name, '*') != NULL) {
-		snprintf(err, errlen, "invalid pattern '%s' (a '*' may only stand alone or "
-				      "start the pattern, as in '*.example.com')", pattern);
+		snprintf(err, errlen,
+			 "invalid pattern '%s' (a '*' may only stand alone or "
+			 "start the pattern, as in '*.example.com')",
+			 pattern);
 		return -1;
 	}
 	if (route_normalize_name(name, strlen(name), norm, sizeof(norm)) == -1) {
-		snprintf(err, errlen, "invalid pattern '%s' (use a host name, '*.example.com' "
-				      "or '*')", pattern);
+		snprintf(err, errlen,
+			 "invalid pattern '%s' (use a host name, '*.example.com' "
+			 "or '*')",
+			 pattern);
 		return -1;
 	}
 	if (strcmp(norm, name) != 0) {
-		snprintf(err, errlen, "pattern '%s' must be written in lower case without a "
-				      "trailing dot ('%s%s')", pattern, name == pattern ? "" : "*.", norm);
+		snprintf(err, errlen,
+			 "pattern '%s' must be written in lower case without a "
+			 "trailing dot ('%s%s')",
+			 pattern, name == pattern ? "" : "*.", norm);
 		return -1;
 	}
 	return 0;
@@ -169,21 +176,21 @@ struct v4_block {
 };
 
 static const struct v4_block v4_refused[] = {
-    {0x00000000, 8, "unspecified"},  /* 0.0.0.0/8 "this network" */
-    {0x0a000000, 8, "private"},      /* 10/8 */
-    {0x64400000, 10, "cgnat"},       /* 100.64/10 */
-    {0x7f000000, 8, "loopback"},     /* 127/8 */
-    {0xa9fe0000, 16, "link-local"},  /* 169.254/16, cloud metadata */
-    {0xac100000, 12, "private"},     /* 172.16/12 */
-    {0xc0000000, 24, "reserved"},    /* 192.0.0/24 IETF protocol assignments */
-    {0xc0000200, 24, "reserved"},    /* 192.0.2/24 TEST-NET-1 */
-    {0xc0586300, 24, "reserved"},    /* 192.88.99/24 6to4 relay anycast */
-    {0xc0a80000, 16, "private"},     /* 192.168/16 */
-    {0xc6120000, 15, "reserved"},    /* 198.18/15 benchmarking */
-    {0xc6336400, 24, "reserved"},    /* 198.51.100/24 TEST-NET-2 */
-    {0xcb007100, 24, "reserved"},    /* 203.0.113/24 TEST-NET-3 */
-    {0xe0000000, 4, "multicast"},    /* 224/4 */
-    {0xf0000000, 4, "reserved"},     /* 240/4, incl. broadcast */
+    {0x00000000, 8, "unspecified"}, /* 0.0.0.0/8 "this network" */
+    {0x0a000000, 8, "private"},	    /* 10/8 */
+    {0x64400000, 10, "cgnat"},	    /* 100.64/10 */
+    {0x7f000000, 8, "loopback"},    /* 127/8 */
+    {0xa9fe0000, 16, "link-local"}, /* 169.254/16, cloud metadata */
+    {0xac100000, 12, "private"},    /* 172.16/12 */
+    {0xc0000000, 24, "reserved"},   /* 192.0.0/24 IETF protocol assignments */
+    {0xc0000200, 24, "reserved"},   /* 192.0.2/24 TEST-NET-1 */
+    {0xc0586300, 24, "reserved"},   /* 192.88.99/24 6to4 relay anycast */
+    {0xc0a80000, 16, "private"},    /* 192.168/16 */
+    {0xc6120000, 15, "reserved"},   /* 198.18/15 benchmarking */
+    {0xc6336400, 24, "reserved"},   /* 198.51.100/24 TEST-NET-2 */
+    {0xcb007100, 24, "reserved"},   /* 203.0.113/24 TEST-NET-3 */
+    {0xe0000000, 4, "multicast"},   /* 224/4 */
+    {0xf0000000, 4, "reserved"},    /* 240/4, incl. broadcast */
 };
 
 static const char *
@@ -221,21 +228,21 @@ static const struct v6_block v6_blocks[] = {
     {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01}, 128, NULL}, /* PCP anycast */
     {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02}, 128, NULL}, /* TURN anycast */
     {{0x20, 0x01, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x03}, 128, NULL}, /* DNS-SD SRP */
-    {{0x20, 0x01, 0, 0x02, 0, 0}, 48, "reserved"},          /* 2001:2::/48 benchmarking */
-    {{0x20, 0x01, 0, 0x03}, 32, NULL},                      /* 2001:3::/32 AMT */
-    {{0x20, 0x01, 0, 0x04, 0x01, 0x12}, 48, NULL},          /* 2001:4:112::/48 AS112-v6 */
-    {{0x20, 0x01, 0, 0x10}, 28, "reserved"},                /* 2001:10::/28 ORCHID */
-    {{0x20, 0x01, 0, 0x20}, 28, NULL},                      /* 2001:20::/28 ORCHIDv2 */
-    {{0x20, 0x01, 0, 0x30}, 28, NULL},                      /* 2001:30::/28 DETs */
-    {{0x20, 0x01, 0, 0}, 32, "teredo"},                     /* 2001::/32 embeds IPv4 */
-    {{0x20, 0x01}, 23, "reserved"},                         /* 2001::/23 IETF protocol assignments */
-    {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},             /* 2001:db8::/32 documentation */
-    {{0x3f, 0xff, 0}, 20, "reserved"},                      /* 3fff::/20 documentation */
-    {{0x20}, 3, NULL},                                      /* 2000::/3 global unicast */
-    {{0xfc}, 7, "ula"},                                     /* fc00::/7 unique local */
-    {{0xfe, 0x80}, 10, "link-local"},                       /* fe80::/10 */
-    {{0xfe, 0xc0}, 10, "private"},                          /* fec0::/10 site-local, deprecated */
-    {{0xff}, 8, "multicast"},                               /* ff00::/8 */
+    {{0x20, 0x01, 0, 0x02, 0, 0}, 48, "reserved"}, /* 2001:2::/48 benchmarking */
+    {{0x20, 0x01, 0, 0x03}, 32, NULL},		   /* 2001:3::/32 AMT */
+    {{0x20, 0x01, 0, 0x04, 0x01, 0x12}, 48, NULL}, /* 2001:4:112::/48 AS112-v6 */
+    {{0x20, 0x01, 0, 0x10}, 28, "reserved"},	   /* 2001:10::/28 ORCHID */
+    {{0x20, 0x01, 0, 0x20}, 28, NULL},		   /* 2001:20::/28 ORCHIDv2 */
+    {{0x20, 0x01, 0, 0x30}, 28, NULL},		   /* 2001:30::/28 DETs */
+    {{0x20, 0x01, 0, 0}, 32, "teredo"},		   /* 2001::/32 embeds IPv4 */
+    {{0x20, 0x01}, 23, "reserved"},		   /* 2001::/23 IETF protocol assignments */
+    {{0x20, 0x01, 0x0d, 0xb8}, 32, "reserved"},	   /* 2001:db8::/32 documentation */
+    {{0x3f, 0xff, 0}, 20, "reserved"},		   /* 3fff::/20 documentation */
+    {{0x20}, 3, NULL},				   /* 2000::/3 global unicast */
+    {{0xfc}, 7, "ula"},				   /* fc00::/7 unique local */
+    {{0xfe, 0x80}, 10, "link-local"},		   /* fe80::/10 */
+    {{0xfe, 0xc0}, 10, "private"},		   /* fec0::/10 site-local, deprecated */
+    {{0xff}, 8, "multicast"},			   /* ff00::/8 */
     /*
      * Everything else: ::/96 IPv4-compatible (deprecated), ::ffff:0:0:0/96
      * SIIT, 64:ff9b:1::/48 local-use NAT64, 100::/64 discard-only,
@@ -278,7 +285,7 @@ put_v4(struct sockaddr_storage *out, const uint8_t *p, uint8_t flip)
 {
 	struct sockaddr_in *sin = (struct sockaddr_in *)out;
 	uint8_t b[4] = {(uint8_t)(p[0] ^ flip), (uint8_t)(p[1] ^ flip), (uint8_t)(p[2] ^ flip),
-	    (uint8_t)(p[3] ^ flip)};
+			(uint8_t)(p[3] ^ flip)};
 
 	memset(out, 0, sizeof(*out));
 	sin->sin_family = AF_INET;
@@ -311,7 +318,7 @@ route_addr_embedded_v4(const struct sockaddr *sa, struct sockaddr_storage v4[ROU
 		put_v4(&v4[n++], a + 9, 0);
 		put_v4(&v4[n++], a + 12, 0);
 	} else if (v6_in(a, (const uint8_t[]){0x20, 0x01, 0, 0}, 32)) {
-		put_v4(&v4[n++], a + 4, 0);     /* Teredo server */
+		put_v4(&v4[n++], a + 4, 0);	/* Teredo server */
 		put_v4(&v4[n++], a + 12, 0xff); /* Teredo client, obfuscated */
 	}
 	return n;

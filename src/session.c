@@ -56,51 +56,51 @@
 #define CONNECT_MAX_HEAD 16384
 
 enum session_state {
-	SESSION_SNIFFING,   /* reading the PROXY header and/or the first bytes */
-	SESSION_RESOLVING,  /* waiting for the first answer for a $host name */
+	SESSION_SNIFFING,  /* reading the PROXY header and/or the first bytes */
+	SESSION_RESOLVING, /* waiting for the first answer for a $host name */
 	SESSION_CONNECTING,
 	SESSION_RELAYING,
-	SESSION_REFUSING,   /* flushing a refusal, then closing */
+	SESSION_REFUSING, /* flushing a refusal, then closing */
 };
 
 struct session {
 	TAILQ_ENTRY(session) entry;
 	struct gk *gk;
 	struct listener *listener;
-	struct config *cfg;                 /* a reference: conf points into it */
+	struct config *cfg; /* a reference: conf points into it */
 	const struct config_listener *conf;
 	enum session_state state;
-	struct sockaddr_storage peer;   /* the TCP peer */
+	struct sockaddr_storage peer;	/* the TCP peer */
 	struct sockaddr_storage client; /* the client: peer, or what PROXY said */
-	struct sockaddr_storage local;  /* where the client connected to (PROXY out only) */
-	int proxied;                    /* client and local came from a PROXY header */
+	struct sockaddr_storage local;	/* where the client connected to (PROXY out only) */
+	int proxied;			/* client and local came from a PROXY header */
 	int proxy_done;
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
 	enum decision decision;
-	char rule[ROUTE_NAME_MAX + 16]; /* the route pattern or allow entry that matched */
-	struct policy_verdict verdict; /* where the policy sends the client */
-	int route;                     /* verdict.route: -1 = listener upstream or allow */
+	char rule[ROUTE_NAME_MAX + 16];	      /* the route pattern or allow entry that matched */
+	struct policy_verdict verdict;	      /* where the policy sends the client */
+	int route;			      /* verdict.route: -1 = listener upstream or allow */
 	const struct config_hostport *target; /* verdict.target */
-	uint16_t want_port;            /* CONNECT / absolute-form: the port asked for */
-	int connect_method;            /* CONNECT (answer 200, drop the head) */
+	uint16_t want_port;		      /* CONNECT / absolute-form: the port asked for */
+	int connect_method;		      /* CONNECT (answer 200, drop the head) */
 	size_t head_len;
 	struct resolver_name *upstream_name; /* watched by us (a reload may drop the listener's) */
-	struct resolver_name *dynamic; /* our own watch of a $host name */
+	struct resolver_name *dynamic;	     /* our own watch of a $host name */
 	struct resolver_waiter waiter;
-	uint8_t *in;         /* bytes read while sniffing (in_cap), until the relay starts */
-	size_t in_cap;       /* a PROXY header, then a hello or a request head */
+	uint8_t *in;	       /* bytes read while sniffing (in_cap), until the relay starts */
+	size_t in_cap;	       /* a PROXY header, then a hello or a request head */
 	size_t in_off, in_len; /* in[in_off .. in_len) is not consumed yet */
-	char out[512];       /* a refusal on its way to the client */
+	char out[512];	       /* a refusal on its way to the client */
 	size_t out_off, out_len;
 	struct resolver_addrs *addrs;
 	size_t first, tried; /* round-robin start, addresses tried so far */
-	int timed_out;       /* some attempt ran out of time */
+	int timed_out;	     /* some attempt ran out of time */
 	int upstream_set;    /* upstream holds the address tried or connected */
 	struct sockaddr_storage upstream;
-	char error[96];      /* last connect error, for the access line */
+	char error[96]; /* last connect error, for the access line */
 	enum reason refusal_reason;
 	struct timeval started, deadline;
-	struct event *timer;            /* in the session's own storage (session_size) */
+	struct event *timer; /* in the session's own storage (session_size) */
 	struct relay relay;
 	struct http_stream *http; /* mode http, once relaying */
 	struct relay_filter filter;
@@ -155,7 +155,8 @@ requested_port(const struct session *s)
 	if (s->want_port != 0)
 		return s->want_port;
 	if (s->conf->n_allow > 0)
-		return s->conf->port ? (uint16_t)s->conf->port : net_port(listener_bound(s->listener));
+		return s->conf->port ? (uint16_t)s->conf->port
+				     : net_port(listener_bound(s->listener));
 	return 0;
 }
 
@@ -184,19 +185,19 @@ log_access(struct session *s, enum reason reason)
 
 	clock_now_tv(&now);
 	f[n++] = LOG_STR("listener", s->conf->name);
-	f[n++] = LOG_STR("client",
-	    net_format((struct sockaddr *)&s->client, client, sizeof(client)));
+	f[n++] =
+	    LOG_STR("client", net_format((struct sockaddr *)&s->client, client, sizeof(client)));
 	if (s->proxied)
-		f[n++] = LOG_STR("peer",
-		    net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
+		f[n++] =
+		    LOG_STR("peer", net_format((struct sockaddr *)&s->peer, peer, sizeof(peer)));
 	f[n++] = LOG_STR("name", s->name[0] ? s->name : NULL);
 	f[n++] = LOG_STR("decision", decision_name(s->decision));
 	if ((port = requested_port(s)) != 0)
 		f[n++] = LOG_NUM("port", port);
 	f[n++] = LOG_STR("rule", s->rule[0] ? s->rule : NULL);
 	f[n++] = LOG_STR("upstream", s->upstream_set ? net_format((struct sockaddr *)&s->upstream,
-							   upstream, sizeof(upstream)) :
-						       "-");
+								  upstream, sizeof(upstream))
+						     : "-");
 	f[n++] = LOG_NUM("bytes_in", s->relay.bytes[RELAY_CLIENT]);
 	f[n++] = LOG_NUM("bytes_out", s->relay.bytes[RELAY_UPSTREAM]);
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
@@ -251,7 +252,8 @@ session_close_all(struct gk *gk, enum reason reason)
 static void
 refusal_write(struct session *s)
 {
-	ssize_t n = relay_write(&s->relay, RELAY_CLIENT, s->out + s->out_off, s->out_len - s->out_off);
+	ssize_t n =
+	    relay_write(&s->relay, RELAY_CLIENT, s->out + s->out_off, s->out_len - s->out_off);
 
 	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return; /* the client's next write edge brings us back */
@@ -292,7 +294,8 @@ session_fail(struct session *s, enum reason reason)
 	if ((s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT) &&
 	    s->proxy_done) {
 		char buf[512];
-		size_t n = http_refusal(reason, s->conf->mode == CONFIG_MODE_CONNECT, buf, sizeof(buf));
+		size_t n =
+		    http_refusal(reason, s->conf->mode == CONFIG_MODE_CONNECT, buf, sizeof(buf));
 		if (n > 0) {
 			refuse(s, buf, n, reason);
 			return;
@@ -517,13 +520,15 @@ http_filter_may_read(void *arg, int from)
 static int
 http_start(struct session *s)
 {
-	struct http_peer peer = {(const struct sockaddr *)&s->client, policy_forwarding_trusted(s->conf->policy, (const struct sockaddr *)&s->peer),
+	struct http_peer peer = {
+	    (const struct sockaddr *)&s->client,
+	    policy_forwarding_trusted(s->conf->policy, (const struct sockaddr *)&s->peer),
 	    s->conf->mode == CONFIG_MODE_CONNECT};
 	struct timeval now;
 
 	clock_now_tv(&now);
 	if ((s->http = http_stream_init(pool_alloc(&s->gk->http_pool), &s->conf->http, &peer,
-		 &http_ops, s, &now)) == NULL)
+					&http_ops, s, &now)) == NULL)
 		return -1;
 	s->filter.bytes = http_filter_bytes;
 	s->filter.may_read = http_filter_may_read;
@@ -560,7 +565,7 @@ connected(struct session *s)
 		s->relay.bytes[RELAY_CLIENT] += s->in_len - s->in_off;
 		http_filter_bytes(s, RELAY_CLIENT, s->in + s->in_off, s->in_len - s->in_off);
 	} else if (relay_queue(&s->relay, RELAY_UPSTREAM, s->in + s->in_off, s->in_len - s->in_off,
-		       1) == -1) {
+			       1) == -1) {
 		goto oom;
 	}
 	free(s->in);
@@ -589,7 +594,7 @@ upstream_io(struct session *s, short what)
 	}
 	set_error(s, err);
 	log_kv(LOG_LEVEL_DEBUG, "connect failed", LOG_STR("listener", s->conf->name),
-	    LOG_STR("error", s->error));
+	       LOG_STR("error", s->error));
 	upstream_failed(s);
 }
 
@@ -667,8 +672,8 @@ guard_addresses(struct session *s)
 		}
 		net_addr_format(sa, abuf, sizeof(abuf));
 		log_kv(LOG_LEVEL_DEBUG, "address refused", LOG_STR("listener", s->conf->name),
-		    LOG_STR("name", s->name[0] ? s->name : s->target->host),
-		    LOG_STR("addr", abuf), LOG_STR("why", why));
+		       LOG_STR("name", s->name[0] ? s->name : s->target->host),
+		       LOG_STR("addr", abuf), LOG_STR("why", why));
 		if (s->error[0] == '\0')
 			snprintf(s->error, sizeof(s->error), "%s is %s", abuf, why);
 	}
@@ -733,7 +738,7 @@ upstream_chosen(struct session *s)
 		 * in. The listener watches the same name, so this finds it.
 		 */
 		s->upstream_name = resolver_watch(listener_resolver(s->listener), s->target->host,
-		    s->target->port);
+						  s->target->port);
 		if (s->upstream_name == NULL) {
 			session_close(s, REASON_OUT_OF_MEMORY);
 			return;
@@ -743,7 +748,7 @@ upstream_chosen(struct session *s)
 	}
 	/* A name from the wire: looked up exactly as written, in DNS only. */
 	s->dynamic = resolver_watch_as(listener_resolver(s->listener), s->name, s->target->port,
-	    RESOLVER_EXACT);
+				       RESOLVER_EXACT);
 	if (s->dynamic == NULL) {
 		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
@@ -816,7 +821,7 @@ read_proxy_header(struct session *s)
 	}
 	if (r != PARSE_OK) {
 		session_fail(s,
-		    r == PARSE_NOT_FOUND ? REASON_PROXY_MISSING : REASON_PROXY_MALFORMED);
+			     r == PARSE_NOT_FOUND ? REASON_PROXY_MISSING : REASON_PROXY_MALFORMED);
 		return -1;
 	}
 	if (!h.local && (h.family == AF_INET || h.family == AF_INET6)) {
@@ -879,10 +884,10 @@ sniff_cap(const struct session *s)
  */
 static int
 http_request_refused(struct session *s, const uint8_t *buf, enum parse_result r,
-    const struct sniff_http_request *req)
+		     const struct sniff_http_request *req)
 {
 	struct http_peer peer = {(const struct sockaddr *)&s->client, 0,
-	    s->conf->mode == CONFIG_MODE_CONNECT};
+				 s->conf->mode == CONFIG_MODE_CONNECT};
 	struct http_head info;
 	enum reason why;
 
@@ -940,9 +945,9 @@ sniff_name(struct session *s)
 		}
 		return 0;
 	case PARSE_MALFORMED:
-		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large ?
-				REASON_TOO_LARGE :
-				REASON_MALFORMED);
+		session_fail(s, s->conf->mode == CONFIG_MODE_TLS && hello.too_large
+				    ? REASON_TOO_LARGE
+				    : REASON_MALFORMED);
 		return -1;
 	case PARSE_NOT_FOUND:
 	case PARSE_OK:
@@ -1050,9 +1055,9 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	switch (s->state) {
 	case SESSION_SNIFFING:
 		session_fail(s, s->conf->mode == CONFIG_MODE_HTTP && s->proxy_done &&
-				    s->conf->http.header_timeout < s->conf->sniff_timeout ?
-				REASON_HEADER_TIMEOUT :
-				REASON_SNIFF_TIMEOUT);
+					s->conf->http.header_timeout < s->conf->sniff_timeout
+				    ? REASON_HEADER_TIMEOUT
+				    : REASON_SNIFF_TIMEOUT);
 		break;
 	case SESSION_RESOLVING:
 		resolver_wait_cancel(&s->waiter);
@@ -1068,7 +1073,8 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SESSION_RELAYING: {
 		struct timeval now;
-		if (s->conf->idle_timeout > 0 && relay_idle_ms(&s->relay) >= s->conf->idle_timeout) {
+		if (s->conf->idle_timeout > 0 &&
+		    relay_idle_ms(&s->relay) >= s->conf->idle_timeout) {
 			session_close(s, REASON_IDLE_TIMEOUT);
 			break;
 		}
@@ -1097,7 +1103,7 @@ first_bytes_timeout(const struct session *s)
 
 void
 session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struct sockaddr *peer,
-    socklen_t peerlen)
+	      socklen_t peerlen)
 {
 	struct session *s;
 
@@ -1127,7 +1133,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	s->timer = (struct event *)((char *)s + timer_offset());
 	evtimer_assign(s->timer, gk->base, on_timer, s);
 	relay_init(&s->relay, gk->base, (char *)s + relay_events_offset(), session_io,
-	    on_relay_done, s);
+		   on_relay_done, s);
 	s->proxy_done = !s->conf->proxy.accept;
 	/*
 	 * In tcp mode with nothing to read first, the client's socket is
@@ -1135,7 +1141,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	 * the kernel.
 	 */
 	if (relay_attach(&s->relay, RELAY_CLIENT, fd,
-		!(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1) {
+			 !(s->proxy_done && s->conf->mode == CONFIG_MODE_TCP)) == -1) {
 		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}

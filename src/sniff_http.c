@@ -27,7 +27,7 @@ static enum parse_result parse_port(const uint8_t *, size_t, uint16_t *);
 static enum parse_result parse_authority(const uint8_t *, size_t, char *, size_t *, uint16_t *);
 static enum parse_result parse_target(const uint8_t *, struct sniff_http_request *);
 static enum parse_result parse_request_line(const uint8_t *, size_t, struct sniff_http_request *,
-    size_t *);
+					    size_t *);
 static enum parse_result parse_host(const uint8_t *, size_t, struct sniff_http_request *);
 static enum parse_result parse_head(const uint8_t *, size_t, struct sniff_http_request *);
 

@@ -15,18 +15,18 @@
 
 #include "sniff_tls.h"
 
-#define TLS_RECORD_HEADER   5     /* type, version, length */
-#define TLS_RECORD_MAX      16384 /* 2^14: the largest plaintext fragment */
-#define TLS_CT_ALERT        21
+#define TLS_RECORD_HEADER   5	  /* type, version, length */
+#define TLS_RECORD_MAX	    16384 /* 2^14: the largest plaintext fragment */
+#define TLS_CT_ALERT	    21
 #define TLS_CT_HANDSHAKE    22
-#define TLS_HS_HEADER       4 /* msg_type, 24-bit length */
+#define TLS_HS_HEADER	    4 /* msg_type, 24-bit length */
 #define TLS_HS_CLIENT_HELLO 1
-#define TLS_RANDOM_LEN      32
+#define TLS_RANDOM_LEN	    32
 #define TLS_SESSION_ID_MAX  32
 #define TLS_EXT_SERVER_NAME 0
-#define TLS_EXT_ALPN        16
+#define TLS_EXT_ALPN	    16
 #define TLS_NAME_HOST_NAME  0
-#define TLS_ALERT_FATAL     2
+#define TLS_ALERT_FATAL	    2
 
 /*
  * A reader over the handshake message as it lies in buf: a byte stream cut
@@ -35,11 +35,11 @@
  */
 struct hs_cursor {
 	const uint8_t *buf;
-	size_t len;      /* bytes in buf */
-	size_t pos;      /* buf offset of the next message byte */
+	size_t len;	 /* bytes in buf */
+	size_t pos;	 /* buf offset of the next message byte */
 	size_t frag_end; /* buf offset where the current fragment ends */
-	size_t off;      /* message offset of the next byte */
-	size_t msg_len;  /* message length, handshake header included */
+	size_t off;	 /* message offset of the next byte */
+	size_t msg_len;	 /* message length, handshake header included */
 };
 
 static uint16_t get16(const uint8_t *);
@@ -72,7 +72,7 @@ static enum parse_result
 frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed, int *too_large)
 {
 	uint8_t hs[TLS_HS_HEADER];
-	size_t pos = 0;  /* buf offset of the current record header */
+	size_t pos = 0;	 /* buf offset of the current record header */
 	size_t have = 0; /* message bytes in the records before pos */
 	size_t need = 0; /* message length; 0 while the header is incomplete */
 
@@ -122,7 +122,7 @@ frame(const uint8_t *buf, size_t len, size_t *msg_len, size_t *consumed, int *to
 				return PARSE_MALFORMED;
 			if (have + i == TLS_HS_HEADER) {
 				need = TLS_HS_HEADER +
-				    ((size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3]);
+				       ((size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3]);
 				if (need + TLS_RECORD_HEADER > SNIFF_TLS_MAX_HELLO) {
 					*too_large = 1;
 					return PARSE_MALFORMED;
@@ -241,11 +241,9 @@ parse_hello(struct hs_cursor *c, struct sniff_tls_hello *out)
 		return PARSE_MALFORMED;
 	if (cur_skip(c, end, TLS_RANDOM_LEN) == -1)
 		return PARSE_MALFORMED;
-	if (cur_u8(c, end, &n8) == -1 || n8 > TLS_SESSION_ID_MAX ||
-	    cur_skip(c, end, n8) == -1)
+	if (cur_u8(c, end, &n8) == -1 || n8 > TLS_SESSION_ID_MAX || cur_skip(c, end, n8) == -1)
 		return PARSE_MALFORMED;
-	if (cur_u16(c, end, &n16) == -1 || n16 < 2 || n16 % 2 != 0 ||
-	    cur_skip(c, end, n16) == -1)
+	if (cur_u16(c, end, &n16) == -1 || n16 < 2 || n16 % 2 != 0 || cur_skip(c, end, n16) == -1)
 		return PARSE_MALFORMED;
 	if (cur_u8(c, end, &n8) == -1 || n8 < 1 || cur_skip(c, end, n8) == -1)
 		return PARSE_MALFORMED;
@@ -401,11 +399,13 @@ sniff_tls_alert(uint8_t *out, size_t cap, uint8_t description)
 	 * RFC 8446 5.1 tells clients to ignore it.
 	 */
 	const uint8_t alert[SNIFF_TLS_ALERT_LEN] = {
-		TLS_CT_ALERT,    /* content type: alert */
-		0x03, 0x03,      /* record version: TLS 1.2 */
-		0x00, 0x02,      /* fragment length */
-		TLS_ALERT_FATAL, /* level */
-		description,     /* description */
+	    TLS_CT_ALERT, /* content type: alert */
+	    0x03,
+	    0x03, /* record version: TLS 1.2 */
+	    0x00,
+	    0x02,	     /* fragment length */
+	    TLS_ALERT_FATAL, /* level */
+	    description,     /* description */
 	};
 
 	if (out == NULL || cap < sizeof(alert))

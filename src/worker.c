@@ -31,8 +31,9 @@
 
 /* A reload handed from the main thread to a later worker (gk->reload). */
 struct worker_reload {
-	struct config *cfg;             /* a reference, for this worker */
-	struct sockaddr_storage *bound; /* per listener of cfg: the address the first worker bound */
+	struct config *cfg; /* a reference, for this worker */
+	struct sockaddr_storage
+	    *bound; /* per listener of cfg: the address the first worker bound */
 };
 
 void
@@ -58,7 +59,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_kv(LOG_LEVEL_WARN, "drain timeout, closing sessions", LOG_NUM("worker", gk->worker),
-	    LOG_NUM("sessions", gk->n_sessions));
+	       LOG_NUM("sessions", gk->n_sessions));
 	session_close_all(gk, REASON_SHUTDOWN);
 	event_base_loopexit(gk->base, NULL);
 }
@@ -74,8 +75,8 @@ worker_drain(struct gk *gk)
 	/* Listeners first: once the line is out, new connections are refused. */
 	close_listeners(gk);
 	log_kv(LOG_LEVEL_INFO, "draining", LOG_NUM("worker", gk->worker),
-	    LOG_NUM("sessions", gk->n_sessions),
-	    LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
+	       LOG_NUM("sessions", gk->n_sessions),
+	       LOG_NUM("drain_timeout_ms", gk->cfg->defaults.drain_timeout));
 	if (gk->n_sessions == 0) {
 		event_base_loopexit(gk->base, NULL);
 		return;
@@ -105,13 +106,13 @@ static int
 same_listen(const struct config_listener *a, const struct config_listener *b)
 {
 	return a->listen.len == b->listen.len &&
-	    net_sockaddr_equal((const struct sockaddr *)&a->listen.ss,
-		(const struct sockaddr *)&b->listen.ss);
+	       net_sockaddr_equal((const struct sockaddr *)&a->listen.ss,
+				  (const struct sockaddr *)&b->listen.ss);
 }
 
 int
-worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *bound,
-    size_t *added, size_t *kept, size_t *removed)
+worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *bound, size_t *added,
+	     size_t *kept, size_t *removed)
 {
 	size_t n = cfg->n_listeners, old_n = gk->n_listeners;
 	struct listener **fresh = calloc(n ? n : 1, sizeof(*fresh)), **old = gk->listeners;
@@ -131,8 +132,8 @@ worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *b
 			for (size_t j = 0; j < old_n && match[i] < 0; j++)
 				if (old[j] != NULL && !taken[j] &&
 				    same_listen(listener_conf(old[j]), &cfg->listeners[i]) &&
-				    (!by_name ||
-					strcmp(listener_conf(old[j])->name, cfg->listeners[i].name) == 0)) {
+				    (!by_name || strcmp(listener_conf(old[j])->name,
+							cfg->listeners[i].name) == 0)) {
 					match[i] = (int)j;
 					taken[j] = 1;
 				}
@@ -141,7 +142,7 @@ worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *b
 		if (match[i] >= 0)
 			continue;
 		fresh[i] = listener_new(gk, cfg, &cfg->listeners[i],
-		    bound ? (const struct sockaddr *)&bound[i] : NULL);
+					bound ? (const struct sockaddr *)&bound[i] : NULL);
 		if (fresh[i] == NULL && gk->worker == 0)
 			goto fail;
 	}
@@ -154,7 +155,8 @@ worker_apply(struct gk *gk, struct config *cfg, const struct sockaddr_storage *b
 		fresh[i] = old[match[i]];
 		if (listener_update(fresh[i], cfg, &cfg->listeners[i]) == -1)
 			log_kv(LOG_LEVEL_ERROR, "reload: listener keeps its old settings",
-			    LOG_STR("listener", cfg->listeners[i].name), LOG_STR("error", "out of memory"));
+			       LOG_STR("listener", cfg->listeners[i].name),
+			       LOG_STR("error", "out of memory"));
 		*kept += 1;
 	}
 	pthread_mutex_lock(gk->listeners_lock);
@@ -240,7 +242,7 @@ worker_ask_reload(struct gk *gk, struct config *cfg, const struct gk *first)
 
 int
 worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk *first,
-    pthread_mutex_t *listeners_lock)
+	    pthread_mutex_t *listeners_lock)
 {
 	memset(gk, 0, sizeof(*gk));
 	TAILQ_INIT(&gk->sessions);
@@ -268,8 +270,8 @@ worker_open(struct gk *gk, struct config *cfg, int index, int n, const struct gk
 	if (first != NULL) {
 		if (pipe2(gk->notify, O_NONBLOCK | O_CLOEXEC) == -1)
 			return -1;
-		gk->notify_ev = event_new(gk->base, gk->notify[0], EV_READ | EV_PERSIST, on_notify,
-		    gk);
+		gk->notify_ev =
+		    event_new(gk->base, gk->notify[0], EV_READ | EV_PERSIST, on_notify, gk);
 		if (gk->notify_ev == NULL || event_add(gk->notify_ev, NULL) == -1)
 			return -1;
 	}

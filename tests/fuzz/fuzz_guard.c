@@ -230,18 +230,18 @@ check_class(int v6, const uint8_t *a)
 		 */
 		static const struct {
 			uint8_t pre[16];
-			unsigned at; /* where the address goes */
+			unsigned at;  /* where the address goes */
 			uint8_t flip; /* Teredo's client is stored inverted */
 			int judged;
 		} forms[] = {
 		    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 12, 0, 1}, /* mapped */
-		    {{0x00, 0x64, 0xff, 0x9b}, 12, 0, 1},                   /* NAT64 */
-		    {{0x20, 0x02}, 2, 0, 1},                                /* 6to4 */
-		    {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 12, 0, 0},       /* SIIT */
-		    {{0x20, 0x01, 0, 0}, 4, 0, 0},                          /* Teredo server */
-		    {{0x20, 0x01, 0, 0, 9, 9, 9, 9}, 12, 0xff, 0},          /* Teredo client */
-		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 12, 0, 0},       /* local NAT64 /96 */
-		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 9, 0, 0},        /* local NAT64 /64 */
+		    {{0x00, 0x64, 0xff, 0x9b}, 12, 0, 1},		    /* NAT64 */
+		    {{0x20, 0x02}, 2, 0, 1},				    /* 6to4 */
+		    {{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 12, 0, 0},	    /* SIIT */
+		    {{0x20, 0x01, 0, 0}, 4, 0, 0},			    /* Teredo server */
+		    {{0x20, 0x01, 0, 0, 9, 9, 9, 9}, 12, 0xff, 0},	    /* Teredo client */
+		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 12, 0, 0},	    /* local NAT64 /96 */
+		    {{0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}, 9, 0, 0},	    /* local NAT64 /64 */
 		};
 		struct sockaddr_storage ss, v4[ROUTE_EMBEDDED_MAX];
 		uint8_t m[16];
@@ -258,7 +258,8 @@ check_class(int v6, const uint8_t *a)
 			n = route_addr_embedded_v4((const struct sockaddr *)&ss, v4);
 			CHECK(n <= ROUTE_EMBEDDED_MAX);
 			for (size_t j = 0; j < n; j++)
-				found |= memcmp(&((struct sockaddr_in *)&v4[j])->sin_addr, a, 4) == 0;
+				found |=
+				    memcmp(&((struct sockaddr_in *)&v4[j])->sin_addr, a, 4) == 0;
 			CHECK(found);
 		}
 	}
@@ -357,8 +358,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(a, data + 3, 16);
 		memcpy(b, data + 19, 16);
 		/* mostly the same family: a cross-family pair 1 time in 8 */
-		check_cidr(data[1] & 1, a, data[2], (data[1] & 0x0e) == 0 ? !(data[1] & 1) : data[1] & 1,
-		    b);
+		check_cidr(data[1] & 1, a, data[2],
+			   (data[1] & 0x0e) == 0 ? !(data[1] & 1) : data[1] & 1, b);
 		/* and an address near the block: its first bytes */
 		memcpy(b, a, (size_t)(data[2] % 17));
 		check_cidr(data[1] & 1, a, data[2], data[1] & 1, b);

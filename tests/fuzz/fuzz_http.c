@@ -33,7 +33,7 @@
 #define UP_MAX (1 << 20)
 
 struct rec {
-	uint8_t *up;     /* bytes sent upstream before any switch to raw */
+	uint8_t *up; /* bytes sent upstream before any switch to raw */
 	size_t up_len;
 	const char *ended;
 	int raw, misdirect;
@@ -144,9 +144,10 @@ upgrade_token(const char *t)
 static void
 header_done(struct chk *k)
 {
-	static const char *const ours[] = {"host", "content-length", "transfer-encoding",
-	    "connection", "upgrade", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-	    "x-real-ip", "forwarded", "proxy-authorization"};
+	static const char *const ours[] = {
+	    "host",	 "content-length",  "transfer-encoding",  "connection",
+	    "upgrade",	 "x-forwarded-for", "x-forwarded-proto",  "x-forwarded-host",
+	    "x-real-ip", "forwarded",	    "proxy-authorization"};
 	char folded[64];
 
 	if (!k->has_header)
@@ -297,6 +298,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check.data = &k;
 	n = http_parser_execute(&check, &none, (const char *)r.up, r.up_len);
 	CHECK(HTTP_PARSER_ERRNO(&check) == HPE_OK || (check.upgrade && n < r.up_len) ||
-	    r.up_len == UP_MAX);
+	      r.up_len == UP_MAX);
 	return 0;
 }

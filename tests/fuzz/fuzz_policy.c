@@ -30,7 +30,7 @@
 #include "route.h"
 #include "fuzz.h"
 
-#define MAX_ITEMS 24
+#define MAX_ITEMS   24
 #define SCORE_BLOCK 2000000u
 
 static struct config_listener L;
@@ -143,9 +143,9 @@ ref_allow_score(const struct config_allow *a, const char *name, uint16_t want, u
 		score = route_name_is_ip(name) ? 0 : route_pattern_score(a->pattern, name);
 	else
 		score = net_parse_ip(name, 0, &ss, &len) == 0 &&
-				config_cidr_contains(&a->cidr, (struct sockaddr *)&ss) ?
-			    SCORE_BLOCK + a->cidr.prefix :
-			    0;
+				config_cidr_contains(&a->cidr, (struct sockaddr *)&ss)
+			    ? SCORE_BLOCK + a->cidr.prefix
+			    : 0;
 	if (score > 0 && want != 0 && want != (a->port ? a->port : 443)) {
 		*refused = want;
 		return 0;
@@ -176,8 +176,8 @@ ref_route(const char *name, uint16_t want, uint16_t listen_port, struct ref *r)
 	for (size_t i = 0; i < L.n_routes; i++) {
 		host_route |= L.routes[i].upstream.sniffed_host;
 		for (size_t j = 0; j < L.routes[i].match.n; j++)
-			if ((score = ref_pattern_score(&L.routes[i], L.routes[i].match.v[j], name)) >
-			    best) {
+			if ((score = ref_pattern_score(&L.routes[i], L.routes[i].match.v[j],
+						       name)) > best) {
 				best = score;
 				r->route = (int)i;
 				r->pattern = (int)j;
@@ -200,10 +200,11 @@ ref_route(const char *name, uint16_t want, uint16_t listen_port, struct ref *r)
 	}
 	t = r->route >= 0 ? &L.routes[r->route].upstream : L.upstream.host ? &L.upstream : NULL;
 	if (t == NULL) {
-		r->refusal = L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT || (literal && host_route) ?
-				 REASON_NOT_ALLOWED :
-				 name ? REASON_NO_ROUTE :
-					REASON_NO_NAME;
+		r->refusal =
+		    L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT || (literal && host_route)
+			? REASON_NOT_ALLOWED
+		    : name ? REASON_NO_ROUTE
+			   : REASON_NO_NAME;
 		return;
 	}
 	r->host = t->host;
@@ -241,7 +242,8 @@ ref_guard(const struct sockaddr *sa, int literal)
 		return NULL;
 	if (literal)
 		for (size_t i = 0; i < L.n_allow; i++)
-			if (L.allow[i].pattern == NULL && config_cidr_contains(&L.allow[i].cidr, sa))
+			if (L.allow[i].pattern == NULL &&
+			    config_cidr_contains(&L.allow[i].cidr, sa))
 				return NULL;
 	return class;
 }
@@ -273,7 +275,7 @@ static void
 setup(uint8_t flags)
 {
 	static const enum config_mode modes[] = {CONFIG_MODE_TLS, CONFIG_MODE_HTTP,
-	    CONFIG_MODE_CONNECT, CONFIG_MODE_TLS};
+						 CONFIG_MODE_CONNECT, CONFIG_MODE_TLS};
 
 	memset(&L, 0, sizeof(L));
 	n_store = 0;
@@ -370,7 +372,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				add_route(arg, line[0] == 'R');
 			continue;
 		case 'a':
-			if (p == NULL && L.n_allow < MAX_ITEMS && parse_allow(arg, &allows[L.n_allow]) == 0)
+			if (p == NULL && L.n_allow < MAX_ITEMS &&
+			    parse_allow(arg, &allows[L.n_allow]) == 0)
 				L.n_allow++;
 			continue;
 		case '+':
@@ -403,7 +406,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (L.mode != CONFIG_MODE_CONNECT || port < 1 || port > 65535)
 				port = 0;
 			if (strcmp(arg, "-") != 0) {
-				if (route_normalize_name(arg, strlen(arg), name, sizeof(name)) == -1)
+				if (route_normalize_name(arg, strlen(arg), name, sizeof(name)) ==
+				    -1)
 					continue;
 				n = name;
 			} else if (L.mode == CONFIG_MODE_CONNECT) {

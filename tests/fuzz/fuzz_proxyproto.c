@@ -22,7 +22,7 @@
 #include "fuzz.h"
 
 static const uint8_t v2_sig[12] = {
-	0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+    0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
 };
 
 static int
@@ -49,7 +49,7 @@ static void
 check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct proxyproto_header *h)
 {
 	CHECK(r == PARSE_OK || r == PARSE_NEED_MORE || r == PARSE_NOT_FOUND ||
-	    r == PARSE_MALFORMED);
+	      r == PARSE_MALFORMED);
 	if (r == PARSE_NEED_MORE)
 		CHECK(len < PROXYPROTO_PARSE_MAX && (len == 0 || could_start(buf, len)));
 	if (r == PARSE_NOT_FOUND)
@@ -76,16 +76,16 @@ check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct prox
 /* emit writes src/dst with version v, parses it back and compares. */
 static void
 round_trip(int v, const struct sockaddr_storage *src, const struct sockaddr_storage *dst,
-    int usable)
+	   int usable)
 {
 	uint8_t out[PROXYPROTO_V2_MAX];
 	struct proxyproto_header h;
 	size_t n;
 
 	n = v == 1 ? proxyproto_write_v1(out, sizeof(out), (const struct sockaddr *)src,
-			 (const struct sockaddr *)dst)
+					 (const struct sockaddr *)dst)
 		   : proxyproto_write_v2(out, sizeof(out), (const struct sockaddr *)src,
-			 (const struct sockaddr *)dst);
+					 (const struct sockaddr *)dst);
 	CHECK(n > 0 && n <= (v == 1 ? PROXYPROTO_V1_MAX : PROXYPROTO_V2_MAX));
 	CHECK(proxyproto_parse(out, n, &h) == PARSE_OK);
 	CHECK(h.version == v && h.len == n);
@@ -97,11 +97,10 @@ round_trip(int v, const struct sockaddr_storage *src, const struct sockaddr_stor
 	CHECK(memcmp(&h.src, src, sizeof(*src)) == 0 && memcmp(&h.dst, dst, sizeof(*dst)) == 0);
 	/* one byte short of room: nothing */
 	CHECK((v == 1 ? proxyproto_write_v1(out, n - 1, (const struct sockaddr *)src,
-			    (const struct sockaddr *)dst)
+					    (const struct sockaddr *)dst)
 		      : proxyproto_write_v2(out, n - 1, (const struct sockaddr *)src,
-			    (const struct sockaddr *)dst)) == 0);
+					    (const struct sockaddr *)dst)) == 0);
 }
-
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -19,7 +19,7 @@ check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct snif
 	size_t mlen;
 
 	CHECK(r == PARSE_OK || r == PARSE_NEED_MORE || r == PARSE_NOT_FOUND ||
-	    r == PARSE_MALFORMED);
+	      r == PARSE_MALFORMED);
 	if (r == PARSE_NEED_MORE)
 		CHECK(len < SNIFF_HTTP_MAX_HEAD);
 	if (r != PARSE_OK && r != PARSE_NOT_FOUND)
@@ -35,7 +35,7 @@ check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct snif
 	CHECK(q->version_minor == 0 || q->version_minor == 1);
 	if (r == PARSE_NOT_FOUND)
 		CHECK(q->host_len == 0 && q->port == 0 &&
-		    (q->form == SNIFF_HTTP_ORIGIN || q->form == SNIFF_HTTP_ASTERISK));
+		      (q->form == SNIFF_HTTP_ORIGIN || q->form == SNIFF_HTTP_ASTERISK));
 	else
 		CHECK(q->host_len > 0);
 	if (q->form == SNIFF_HTTP_AUTHORITY)
@@ -48,9 +48,9 @@ static int
 same(const struct sniff_http_request *a, const struct sniff_http_request *b)
 {
 	return strcmp(a->method, b->method) == 0 && a->form == b->form &&
-	    a->target_off == b->target_off && a->target_len == b->target_len &&
-	    strcmp(a->host, b->host) == 0 && a->port == b->port && a->https == b->https &&
-	    a->version_minor == b->version_minor && a->head_len == b->head_len;
+	       a->target_off == b->target_off && a->target_len == b->target_len &&
+	       strcmp(a->host, b->host) == 0 && a->port == b->port && a->https == b->https &&
+	       a->version_minor == b->version_minor && a->head_len == b->head_len;
 }
 
 int

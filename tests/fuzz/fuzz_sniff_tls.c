@@ -20,7 +20,7 @@ check_out(const uint8_t *buf, size_t len, enum parse_result r, const struct snif
 	unsigned i;
 
 	CHECK(r == PARSE_OK || r == PARSE_NEED_MORE || r == PARSE_NOT_FOUND ||
-	    r == PARSE_MALFORMED);
+	      r == PARSE_MALFORMED);
 	if (r == PARSE_NEED_MORE)
 		CHECK(len < SNIFF_TLS_MAX_HELLO);
 	if (r != PARSE_OK && r != PARSE_NOT_FOUND)

@@ -45,7 +45,7 @@
 static struct owned {
 	void *p;
 	int is_cfg;
-} *owned;
+} * owned;
 static size_t n_owned;
 
 static void *
@@ -158,10 +158,10 @@ expect_errors_(const char *text, const char *const *want, size_t n)
 		int exact = wl > 0 && want[i][wl - 1] == '$';
 
 		assert_int_equal(nth_line(errs, i, line, sizeof(line)), 0);
-		if (exact ? (strlen(line) != wl - 1 || strncmp(line, want[i], wl - 1) != 0) :
-			    strncmp(line, want[i], wl) != 0)
-			fail_msg("error line %zu:\n  got:  %s\n  want: %s%s\nall errors:\n%s", i + 1,
-			    line, want[i], exact ? "" : "...", errs);
+		if (exact ? (strlen(line) != wl - 1 || strncmp(line, want[i], wl - 1) != 0)
+			  : strncmp(line, want[i], wl) != 0)
+			fail_msg("error line %zu:\n  got:  %s\n  want: %s%s\nall errors:\n%s",
+				 i + 1, line, want[i], exact ? "" : "...", errs);
 	}
 }
 
@@ -223,7 +223,7 @@ assert_config_equal(const struct config *a, const struct config *b)
 		assert_string_equal(x->name, y->name);
 		assert_int_equal(x->listen.len, y->listen.len);
 		assert_true(net_sockaddr_equal((const struct sockaddr *)&x->listen.ss,
-		    (const struct sockaddr *)&y->listen.ss));
+					       (const struct sockaddr *)&y->listen.ss));
 		assert_int_equal(x->mode, y->mode);
 		assert_hostport_equal(&x->upstream, &y->upstream);
 		assert_int_equal(x->n_routes, y->n_routes);
@@ -240,9 +240,9 @@ assert_config_equal(const struct config *a, const struct config *b)
 		assert_int_equal(x->proxy.n_trusted, y->proxy.n_trusted);
 		for (size_t k = 0; k < x->proxy.n_trusted; k++) {
 			assert_int_equal(x->proxy.trusted[k].prefix, y->proxy.trusted[k].prefix);
-			assert_true(net_sockaddr_equal(
-			    (const struct sockaddr *)&x->proxy.trusted[k].addr,
-			    (const struct sockaddr *)&y->proxy.trusted[k].addr));
+			assert_true(
+			    net_sockaddr_equal((const struct sockaddr *)&x->proxy.trusted[k].addr,
+					       (const struct sockaddr *)&y->proxy.trusted[k].addr));
 		}
 		assert_int_equal(x->sniff_timeout, y->sniff_timeout);
 		assert_int_equal(x->connect_timeout, y->connect_timeout);
@@ -286,17 +286,18 @@ static void
 test_unknown_keys_did_you_mean(void **state)
 {
 	(void)state;
-	expect_errors("listeners:\n"
-		      "  - name: a\n"
-		      "    listen: 127.0.0.1:0\n"
-		      "    upstream: whoami:80\n"
-		      "    upstrem: whoami:81\n"
-		      "    conect_timeout: 5s\n"
-		      "    idle-timeout: 1s\n"
-		      "    Max_Connections: 5\n"
-		      "    mod: tcp\n"
-		      "    zzzzzzzzzz: 1\n"
-		      "    timeout: 5s\n",
+	expect_errors(
+	    "listeners:\n"
+	    "  - name: a\n"
+	    "    listen: 127.0.0.1:0\n"
+	    "    upstream: whoami:80\n"
+	    "    upstrem: whoami:81\n"
+	    "    conect_timeout: 5s\n"
+	    "    idle-timeout: 1s\n"
+	    "    Max_Connections: 5\n"
+	    "    mod: tcp\n"
+	    "    zzzzzzzzzz: 1\n"
+	    "    timeout: 5s\n",
 	    NAME ":5:5: unknown key 'upstrem' in listeners[0] (did you mean 'upstream'?)$",
 	    NAME ":6:5: unknown key 'conect_timeout' in listeners[0] (did you mean "
 		 "'connect_timeout'?)$",
@@ -312,19 +313,20 @@ static void
 test_unknown_keys_in_sections(void **state)
 {
 	(void)state;
-	expect_errors("listener: []\n"
-		      "logs:\n"
-		      "  level: info\n"
-		      "log:\n"
-		      "  levle: info\n"
-		      "  colour: yes\n"
-		      "resolver:\n"
-		      "  nameserver: [127.0.0.1]\n"
-		      "  min-ttl: 1s\n"
-		      "defaults:\n"
-		      "  drain: 5s\n"
-		      "  drain_timout: 5s\n"
-		      "completely_unrelated: 1\n" ONE_LISTENER,
+	expect_errors(
+	    "listener: []\n"
+	    "logs:\n"
+	    "  level: info\n"
+	    "log:\n"
+	    "  levle: info\n"
+	    "  colour: yes\n"
+	    "resolver:\n"
+	    "  nameserver: [127.0.0.1]\n"
+	    "  min-ttl: 1s\n"
+	    "defaults:\n"
+	    "  drain: 5s\n"
+	    "  drain_timout: 5s\n"
+	    "completely_unrelated: 1\n" ONE_LISTENER,
 	    NAME ":1:1: unknown key 'listener' in the top level (did you mean 'listeners'?)$",
 	    NAME ":2:1: unknown key 'logs' in the top level (did you mean 'log'?)$",
 	    NAME ":5:3: unknown key 'levle' in log (did you mean 'level'?)$",
@@ -344,7 +346,8 @@ test_unknown_key_in_second_listener(void **state)
 				   "    listen: 127.0.0.1:0\n"
 				   "    upstream: whoami:80\n"
 				   "    upstreams: x:1\n",
-	    NAME ":8:5: unknown key 'upstreams' in listeners[1] (did you mean 'upstream'?)$");
+		      NAME
+		      ":8:5: unknown key 'upstreams' in listeners[1] (did you mean 'upstream'?)$");
 }
 
 static void
@@ -385,14 +388,14 @@ test_bad_durations(void **state)
 		      "  min_ttl: 99999999999999999999999999s\n"
 		      "  timeout: 5 s\n" ONE_LISTENER "    connect_timeout: 1h30m\n"
 		      "    idle_timeout: \"\"\n",
-	    NAME ":2:20: invalid duration '5x' for 'connect_timeout'",
-	    NAME ":3:17: invalid duration '5' for 'idle_timeout'",
-	    NAME ":4:18: invalid duration '-1s' for 'drain_timeout'",
-	    NAME ":6:12: invalid duration '1.5s' for 'refresh'",
-	    NAME ":7:12: invalid duration '99999999999999999999999999s' for 'min_ttl'",
-	    NAME ":8:12: invalid duration '5 s' for 'timeout'",
-	    NAME ":13:22: invalid duration '1h30m' for 'connect_timeout'",
-	    NAME ":14:19: invalid duration '' for 'idle_timeout'");
+		      NAME ":2:20: invalid duration '5x' for 'connect_timeout'",
+		      NAME ":3:17: invalid duration '5' for 'idle_timeout'",
+		      NAME ":4:18: invalid duration '-1s' for 'drain_timeout'",
+		      NAME ":6:12: invalid duration '1.5s' for 'refresh'",
+		      NAME ":7:12: invalid duration '99999999999999999999999999s' for 'min_ttl'",
+		      NAME ":8:12: invalid duration '5 s' for 'timeout'",
+		      NAME ":13:22: invalid duration '1h30m' for 'connect_timeout'",
+		      NAME ":14:19: invalid duration '' for 'idle_timeout'");
 }
 
 static void
@@ -402,9 +405,9 @@ test_durations_out_of_range(void **state)
 	expect_errors("resolver:\n"
 		      "  refresh: 500ms\n"
 		      "  timeout: 0\n" ONE_LISTENER "    connect_timeout: 0\n",
-	    NAME ":2:12: 'refresh' must be between 1s and 8760h, not '500ms'$",
-	    NAME ":3:12: 'timeout' must be between 10ms and 1m, not '0'$",
-	    NAME ":8:22: 'connect_timeout' must be between 1ms and 8760h, not '0'$");
+		      NAME ":2:12: 'refresh' must be between 1s and 8760h, not '500ms'$",
+		      NAME ":3:12: 'timeout' must be between 10ms and 1m, not '0'$",
+		      NAME ":8:22: 'connect_timeout' must be between 1ms and 8760h, not '0'$");
 }
 
 /* ---- ports and addresses ---- */
@@ -423,36 +426,37 @@ test_bad_ports(void **state)
 		      "  - name: c\n"
 		      "    listen: 127.0.0.1:1\n"
 		      "    upstream: whoami:65536\n",
-	    NAME ":3:13: invalid port '99999' in listen '127.0.0.1:99999'",
-	    NAME ":4:15: invalid port '0' in upstream 'whoami:0'",
-	    NAME ":6:13: invalid port 'abc' in listen '127.0.0.1:abc'",
-	    NAME ":7:15: invalid port 'abc' in upstream 'whoami:abc'",
-	    NAME ":10:15: invalid port '65536' in upstream 'whoami:65536'");
+		      NAME ":3:13: invalid port '99999' in listen '127.0.0.1:99999'",
+		      NAME ":4:15: invalid port '0' in upstream 'whoami:0'",
+		      NAME ":6:13: invalid port 'abc' in listen '127.0.0.1:abc'",
+		      NAME ":7:15: invalid port 'abc' in upstream 'whoami:abc'",
+		      NAME ":10:15: invalid port '65536' in upstream 'whoami:65536'");
 }
 
 static void
 test_bad_listen_addresses(void **state)
 {
 	(void)state;
-	expect_errors("listeners:\n"
-		      "  - name: a\n"
-		      "    listen: localhost:80\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: b\n"
-		      "    listen: 127.0.0.1\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: c\n"
-		      "    listen: ::1:80\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: d\n"
-		      "    listen: \"[::1:80\"\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: e\n"
-		      "    listen: 127.0.0.1:80\n"
-		      "    upstream: \"::1:80\"\n"
-		      "  - name: f\n"
-		      "    listen: 127.0.0.1:81\n"
-		      "    upstream: \"bad host:80\"\n",
+	expect_errors(
+	    "listeners:\n"
+	    "  - name: a\n"
+	    "    listen: localhost:80\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: b\n"
+	    "    listen: 127.0.0.1\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: c\n"
+	    "    listen: ::1:80\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: d\n"
+	    "    listen: \"[::1:80\"\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: e\n"
+	    "    listen: 127.0.0.1:80\n"
+	    "    upstream: \"::1:80\"\n"
+	    "  - name: f\n"
+	    "    listen: 127.0.0.1:81\n"
+	    "    upstream: \"bad host:80\"\n",
 	    NAME ":3:13: invalid listen address 'localhost:80': 'localhost' is not an IP address",
 	    NAME ":6:13: missing ':PORT' in listen '127.0.0.1'",
 	    NAME ":9:13: an IPv6 address needs brackets, like [::1]:80 in listen '::1:80'",
@@ -471,9 +475,9 @@ test_bad_nameservers(void **state)
 		      "    - dns.google\n"
 		      "    - 127.0.0.1:0\n"
 		      "    - [1.1.1.1]\n" ONE_LISTENER,
-	    NAME ":4:7: invalid nameserver 'dns.google'",
-	    NAME ":5:7: invalid nameserver '127.0.0.1:0'",
-	    NAME ":6:7: 'nameservers' items must be ");
+		      NAME ":4:7: invalid nameserver 'dns.google'",
+		      NAME ":5:7: invalid nameserver '127.0.0.1:0'",
+		      NAME ":6:7: 'nameservers' items must be ");
 }
 
 /* ---- enums ---- */
@@ -485,9 +489,9 @@ test_bad_enums(void **state)
 	expect_errors("log:\n"
 		      "  level: verbose\n"
 		      "  format: xml\n" ONE_LISTENER "    mode: http2\n",
-	    NAME ":2:10: invalid level 'verbose' (use debug, info, warn or error)$",
-	    NAME ":3:11: invalid format 'xml' (use logfmt or json)$",
-	    NAME ":8:11: invalid mode 'http2' (use tcp");
+		      NAME ":2:10: invalid level 'verbose' (use debug, info, warn or error)$",
+		      NAME ":3:11: invalid format 'xml' (use logfmt or json)$",
+		      NAME ":8:11: invalid mode 'http2' (use tcp");
 }
 
 /* ---- mode http ---- */
@@ -503,7 +507,8 @@ test_http_section(void **state)
 	/* defaults */
 	cfg = load_ok(ONE_LISTENER "    mode: http\n");
 	h = &cfg->listeners[0].http;
-	assert_true(h->x_forwarded_for && h->x_forwarded_proto && h->x_forwarded_host && h->x_real_ip);
+	assert_true(h->x_forwarded_for && h->x_forwarded_proto && h->x_forwarded_host &&
+		    h->x_real_ip);
 	assert_false(h->forwarded);
 	assert_int_equal(h->n_trusted, 0);
 	assert_int_equal(h->max_header_size, 16384);
@@ -526,21 +531,23 @@ test_http_section(void **state)
 	h = &cfg->listeners[0].http;
 	assert_int_equal(h->n_trusted, 2);
 	assert_false(h->x_forwarded_for || h->x_forwarded_proto || h->x_forwarded_host ||
-	    h->x_real_ip);
+		     h->x_real_ip);
 	assert_true(h->forwarded);
 	assert_int_equal(h->max_header_size, 32768);
 	assert_int_equal(h->header_timeout, 2000);
 	assert_int_equal(h->keepalive_timeout, 500);
 	assert_int_equal(h->max_requests, 0);
 	/* errors, each with its position and a way out */
-	expect_errors(ONE_LISTENER "    http:\n"
-				   "      max_header_size: 100\n"
-				   "      max_requets_per_connection: 5\n"
-				   "      header_timeout: soon\n",
+	expect_errors(
+	    ONE_LISTENER "    http:\n"
+			 "      max_header_size: 100\n"
+			 "      max_requets_per_connection: 5\n"
+			 "      header_timeout: soon\n",
 	    NAME ":6:24: invalid size '100' for 'max_header_size' (use bytes, or k or m, from 1024 "
 		 "to 65536 bytes, like 16k)$",
-	    NAME ":7:7: unknown key 'max_requets_per_connection' in listeners[0].http (did you mean "
-		 "'max_requests_per_connection'?)$",
+	    NAME
+	    ":7:7: unknown key 'max_requets_per_connection' in listeners[0].http (did you mean "
+	    "'max_requests_per_connection'?)$",
 	    NAME ":8:23: invalid duration 'soon' for 'header_timeout'",
 	    NAME ":2:5: listeners[0]: 'http' settings need mode http (mode is tcp)$");
 	/* sizes */
@@ -566,7 +573,7 @@ test_listeners_as_mapping(void **state)
 	expect_errors("listeners:\n"
 		      "  name: a\n"
 		      "  listen: 127.0.0.1:0\n",
-	    NAME ":2:3: 'listeners' must be a list");
+		      NAME ":2:3: 'listeners' must be a list");
 }
 
 static void
@@ -575,7 +582,7 @@ test_listener_item_not_mapping(void **state)
 	(void)state;
 	/* An item that is not a mapping is one error, not also three "missing key" ones. */
 	expect_errors(ONE_LISTENER "  - whoami:80\n",
-	    NAME ":5:5: listeners[1] must be a mapping, not a single value$");
+		      NAME ":5:5: listeners[1] must be a mapping, not a single value$");
 }
 
 static void
@@ -585,10 +592,11 @@ test_sections_wrong_kind(void **state)
 	expect_errors("log: debug\n"
 		      "resolver: [127.0.0.1]\n"
 		      "defaults: 5s\n" ONE_LISTENER "    upstream_x: 1\n",
-	    NAME ":1:6: 'log' must be a mapping, not a single value$",
-	    NAME ":2:11: 'resolver' must be a mapping, not a list$",
-	    NAME ":3:11: 'defaults' must be a mapping, not a single value$",
-	    NAME ":8:5: unknown key 'upstream_x' in listeners[0] (did you mean 'upstream'?)$");
+		      NAME ":1:6: 'log' must be a mapping, not a single value$",
+		      NAME ":2:11: 'resolver' must be a mapping, not a list$",
+		      NAME ":3:11: 'defaults' must be a mapping, not a single value$",
+		      NAME
+		      ":8:5: unknown key 'upstream_x' in listeners[0] (did you mean 'upstream'?)$");
 }
 
 static void
@@ -601,18 +609,18 @@ test_values_wrong_kind(void **state)
 		      "  - name: {a: 1}\n"
 		      "    listen: [127.0.0.1:0]\n"
 		      "    upstream: whoami:80\n",
-	    NAME ":2:10: 'level' in log must be a single value, not a list$",
-	    NAME ":4:11: 'name' in listeners[0] must be a single value, not a mapping$",
-	    NAME ":5:13: 'listen' in listeners[0] must be a single value, not a list$");
+		      NAME ":2:10: 'level' in log must be a single value, not a list$",
+		      NAME ":4:11: 'name' in listeners[0] must be a single value, not a mapping$",
+		      NAME ":5:13: 'listen' in listeners[0] must be a single value, not a list$");
 }
 
 static void
 test_top_level_not_mapping(void **state)
 {
 	(void)state;
-	expect_errors("- a\n- b\n",
-	    NAME ":1:1: the top level must be a mapping of sections (log, resolver, defaults, "
-		 "listeners), not a list$");
+	expect_errors("- a\n- b\n", NAME
+		      ":1:1: the top level must be a mapping of sections (log, resolver, defaults, "
+		      "listeners), not a list$");
 	expect_errors("hello\n", NAME ":1:1: the top level must be a mapping");
 }
 
@@ -632,37 +640,38 @@ test_duplicate_keys(void **state)
 		      "    upstream: whoami:81\n"
 		      "log:\n"
 		      "  format: json\n",
-	    NAME ":3:3: duplicate key 'level' in log$",
-	    NAME ":8:5: duplicate key 'upstream' in listeners[0]$",
-	    NAME ":9:1: duplicate key 'log' in the top level$");
+		      NAME ":3:3: duplicate key 'level' in log$",
+		      NAME ":8:5: duplicate key 'upstream' in listeners[0]$",
+		      NAME ":9:1: duplicate key 'log' in the top level$");
 }
 
 static void
 test_duplicate_listener_names_and_addresses(void **state)
 {
 	(void)state;
-	expect_errors("listeners:\n"
-		      "  - name: a\n"
-		      "    listen: 127.0.0.1:8080\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: a\n"
-		      "    listen: 127.0.0.2:8080\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: c\n"
-		      "    listen: 127.0.0.1:8080\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: d\n"
-		      "    listen: \"[::1]:9\"\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: e\n"
-		      "    listen: \"[0:0::1]:9\"\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: f\n"
-		      "    listen: \":7\"\n"
-		      "    upstream: whoami:80\n"
-		      "  - name: g\n"
-		      "    listen: 0.0.0.0:7\n"
-		      "    upstream: whoami:80\n",
+	expect_errors(
+	    "listeners:\n"
+	    "  - name: a\n"
+	    "    listen: 127.0.0.1:8080\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: a\n"
+	    "    listen: 127.0.0.2:8080\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: c\n"
+	    "    listen: 127.0.0.1:8080\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: d\n"
+	    "    listen: \"[::1]:9\"\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: e\n"
+	    "    listen: \"[0:0::1]:9\"\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: f\n"
+	    "    listen: \":7\"\n"
+	    "    upstream: whoami:80\n"
+	    "  - name: g\n"
+	    "    listen: 0.0.0.0:7\n"
+	    "    upstream: whoami:80\n",
 	    NAME ":5:5: listeners[1]: duplicate name 'a' (listeners[0] has it already)$",
 	    NAME ":8:5: listeners[2]: duplicate listen address (listeners[0] has it already)$",
 	    NAME ":14:5: listeners[4]: duplicate listen address (listeners[3] has it already)$",
@@ -706,11 +715,11 @@ test_missing_required_keys(void **state)
 		      "      name: c\n"
 		      "      listen: 127.0.0.1:0\n"
 		      "  - {name: d}\n",
-	    NAME ":2:5: listeners[0]: missing required key 'name'$",
-	    NAME ":2:5: listeners[0]: missing required key 'upstream'$",
-	    NAME ":3:5: listeners[1]: missing required key 'listen'$",
-	    NAME ":8:5: listeners[3]: missing required key 'listen'$",
-	    NAME ":8:5: listeners[3]: missing required key 'upstream'$");
+		      NAME ":2:5: listeners[0]: missing required key 'name'$",
+		      NAME ":2:5: listeners[0]: missing required key 'upstream'$",
+		      NAME ":3:5: listeners[1]: missing required key 'listen'$",
+		      NAME ":8:5: listeners[3]: missing required key 'listen'$",
+		      NAME ":8:5: listeners[3]: missing required key 'upstream'$");
 }
 
 static void
@@ -722,8 +731,9 @@ test_invalid_value_not_reported_as_missing(void **state)
 		      "  - name: \"\"\n"
 		      "    listen: nowhere\n"
 		      "    upstream: \"whoami\"\n",
-	    NAME ":2:11: 'name' must not be empty$", NAME ":3:13: missing ':PORT' in listen 'nowhere'",
-	    NAME ":4:15: missing ':PORT' in upstream 'whoami'");
+		      NAME ":2:11: 'name' must not be empty$",
+		      NAME ":3:13: missing ':PORT' in listen 'nowhere'",
+		      NAME ":4:15: missing ':PORT' in upstream 'whoami'");
 }
 
 static void
@@ -743,21 +753,23 @@ test_yaml_syntax_errors(void **state)
 	/* The ':' after "b" on line 1, column 5. */
 	expect_errors("a: b: c\n", NAME ":1:5: YAML syntax error: mapping values are not allowed");
 	/* A tab used for indentation at the start of line 3. */
-	expect_errors("listeners:\n  - name: a\n\tlisten: x\n",
-	    NAME ":3:1: YAML syntax error: found a tab character that violates indentation");
+	expect_errors("listeners:\n  - name: a\n\tlisten: x\n", NAME
+		      ":3:1: YAML syntax error: found a tab character that violates indentation");
 	/* A flow list never closed: found at the end of input (line 5). */
-	expect_errors("listeners:\n"
-		      "  - name: a\n"
-		      "    listen: 127.0.0.1:0\n"
-		      "    upstream: [whoami:80\n",
+	expect_errors(
+	    "listeners:\n"
+	    "  - name: a\n"
+	    "    listen: 127.0.0.1:0\n"
+	    "    upstream: [whoami:80\n",
 	    NAME ":5:1: YAML syntax error: did not find expected ',' or ']' (while parsing a flow "
 		 "sequence, line 4)$");
 	/* A key indented one column less than its siblings. */
-	expect_errors("log:\n  level: info\n format: json\n",
-	    NAME ":3:2: YAML syntax error: did not find expected key (while parsing a block "
-		 "mapping, line 1)$");
+	expect_errors("log:\n  level: info\n format: json\n", NAME
+		      ":3:2: YAML syntax error: did not find expected key (while parsing a block "
+		      "mapping, line 1)$");
 	/* An unterminated quoted string. */
-	expect_errors("listeners:\n  - name: \"abc\n    listen: x\n",
+	expect_errors(
+	    "listeners:\n  - name: \"abc\n    listen: x\n",
 	    NAME ":4:1: YAML syntax error: found unexpected end of stream (while scanning a quoted "
 		 "scalar, line 2)$");
 }
@@ -803,7 +815,7 @@ test_all_errors_reported(void **state)
 		   "  - name: a\n"
 		   "    listen: 127.0.0.1:1\n"
 		   "    upstream: whoami:80\n",
-	    &errs);
+		   &errs);
 	assert_null(cfg);
 	/* loud, 5, forever, 99999, 0, upstrem, and the duplicate name. */
 	if (count_lines(errs) != 7)
@@ -814,7 +826,7 @@ test_all_errors_reported(void **state)
 	assert_non_null(strstr(errs, NAME ":9:13: invalid port '99999'"));
 	assert_non_null(strstr(errs, NAME ":10:15: invalid port '0' in upstream"));
 	assert_non_null(strstr(errs, NAME ":11:5: unknown key 'upstrem' in listeners[0] (did you "
-				      "mean 'upstream'?)\n"));
+					  "mean 'upstream'?)\n"));
 	assert_non_null(strstr(errs, NAME ":12:5: listeners[1]: duplicate name 'a'"));
 }
 
@@ -828,7 +840,7 @@ test_min_ttl_above_refresh(void **state)
 	cfg = load("resolver:\n"
 		   "  refresh: 2s\n"
 		   "  min_ttl: 3s\n" ONE_LISTENER,
-	    &errs);
+		   &errs);
 	assert_null(cfg);
 	assert_int_equal(count_lines(errs), 1);
 	assert_non_null(strstr(errs, "min_ttl must not exceed refresh"));
@@ -903,7 +915,7 @@ test_valid_full_config(void **state)
 	assert_string_equal(l->upstream.host, "2001:db8::1");
 	assert_int_equal(l->upstream.port, 443);
 	assert_int_equal(l->connect_timeout, 90000); /* its own */
-	assert_int_equal(l->idle_timeout, 0);        /* inherited */
+	assert_int_equal(l->idle_timeout, 0);	     /* inherited */
 	assert_int_equal(l->max_connections, 10);    /* inherited */
 	assert_int_equal(l->line, 15);
 	assert_int_equal(l->col, 5);
@@ -956,14 +968,14 @@ test_valid_minimal_defaults(void **state)
 static void
 test_valid_nameservers_scalar_and_limits(void **state)
 {
-	struct config *cfg = load_ok("resolver:\n"
-				     "  nameservers: 127.0.0.1:53\n"
-				     "  refresh: 8760h\n"
-				     "  min_ttl: 0\n"
-				     "  timeout: 1m\n"
-				     "defaults:\n"
-				     "  max_connections: 10000000\n" ONE_LISTENER
-				     "    connect_timeout: 1ms\n");
+	struct config *cfg =
+	    load_ok("resolver:\n"
+		    "  nameservers: 127.0.0.1:53\n"
+		    "  refresh: 8760h\n"
+		    "  min_ttl: 0\n"
+		    "  timeout: 1m\n"
+		    "defaults:\n"
+		    "  max_connections: 10000000\n" ONE_LISTENER "    connect_timeout: 1ms\n");
 
 	(void)state;
 	assert_int_equal(cfg->resolver.nameservers.n, 1);
@@ -1041,28 +1053,49 @@ test_parse_duration_table(void **state)
 		const char *text;
 		int64_t ms;
 	} ok[] = {
-		{"0", 0},
-		{"0ms", 0},
-		{"0s", 0},
-		{"1ms", 1},
-		{"250ms", 250},
-		{"1500ms", 1500},
-		{"5s", 5000},
-		{"90s", 90000},
-		{"10m", 600000},
-		{"1h", 3600000},
-		{"24h", 86400000},
-		{"007s", 7000},
-		{"8760h", (int64_t)8760 * 3600000},
-		{"525600m", (int64_t)8760 * 3600000},
-		{"31536000s", (int64_t)8760 * 3600000},
-		{"31536000000ms", (int64_t)8760 * 3600000},
+	    {"0", 0},
+	    {"0ms", 0},
+	    {"0s", 0},
+	    {"1ms", 1},
+	    {"250ms", 250},
+	    {"1500ms", 1500},
+	    {"5s", 5000},
+	    {"90s", 90000},
+	    {"10m", 600000},
+	    {"1h", 3600000},
+	    {"24h", 86400000},
+	    {"007s", 7000},
+	    {"8760h", (int64_t)8760 * 3600000},
+	    {"525600m", (int64_t)8760 * 3600000},
+	    {"31536000s", (int64_t)8760 * 3600000},
+	    {"31536000000ms", (int64_t)8760 * 3600000},
 	};
 	static const char *const bad[] = {
-		"", "5", "5x", "-1s", "+1s", "1.5s", " 5s", "5s ", "5 s", "5S", "5MS", "s", "ms",
-		"5sec", "5d", "1h30m", "0x10s", "5ss", "8761h", "31536000001ms", "525601m",
-		"99999999999999999999s", "9223372036854775807ms", "9223372036854775808ms",
-		"18446744073709551616h",
+	    "",
+	    "5",
+	    "5x",
+	    "-1s",
+	    "+1s",
+	    "1.5s",
+	    " 5s",
+	    "5s ",
+	    "5 s",
+	    "5S",
+	    "5MS",
+	    "s",
+	    "ms",
+	    "5sec",
+	    "5d",
+	    "1h30m",
+	    "0x10s",
+	    "5ss",
+	    "8761h",
+	    "31536000001ms",
+	    "525601m",
+	    "99999999999999999999s",
+	    "9223372036854775807ms",
+	    "9223372036854775808ms",
+	    "18446744073709551616h",
 	};
 
 	(void)state;
@@ -1072,7 +1105,7 @@ test_parse_duration_table(void **state)
 			fail_msg("'%s' rejected", ok[i].text);
 		if (ms != ok[i].ms)
 			fail_msg("'%s' gave %lld, want %lld", ok[i].text, (long long)ms,
-			    (long long)ok[i].ms);
+				 (long long)ok[i].ms);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int64_t ms = -7;
@@ -1089,19 +1122,19 @@ test_format_duration_table(void **state)
 		int64_t ms;
 		const char *text;
 	} cases[] = {
-		{0, "0"},
-		{1, "1ms"},
-		{999, "999ms"},
-		{1000, "1s"},
-		{1500, "1500ms"},
-		{59000, "59s"},
-		{60000, "1m"},
-		{90000, "90s"},
-		{3600000, "1h"},
-		{5400000, "90m"},
-		{3601000, "3601s"},
-		{86400000, "24h"},
-		{(int64_t)8760 * 3600000, "8760h"},
+	    {0, "0"},
+	    {1, "1ms"},
+	    {999, "999ms"},
+	    {1000, "1s"},
+	    {1500, "1500ms"},
+	    {59000, "59s"},
+	    {60000, "1m"},
+	    {90000, "90s"},
+	    {3600000, "1h"},
+	    {5400000, "90m"},
+	    {3601000, "3601s"},
+	    {86400000, "24h"},
+	    {(int64_t)8760 * 3600000, "8760h"},
 	};
 	char buf[32];
 
@@ -1152,9 +1185,8 @@ test_quick_ok(void **state)
 	assert_int_equal(qset(cfg, "idle-timeout", "0", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "log-level", "warn", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "log-format", "json", err, sizeof(err)), 0);
-	assert_int_equal(qset(cfg, "nameservers", "127.0.0.1:5353, 127.0.0.11,[::1]:53", err,
-			     sizeof(err)),
-	    0);
+	assert_int_equal(
+	    qset(cfg, "nameservers", "127.0.0.1:5353, 127.0.0.11,[::1]:53", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "refresh", "1m", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "min-ttl", "5s", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "drain-timeout", "3s", err, sizeof(err)), 0);
@@ -1216,25 +1248,25 @@ test_quick_bad_values(void **state)
 	static const struct {
 		const char *setting, *value, *msg;
 	} cases[] = {
-		{"listen", "nowhere", "missing ':PORT' in listen 'nowhere'"},
-		{"listen", "localhost:80", "invalid listen address 'localhost:80'"},
-		{"listen", "127.0.0.1:70000", "invalid port '70000' in listen"},
-		{"upstream", "whoami:0", "invalid port '0' in upstream 'whoami:0'"},
-		{"upstream", "whoami", "missing ':PORT' in upstream 'whoami'"},
-		{"upstream", "bad host:80", "invalid host 'bad host'"},
-		{"mode", "udp", "invalid mode 'udp' (use tcp"},
-		{"name", "", "'name' must not be empty"},
-		{"connect-timeout", "5", "invalid duration '5'"},
-		{"connect-timeout", "0", "'connect_timeout' must be between"},
-		{"idle-timeout", "1.5s", "invalid duration '1.5s'"},
-		{"max-connections", "-1", "invalid number '-1'"},
-		{"max-connections", "many", "invalid number 'many'"},
-		{"log-level", "trace", "invalid level 'trace' (use debug, info, warn or error)"},
-		{"log-format", "text", "invalid format 'text' (use logfmt or json)"},
-		{"nameservers", "127.0.0.1,dns.google", "invalid nameserver 'dns.google'"},
-		{"refresh", "500ms", "'refresh' must be between 1s and 8760h"},
-		{"min-ttl", "-1s", "invalid duration '-1s'"},
-		{"drain-timeout", "soon", "invalid duration 'soon'"},
+	    {"listen", "nowhere", "missing ':PORT' in listen 'nowhere'"},
+	    {"listen", "localhost:80", "invalid listen address 'localhost:80'"},
+	    {"listen", "127.0.0.1:70000", "invalid port '70000' in listen"},
+	    {"upstream", "whoami:0", "invalid port '0' in upstream 'whoami:0'"},
+	    {"upstream", "whoami", "missing ':PORT' in upstream 'whoami'"},
+	    {"upstream", "bad host:80", "invalid host 'bad host'"},
+	    {"mode", "udp", "invalid mode 'udp' (use tcp"},
+	    {"name", "", "'name' must not be empty"},
+	    {"connect-timeout", "5", "invalid duration '5'"},
+	    {"connect-timeout", "0", "'connect_timeout' must be between"},
+	    {"idle-timeout", "1.5s", "invalid duration '1.5s'"},
+	    {"max-connections", "-1", "invalid number '-1'"},
+	    {"max-connections", "many", "invalid number 'many'"},
+	    {"log-level", "trace", "invalid level 'trace' (use debug, info, warn or error)"},
+	    {"log-format", "text", "invalid format 'text' (use logfmt or json)"},
+	    {"nameservers", "127.0.0.1,dns.google", "invalid nameserver 'dns.google'"},
+	    {"refresh", "500ms", "'refresh' must be between 1s and 8760h"},
+	    {"min-ttl", "-1s", "invalid duration '-1s'"},
+	    {"drain-timeout", "soon", "invalid duration 'soon'"},
 	};
 
 	(void)state;
@@ -1247,7 +1279,7 @@ test_quick_bad_values(void **state)
 			fail_msg("--%s %s: got %d, want -1", cases[i].setting, cases[i].value, rc);
 		if (strncmp(err, cases[i].msg, strlen(cases[i].msg)) != 0)
 			fail_msg("--%s %s: message '%s', want it to start with '%s'",
-			    cases[i].setting, cases[i].value, err, cases[i].msg);
+				 cases[i].setting, cases[i].value, err, cases[i].msg);
 	}
 }
 
@@ -1271,10 +1303,13 @@ test_quick_settings_list(void **state)
 {
 	/* A value each of these settings accepts. */
 	static const char *const values[][2] = {
-		{"listen", "127.0.0.1:0"}, {"upstream", "a:1"}, {"mode", "tcp"}, {"name", "n"},
-		{"connect-timeout", "1s"}, {"idle-timeout", "1s"}, {"max-connections", "1"},
-		{"log-level", "info"}, {"log-format", "logfmt"}, {"nameservers", "127.0.0.1"},
-		{"refresh", "2s"}, {"min-ttl", "1s"}, {"drain-timeout", "1s"},
+	    {"listen", "127.0.0.1:0"}, {"upstream", "a:1"},
+	    {"mode", "tcp"},	       {"name", "n"},
+	    {"connect-timeout", "1s"}, {"idle-timeout", "1s"},
+	    {"max-connections", "1"},  {"log-level", "info"},
+	    {"log-format", "logfmt"},  {"nameservers", "127.0.0.1"},
+	    {"refresh", "2s"},	       {"min-ttl", "1s"},
+	    {"drain-timeout", "1s"},
 	};
 	size_t n;
 
@@ -1287,7 +1322,7 @@ test_quick_settings_list(void **state)
 
 		if (rc == -2)
 			fail_msg("listed setting '%s' is unknown to config_quick_set",
-			    config_option(n)->flag);
+				 config_option(n)->flag);
 	}
 	/* And each documented one is listed and takes a good value. */
 	for (size_t j = 0; j < sizeof(values) / sizeof(values[0]); j++) {
@@ -1319,11 +1354,11 @@ test_quick_finish_missing(void **state)
 	assert_int_equal(config_quick_finish(cfg, f), -1);
 	fclose(f);
 	own_str(errs);
-	assert_string_equal(errs,
-	    "gatekeeper: listeners[0]: missing required key 'listen'; give --listen or "
-	    "GATEKEEPER_LISTEN\n"
-	    "gatekeeper: listeners[0]: missing required key 'upstream'; give --upstream or "
-	    "GATEKEEPER_UPSTREAM\n");
+	assert_string_equal(
+	    errs, "gatekeeper: listeners[0]: missing required key 'listen'; give --listen or "
+		  "GATEKEEPER_LISTEN\n"
+		  "gatekeeper: listeners[0]: missing required key 'upstream'; give --upstream or "
+		  "GATEKEEPER_UPSTREAM\n");
 
 	/* Only the upstream missing. */
 	cfg = own_cfg(config_quick_new());
@@ -1391,19 +1426,19 @@ test_quick_same_validation_as_a_file(void **state)
 {
 	static const struct {
 		const char *settings[10]; /* setting, value, ..., NULL */
-		const char *yaml;        /* the same listener, as a file */
+		const char *yaml;	  /* the same listener, as a file */
 	} cases[] = {
-		{{"mode", "connect", "upstream", "x:1", "listen", ":1"},
-		    "  - name: default\n    listen: \":1\"\n    mode: connect\n    upstream: x:1\n"},
-		{{"mode", "tcp", "allow", "a.example.com", "upstream", "x:1", "listen", ":1"},
-		    "  - name: default\n    listen: \":1\"\n    upstream: x:1\n"
-		    "    allow: [a.example.com]\n"},
-		{{"mode", "tls", "allow", "a.example.com:443", "proxy-auth", "u:p", "listen", ":1"},
-		    "  - name: default\n    listen: \":1\"\n    mode: tls\n"
-		    "    allow: [\"a.example.com:443\"]\n    proxy_auth: [\"u:p\"]\n"},
-		{{"mode", "tcp", "upstream", "$host:443", "port", "443", "listen", ":1"},
-		    "  - name: default\n    listen: \":1\"\n    upstream: \"$host:443\"\n"
-		    "    port: 443\n"},
+	    {{"mode", "connect", "upstream", "x:1", "listen", ":1"},
+	     "  - name: default\n    listen: \":1\"\n    mode: connect\n    upstream: x:1\n"},
+	    {{"mode", "tcp", "allow", "a.example.com", "upstream", "x:1", "listen", ":1"},
+	     "  - name: default\n    listen: \":1\"\n    upstream: x:1\n"
+	     "    allow: [a.example.com]\n"},
+	    {{"mode", "tls", "allow", "a.example.com:443", "proxy-auth", "u:p", "listen", ":1"},
+	     "  - name: default\n    listen: \":1\"\n    mode: tls\n"
+	     "    allow: [\"a.example.com:443\"]\n    proxy_auth: [\"u:p\"]\n"},
+	    {{"mode", "tcp", "upstream", "$host:443", "port", "443", "listen", ":1"},
+	     "  - name: default\n    listen: \":1\"\n    upstream: \"$host:443\"\n"
+	     "    port: 443\n"},
 	};
 
 	(void)state;
@@ -1413,7 +1448,7 @@ test_quick_same_validation_as_a_file(void **state)
 
 		for (size_t j = 0; cases[i].settings[j] != NULL; j += 2)
 			if (qset(cfg, cases[i].settings[j], cases[i].settings[j + 1], err,
-				sizeof(err)) != 0)
+				 sizeof(err)) != 0)
 				fail_msg("--%s: %s", cases[i].settings[j], err);
 		quick = finish_errors(cfg, -1);
 		snprintf(text, sizeof(text), "listeners:\n%s", cases[i].yaml);
@@ -1472,8 +1507,8 @@ test_quick_egress_gateway(void **state)
 	assert_int_equal(qset(cfg, "mode", "connect", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "listen", "127.0.0.1:3128", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "allow", "old.example.com", err, sizeof(err)), 0);
-	assert_int_equal(qset(cfg, "allow", "api.example.com:443,10.0.0.0/8:22,[::1]:8443", err,
-			     sizeof(err)),
+	assert_int_equal(
+	    qset(cfg, "allow", "api.example.com:443,10.0.0.0/8:22,[::1]:8443", err, sizeof(err)),
 	    0);
 	assert_int_equal(qset(cfg, "allow-ranges", "127.0.0.0/8,::1", err, sizeof(err)), 0);
 	assert_int_equal(qset(cfg, "deny-ranges", "127.0.0.9", err, sizeof(err)), 0);
@@ -1519,19 +1554,20 @@ test_quick_egress_bad_values(void **state)
 	static const struct {
 		const char *setting, *value, *msg;
 	} cases[] = {
-		{"allow", "api.example.com,bad name", "invalid"},
-		{"allow", "a.example.com:99999", "invalid port in allow entry 'a.example.com:99999'"},
-		{"allow", "10.0.0.0/33", "invalid allow entry '10.0.0.0/33'"},
-		{"allow-ranges", "10.0.0.0/8,nowhere", "invalid address block 'nowhere' in "
-						       "'allow_ranges'"},
-		{"deny-ranges", "::1/129", "invalid address block '::1/129' in 'deny_ranges'"},
-		{"proxy-auth", "nocolon", "invalid credentials in 'proxy_auth' (use"},
-		{"port", "0", "invalid number '0' for 'port' (use a whole number from 1 to 65535)"},
-		{"egress", "maybe", "invalid value 'maybe' for 'egress' (use true or false)"},
-		/* A file is UTF-8 by the time it is read; settings must be too. */
-		{"name", "caf\xe9", "'name' must be UTF-8 text"},
-		{"user", "\xc0\xaf", "'user' must be UTF-8 text"},
-		{"proxy-auth", "ann:\xed\xa0\x80", "'proxy_auth' must be UTF-8 text"},
+	    {"allow", "api.example.com,bad name", "invalid"},
+	    {"allow", "a.example.com:99999", "invalid port in allow entry 'a.example.com:99999'"},
+	    {"allow", "10.0.0.0/33", "invalid allow entry '10.0.0.0/33'"},
+	    {"allow-ranges", "10.0.0.0/8,nowhere",
+	     "invalid address block 'nowhere' in "
+	     "'allow_ranges'"},
+	    {"deny-ranges", "::1/129", "invalid address block '::1/129' in 'deny_ranges'"},
+	    {"proxy-auth", "nocolon", "invalid credentials in 'proxy_auth' (use"},
+	    {"port", "0", "invalid number '0' for 'port' (use a whole number from 1 to 65535)"},
+	    {"egress", "maybe", "invalid value 'maybe' for 'egress' (use true or false)"},
+	    /* A file is UTF-8 by the time it is read; settings must be too. */
+	    {"name", "caf\xe9", "'name' must be UTF-8 text"},
+	    {"user", "\xc0\xaf", "'user' must be UTF-8 text"},
+	    {"proxy-auth", "ann:\xed\xa0\x80", "'proxy_auth' must be UTF-8 text"},
 	};
 
 	(void)state;
@@ -1544,7 +1580,7 @@ test_quick_egress_bad_values(void **state)
 			fail_msg("--%s %s: got %d, want -1", cases[i].setting, cases[i].value, rc);
 		if (strncmp(err, cases[i].msg, strlen(cases[i].msg)) != 0)
 			fail_msg("--%s %s: message '%s', want it to start with '%s'",
-			    cases[i].setting, cases[i].value, err, cases[i].msg);
+				 cases[i].setting, cases[i].value, err, cases[i].msg);
 	}
 }
 
@@ -1631,14 +1667,15 @@ test_key_table_is_documented(void **state)
 			if (p[strlen(needle)] == '`' || p[strlen(needle)] == '[')
 				break;
 		if (p == NULL)
-			fail_msg("README.md's configuration reference does not name `%s`", info.path);
+			fail_msg("README.md's configuration reference does not name `%s`",
+				 info.path);
 		/* conf/gatekeeper.yaml: each part of the path, in order. */
 		for (const char *s = info.path; *s != '\0';) {
 			size_t len = strcspn(s, ".[");
 			snprintf(part, sizeof(part), "%.*s", (int)len, s);
 			if (!yaml_mentions(conf, part, &from))
 				fail_msg("conf/gatekeeper.yaml does not name '%s' (of %s)", part,
-				    info.path);
+					 info.path);
 			s += len;
 			s += strspn(s, ".[]");
 		}
@@ -1671,8 +1708,8 @@ test_key_table_is_documented(void **state)
 			fail_msg("README.md's quick mode section does not show %s", o->env);
 		/* And config_quick_set knows it. */
 		assert_int_not_equal(config_quick_set(own_cfg(config_quick_new()), o->flag, "\x01",
-					 needle, sizeof(needle)),
-		    -2);
+						      needle, sizeof(needle)),
+				     -2);
 	}
 }
 
@@ -1689,9 +1726,10 @@ test_option_suggest(void **state)
 /* ---- environment variables in values ---- */
 
 /* Every variable the tests below set; the teardown unsets them all. */
-static const char *const test_env[] = {"GK_T_NAME", "GK_T_PORT", "GK_T_HOST", "GK_T_UNSET",
-    "GK_T_EMPTY", "GK_T_DNS", "GK_T_DNS1", "GK_T_DNS2", "GK_T_TIMEOUT", "GK_T_LOOP", "GK_T_A",
-    "GK_T_B", "GK_T_KEY", "GK_T_SITE", NULL};
+static const char *const test_env[] = {"GK_T_NAME",    "GK_T_PORT", "GK_T_HOST", "GK_T_UNSET",
+				       "GK_T_EMPTY",   "GK_T_DNS",  "GK_T_DNS1", "GK_T_DNS2",
+				       "GK_T_TIMEOUT", "GK_T_LOOP", "GK_T_A",	 "GK_T_B",
+				       "GK_T_KEY",     "GK_T_SITE", NULL};
 
 static int
 free_owned_env(void **state)
@@ -1718,7 +1756,7 @@ test_env_plain(void **state)
 		      "    idle_timeout: ${GK_T_TIMEOUT}\n");
 	assert_string_equal(cfg->listeners[0].name, "web");
 	assert_string_equal(fmt_addr(&cfg->listeners[0].listen, buf, sizeof(buf)),
-	    "127.0.0.1:8443");
+			    "127.0.0.1:8443");
 	assert_int_equal(cfg->listeners[0].idle_timeout, 90000);
 	/* -T prints the values the variables gave. */
 	text = dump_string(cfg);
@@ -1853,10 +1891,11 @@ test_env_escape(void **state)
 		      "    upstream: whoami:80\n");
 	/* $${ is a literal ${; any other '$' stays as it is. */
 	assert_string_equal(cfg->listeners[0].name,
-	    "${GK_T_NAME} costs $5, $$HOME $ $$${GK_T_NAME}$");
+			    "${GK_T_NAME} costs $5, $$HOME $ $$${GK_T_NAME}$");
 	/* The dump escapes it again, so it loads back to the same name. */
 	text = dump_string(cfg);
-	assert_non_null(strstr(text, "name: \"$${GK_T_NAME} costs $5, $$HOME $ $$$${GK_T_NAME}$\""));
+	assert_non_null(
+	    strstr(text, "name: \"$${GK_T_NAME} costs $5, $$HOME $ $$$${GK_T_NAME}$\""));
 	round_trip(cfg);
 }
 
@@ -1925,7 +1964,7 @@ test_env_keys_not_expanded(void **state)
 	setenv("GK_T_KEY", "log", 1);
 	expect_errors("${GK_T_KEY}:\n"
 		      "  level: info\n" ONE_LISTENER,
-	    NAME ":1:1: unknown key '${GK_T_KEY}' in the top level$");
+		      NAME ":1:1: unknown key '${GK_T_KEY}' in the top level$");
 }
 
 static void
@@ -1934,29 +1973,31 @@ test_env_errors(void **state)
 	(void)state;
 	unsetenv("GK_T_UNSET");
 	unsetenv("EGRESS_DNS");
-	expect_errors("resolver:\n"
-		      "  nameservers: ${EGRESS_DNS}\n"
-		      "  refresh: \"${GK_T_UNSET\"\n"
-		      "  timeout: ${1X:-2s}\n"
-		      "log:\n"
-		      "  level: ${GK-T:-info}\n"
-		      "  format: ${}\n"
-		      "listeners:\n"
-		      "  - name: ${GK_T_UNSET:-a} ${GK_T_UNSET}\n"
-		      "    listen: 127.0.0.1:0\n"
-		      "    upstream: whoami:80\n"
-		      "    idle_timeout: ${GK_T_UNSET:x}\n"
-		      "    connect_timeout: [\"${GK_T_UNSET:-1s} }\", \"$${\"]\n"
-		      "    max_connections: ${GK_T_UNSET}}\n"
-		      "    mode: tls\n"
-		      "    routes:\n"
-		      "      - match: [\"a.example.com\", \"${GK_T_UNSET}\"]\n"
-		      "        upstream: whoami:80\n"
-		      "    upstrem: x\n",
+	expect_errors(
+	    "resolver:\n"
+	    "  nameservers: ${EGRESS_DNS}\n"
+	    "  refresh: \"${GK_T_UNSET\"\n"
+	    "  timeout: ${1X:-2s}\n"
+	    "log:\n"
+	    "  level: ${GK-T:-info}\n"
+	    "  format: ${}\n"
+	    "listeners:\n"
+	    "  - name: ${GK_T_UNSET:-a} ${GK_T_UNSET}\n"
+	    "    listen: 127.0.0.1:0\n"
+	    "    upstream: whoami:80\n"
+	    "    idle_timeout: ${GK_T_UNSET:x}\n"
+	    "    connect_timeout: [\"${GK_T_UNSET:-1s} }\", \"$${\"]\n"
+	    "    max_connections: ${GK_T_UNSET}}\n"
+	    "    mode: tls\n"
+	    "    routes:\n"
+	    "      - match: [\"a.example.com\", \"${GK_T_UNSET}\"]\n"
+	    "        upstream: whoami:80\n"
+	    "    upstrem: x\n",
 	    NAME ":2:16: environment variable 'EGRESS_DNS' is not set (set it, or give a default: "
 		 "${EGRESS_DNS:-value})$",
-	    NAME ":3:12: unterminated '${' in '${GK_T_UNSET' (end it with '}', or write '$${' for a "
-		 "literal '${')$",
+	    NAME
+	    ":3:12: unterminated '${' in '${GK_T_UNSET' (end it with '}', or write '$${' for a "
+	    "literal '${')$",
 	    NAME ":4:12: invalid environment variable name '1X' in '${1X:-2s}' (use letters, "
 		 "digits and '_', not starting with a digit, as in ${NAME} or ${NAME:-default})$",
 	    NAME ":6:10: invalid environment variable name 'GK-T' in '${GK-T:-info}' (use ",
@@ -1977,7 +2018,8 @@ test_env_error_in_listeners(void **state)
 	(void)state;
 	unsetenv("GK_T_UNSET");
 	/* Reported once: no "no listeners defined" on top. */
-	expect_errors("listeners: ${GK_T_UNSET}\n",
+	expect_errors(
+	    "listeners: ${GK_T_UNSET}\n",
 	    NAME ":1:12: environment variable 'GK_T_UNSET' is not set (set it, or give a default: "
 		 "${GK_T_UNSET:-value})$");
 }
@@ -1996,10 +2038,10 @@ test_env_bad_expanded_value(void **state)
 		      "  - name: b\n"
 		      "    listen: 127.0.0.1:${GK_T_PORT}\n"
 		      "    upstream: whoami:80\n",
-	    NAME ":2:16: invalid nameserver 'dns.google'",
-	    NAME ":7:22: invalid duration '5x' for 'connect_timeout'",
-	    NAME ":8:19: invalid duration 'forever' for 'idle_timeout'",
-	    NAME ":10:13: invalid port '99999' in listen '127.0.0.1:99999'");
+		      NAME ":2:16: invalid nameserver 'dns.google'",
+		      NAME ":7:22: invalid duration '5x' for 'connect_timeout'",
+		      NAME ":8:19: invalid duration 'forever' for 'idle_timeout'",
+		      NAME ":10:13: invalid port '99999' in listen '127.0.0.1:99999'");
 }
 
 static void
@@ -2044,7 +2086,8 @@ test_load_file(void **state)
 	own_str(errs);
 	assert_null(cfg);
 	snprintf(want, sizeof(want),
-	    "%s:5:5: unknown key 'upstrem' in listeners[0] (did you mean 'upstream'?)\n", path);
+		 "%s:5:5: unknown key 'upstrem' in listeners[0] (did you mean 'upstream'?)\n",
+		 path);
 	assert_string_equal(errs, want);
 
 	f = fopen(path, "w");
@@ -2068,66 +2111,66 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_unknown_keys_did_you_mean, free_owned),
-		cmocka_unit_test_teardown(test_unknown_keys_in_sections, free_owned),
-		cmocka_unit_test_teardown(test_unknown_key_in_second_listener, free_owned),
-		cmocka_unit_test_teardown(test_bad_durations, free_owned),
-		cmocka_unit_test_teardown(test_durations_out_of_range, free_owned),
-		cmocka_unit_test_teardown(test_bad_ports, free_owned),
-		cmocka_unit_test_teardown(test_bad_listen_addresses, free_owned),
-		cmocka_unit_test_teardown(test_bad_nameservers, free_owned),
-		cmocka_unit_test_teardown(test_bad_enums, free_owned),
-		cmocka_unit_test_teardown(test_listeners_as_mapping, free_owned),
-		cmocka_unit_test_teardown(test_listener_item_not_mapping, free_owned),
-		cmocka_unit_test_teardown(test_http_section, free_owned),
-		cmocka_unit_test_teardown(test_sections_wrong_kind, free_owned),
-		cmocka_unit_test_teardown(test_values_wrong_kind, free_owned),
-		cmocka_unit_test_teardown(test_top_level_not_mapping, free_owned),
-		cmocka_unit_test_teardown(test_duplicate_keys, free_owned),
-		cmocka_unit_test_teardown(test_duplicate_listener_names_and_addresses, free_owned),
-		cmocka_unit_test_teardown(test_ephemeral_ports_and_families_do_not_clash, free_owned),
-		cmocka_unit_test_teardown(test_missing_required_keys, free_owned),
-		cmocka_unit_test_teardown(test_invalid_value_not_reported_as_missing, free_owned),
-		cmocka_unit_test_teardown(test_no_listeners, free_owned),
-		cmocka_unit_test_teardown(test_yaml_syntax_errors, free_owned),
-		cmocka_unit_test_teardown(test_empty_input, free_owned),
-		cmocka_unit_test_teardown(test_empty_document_marker, free_owned),
-		cmocka_unit_test_teardown(test_all_errors_reported, free_owned),
-		cmocka_unit_test_teardown(test_min_ttl_above_refresh, free_owned),
-		cmocka_unit_test_teardown(test_valid_full_config, free_owned),
-		cmocka_unit_test_teardown(test_valid_minimal_defaults, free_owned),
-		cmocka_unit_test_teardown(test_valid_nameservers_scalar_and_limits, free_owned),
-		cmocka_unit_test_teardown(test_dump_round_trip, free_owned),
-		cmocka_unit_test_teardown(test_dump_round_trip_odd_names, free_owned),
-		cmocka_unit_test_teardown(test_dump_round_trip_deny_all_and_privileges, free_owned),
-		cmocka_unit_test_teardown(test_dump_round_trip_control_bytes, free_owned),
-		cmocka_unit_test_teardown(test_parse_duration_table, free_owned),
-		cmocka_unit_test_teardown(test_format_duration_table, free_owned),
-		cmocka_unit_test_teardown(test_quick_ok, free_owned),
-		cmocka_unit_test_teardown(test_quick_name_and_replaced_list, free_owned),
-		cmocka_unit_test_teardown(test_quick_bad_values, free_owned),
-		cmocka_unit_test_teardown(test_quick_unknown_setting, free_owned),
-		cmocka_unit_test_teardown(test_quick_settings_list, free_owned),
-		cmocka_unit_test_teardown(test_quick_finish_missing, free_owned),
-		cmocka_unit_test_teardown(test_quick_same_validation_as_a_file, free_owned),
-		cmocka_unit_test_teardown(test_quick_egress_gateway, free_owned),
-		cmocka_unit_test_teardown(test_quick_egress_bad_values, free_owned),
-		cmocka_unit_test_teardown(test_key_table_is_documented, free_owned),
-		cmocka_unit_test_teardown(test_option_suggest, free_owned),
-		cmocka_unit_test_teardown(test_env_plain, free_owned_env),
-		cmocka_unit_test_teardown(test_env_default_unset_or_empty, free_owned_env),
-		cmocka_unit_test_teardown(test_env_value_wins_over_default, free_owned_env),
-		cmocka_unit_test_teardown(test_env_several_in_one_scalar, free_owned_env),
-		cmocka_unit_test_teardown(test_env_in_lists, free_owned_env),
-		cmocka_unit_test_teardown(test_env_escape, free_owned_env),
-		cmocka_unit_test_teardown(test_env_dollar_host_untouched, free_owned_env),
-		cmocka_unit_test_teardown(test_env_not_re_expanded, free_owned_env),
-		cmocka_unit_test_teardown(test_env_keys_not_expanded, free_owned_env),
-		cmocka_unit_test_teardown(test_env_errors, free_owned_env),
-		cmocka_unit_test_teardown(test_env_error_in_listeners, free_owned_env),
-		cmocka_unit_test_teardown(test_env_bad_expanded_value, free_owned_env),
-		cmocka_unit_test_teardown(test_env_quick_mode_not_expanded, free_owned_env),
-		cmocka_unit_test_teardown(test_load_file, free_owned),
+	    cmocka_unit_test_teardown(test_unknown_keys_did_you_mean, free_owned),
+	    cmocka_unit_test_teardown(test_unknown_keys_in_sections, free_owned),
+	    cmocka_unit_test_teardown(test_unknown_key_in_second_listener, free_owned),
+	    cmocka_unit_test_teardown(test_bad_durations, free_owned),
+	    cmocka_unit_test_teardown(test_durations_out_of_range, free_owned),
+	    cmocka_unit_test_teardown(test_bad_ports, free_owned),
+	    cmocka_unit_test_teardown(test_bad_listen_addresses, free_owned),
+	    cmocka_unit_test_teardown(test_bad_nameservers, free_owned),
+	    cmocka_unit_test_teardown(test_bad_enums, free_owned),
+	    cmocka_unit_test_teardown(test_listeners_as_mapping, free_owned),
+	    cmocka_unit_test_teardown(test_listener_item_not_mapping, free_owned),
+	    cmocka_unit_test_teardown(test_http_section, free_owned),
+	    cmocka_unit_test_teardown(test_sections_wrong_kind, free_owned),
+	    cmocka_unit_test_teardown(test_values_wrong_kind, free_owned),
+	    cmocka_unit_test_teardown(test_top_level_not_mapping, free_owned),
+	    cmocka_unit_test_teardown(test_duplicate_keys, free_owned),
+	    cmocka_unit_test_teardown(test_duplicate_listener_names_and_addresses, free_owned),
+	    cmocka_unit_test_teardown(test_ephemeral_ports_and_families_do_not_clash, free_owned),
+	    cmocka_unit_test_teardown(test_missing_required_keys, free_owned),
+	    cmocka_unit_test_teardown(test_invalid_value_not_reported_as_missing, free_owned),
+	    cmocka_unit_test_teardown(test_no_listeners, free_owned),
+	    cmocka_unit_test_teardown(test_yaml_syntax_errors, free_owned),
+	    cmocka_unit_test_teardown(test_empty_input, free_owned),
+	    cmocka_unit_test_teardown(test_empty_document_marker, free_owned),
+	    cmocka_unit_test_teardown(test_all_errors_reported, free_owned),
+	    cmocka_unit_test_teardown(test_min_ttl_above_refresh, free_owned),
+	    cmocka_unit_test_teardown(test_valid_full_config, free_owned),
+	    cmocka_unit_test_teardown(test_valid_minimal_defaults, free_owned),
+	    cmocka_unit_test_teardown(test_valid_nameservers_scalar_and_limits, free_owned),
+	    cmocka_unit_test_teardown(test_dump_round_trip, free_owned),
+	    cmocka_unit_test_teardown(test_dump_round_trip_odd_names, free_owned),
+	    cmocka_unit_test_teardown(test_dump_round_trip_deny_all_and_privileges, free_owned),
+	    cmocka_unit_test_teardown(test_dump_round_trip_control_bytes, free_owned),
+	    cmocka_unit_test_teardown(test_parse_duration_table, free_owned),
+	    cmocka_unit_test_teardown(test_format_duration_table, free_owned),
+	    cmocka_unit_test_teardown(test_quick_ok, free_owned),
+	    cmocka_unit_test_teardown(test_quick_name_and_replaced_list, free_owned),
+	    cmocka_unit_test_teardown(test_quick_bad_values, free_owned),
+	    cmocka_unit_test_teardown(test_quick_unknown_setting, free_owned),
+	    cmocka_unit_test_teardown(test_quick_settings_list, free_owned),
+	    cmocka_unit_test_teardown(test_quick_finish_missing, free_owned),
+	    cmocka_unit_test_teardown(test_quick_same_validation_as_a_file, free_owned),
+	    cmocka_unit_test_teardown(test_quick_egress_gateway, free_owned),
+	    cmocka_unit_test_teardown(test_quick_egress_bad_values, free_owned),
+	    cmocka_unit_test_teardown(test_key_table_is_documented, free_owned),
+	    cmocka_unit_test_teardown(test_option_suggest, free_owned),
+	    cmocka_unit_test_teardown(test_env_plain, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_default_unset_or_empty, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_value_wins_over_default, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_several_in_one_scalar, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_in_lists, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_escape, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_dollar_host_untouched, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_not_re_expanded, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_keys_not_expanded, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_errors, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_error_in_listeners, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_bad_expanded_value, free_owned_env),
+	    cmocka_unit_test_teardown(test_env_quick_mode_not_expanded, free_owned_env),
+	    cmocka_unit_test_teardown(test_load_file, free_owned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,7 +60,7 @@ static uint8_t out[2 * 4096 + HTTP_REWRITE_EXTRA];
  */
 static const char *
 rewrite(const char *head, const struct config_http *c, const struct http_peer *p, int last,
-    struct http_head *info)
+	struct http_head *info)
 {
 	struct sniff_http_request req;
 	enum parse_result r = sniff_http_request((const uint8_t *)head, strlen(head), &req);
@@ -89,13 +89,13 @@ test_untrusted_client_gets_its_own_address(void **state)
 	assert_null(rewrite("GET /a?b=1 HTTP/1.1\r\n"
 			    "Host: app.example:8080\r\n"
 			    "User-Agent: t/1\r\n"
-			    "X-Forwarded-For: 10.9.9.9\r\n"       /* forged: replaced */
-			    "x-forwarded-for: 10.8.8.8\r\n"       /* any case */
-			    "X-Real-IP: 10.9.9.9\r\n"             /* forged: replaced */
-			    "X-Forwarded-Proto: https\r\n"        /* forged: replaced */
+			    "X-Forwarded-For: 10.9.9.9\r\n" /* forged: replaced */
+			    "x-forwarded-for: 10.8.8.8\r\n" /* any case */
+			    "X-Real-IP: 10.9.9.9\r\n"	    /* forged: replaced */
+			    "X-Forwarded-Proto: https\r\n"  /* forged: replaced */
 			    "Accept: */*\r\n"
 			    "\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET /a?b=1 HTTP/1.1\r\n"
 					 "Host: app.example:8080\r\n"
 					 "User-Agent: t/1\r\n"
@@ -127,8 +127,9 @@ test_trusted_peer_values_are_kept_and_extended(void **state)
 			    "Forwarded: for=198.51.100.1\r\n"
 			    "Content-Length: 3\r\n"
 			    "\r\n",
-	    &c, &p, 0, &info));
-	assert_string_equal((char *)out,
+			    &c, &p, 0, &info));
+	assert_string_equal(
+	    (char *)out,
 	    "POST /x HTTP/1.1\r\n"
 	    "Host: a.test\r\n"
 	    "X-Forwarded-Proto: https\r\n"
@@ -174,11 +175,13 @@ test_switches_off_leave_headers_alone(void **state)
 static void
 test_connection_may_not_name_what_gatekeeper_reads(void **state)
 {
-	static const char *const names[] = {"content-length", "Content-Length", "transfer-encoding",
-	    "host", "HOST", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip",
-	    "forwarded", "content_length", "Transfer_Encoding", "X_Forwarded_For", "x-real_ip"};
-	static const char *const lists[][2] = {{"", ""}, {"close, ", ""}, {"", ", keep-alive"},
-	    {"foo,", ",bar"}, {" ", " "}, {"keep-alive\r\nConnection: ", ""}};
+	static const char *const names[] = {
+	    "content-length",  "Content-Length",    "transfer-encoding", "host",      "HOST",
+	    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",	 "x-real-ip", "forwarded",
+	    "content_length",  "Transfer_Encoding", "X_Forwarded_For",	 "x-real_ip"};
+	static const char *const lists[][2] = {
+	    {"", ""},	      {"close, ", ""}, {"", ", keep-alive"},
+	    {"foo,", ",bar"}, {" ", " "},      {"keep-alive\r\nConnection: ", ""}};
 	struct config_http c = defaults();
 	struct http_peer p = peer("192.0.2.7", 1);
 	struct http_head info;
@@ -189,8 +192,9 @@ test_connection_may_not_name_what_gatekeeper_reads(void **state)
 		for (size_t j = 0; j < sizeof(lists) / sizeof(lists[0]); j++) {
 			snprintf(conn, sizeof(conn), "%s%s%s", lists[j][0], names[i], lists[j][1]);
 			snprintf(head, sizeof(head),
-			    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: %s\r\n\r\n",
-			    conn);
+				 "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: "
+				 "%s\r\n\r\n",
+				 conn);
 			if (rewrite(head, &c, &p, 0, &info) == NULL ||
 			    strcmp(rewrite(head, &c, &p, 0, &info), "smuggling") != 0)
 				fail_msg("Connection: %s was not refused", conn);
@@ -198,7 +202,7 @@ test_connection_may_not_name_what_gatekeeper_reads(void **state)
 	}
 	/* other names are hop-by-hop as ever */
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: x-hostname, hosts\r\n\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 }
 
 /* '_' for '-': CGI, WSGI and PHP read X_Forwarded_For as X-Forwarded-For. */
@@ -206,7 +210,7 @@ static void
 test_underscore_spellings(void **state)
 {
 	static const char *const framing[] = {"Content_Length: 3", "content_length: 3",
-	    "Transfer_Encoding: chunked"};
+					      "Transfer_Encoding: chunked"};
 	struct config_http c = defaults();
 	struct http_peer p = peer("192.0.2.7", 1); /* even from a trusted peer */
 	struct http_head info;
@@ -214,7 +218,8 @@ test_underscore_spellings(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(framing) / sizeof(framing[0]); i++) {
-		snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nHost: a\r\n%s\r\n\r\n", framing[i]);
+		snprintf(head, sizeof(head), "POST / HTTP/1.1\r\nHost: a\r\n%s\r\n\r\n",
+			 framing[i]);
 		assert_string_equal(rewrite(head, &c, &p, 0, &info), "smuggling");
 	}
 	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
@@ -227,18 +232,19 @@ test_underscore_spellings(void **state)
 			    "X-Forwarded-Port: 2\r\n"
 			    "X_Kept: 1\r\n"
 			    "\r\n",
-	    &c, &p, 0, &info));
-	assert_string_equal((char *)out,
-	    "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\nX_Kept: 1\r\n\r\n");
+			    &c, &p, 0, &info));
+	assert_string_equal(
+	    (char *)out, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\nX_Kept: 1\r\n\r\n");
 	/* an untrusted peer's other X-Forwarded-* and client-address claims go as well */
 	p.trusted = 0;
-	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\n"
-			    "X-Forwarded-Server: s\r\nX-Forwarded: for=6.6.6.6\r\nClient-IP: 6.6.6.6\r\n"
-			    "True-Client-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\n"
-			    "CF-Connecting-IP: 6.6.6.6\r\nFastly-Client-IP: 6.6.6.6\r\n"
-			    "X-Cluster-Client-IP: 6.6.6.6\r\nX-Original-Forwarded-For: 6.6.6.6\r\n"
-			    "True_Client_IP: 6.6.6.6\r\n\r\n",
-	    &c, &p, 0, &info));
+	assert_null(
+	    rewrite("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-Port: 2\r\n"
+		    "X-Forwarded-Server: s\r\nX-Forwarded: for=6.6.6.6\r\nClient-IP: 6.6.6.6\r\n"
+		    "True-Client-IP: 6.6.6.6\r\nX-Client-IP: 6.6.6.6\r\n"
+		    "CF-Connecting-IP: 6.6.6.6\r\nFastly-Client-IP: 6.6.6.6\r\n"
+		    "X-Cluster-Client-IP: 6.6.6.6\r\nX-Original-Forwarded-For: 6.6.6.6\r\n"
+		    "True_Client_IP: 6.6.6.6\r\n\r\n",
+		    &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 }
 
@@ -257,24 +263,25 @@ test_h2c_is_never_forwarded(void **state)
 			    "Upgrade: h2c\r\n"
 			    "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
 			    "\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_false(info.upgrade);
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
 			    "Upgrade: H2C, h2\r\n\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_false(info.upgrade);
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 	/* among others, only h2c goes */
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n"
 			    "Upgrade: h2c, websocket\r\n\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_true(info.upgrade);
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
 					 "Connection: upgrade\r\n\r\n");
 }
 
-/* A forward proxy's request goes on with the client's headers, none of ours, less its credentials. */
+/* A forward proxy's request goes on with the client's headers, none of ours, less its credentials.
+ */
 static void
 test_forward_proxy_rewrite(void **state)
 {
@@ -291,20 +298,20 @@ test_forward_proxy_rewrite(void **state)
 			    "Proxy_Authorization: Basic dTpw\r\n"
 			    "X-Forwarded-For: 1.1.1.1\r\n"
 			    "Accept: */*\r\n\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
 					 "X-Forwarded-For: 1.1.1.1\r\nAccept: */*\r\n\r\n");
 	/* the framing rules are the same */
 	assert_string_equal(rewrite("POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\n"
 				    "Content-Length: 5\r\nConnection: content-length\r\n\r\n",
-			        &c, &p, 0, &info),
-	    "smuggling");
+				    &c, &p, 0, &info),
+			    "smuggling");
 	/* a reverse proxy passes Proxy-Authorization on, as before */
 	p.proxy = 0;
 	c = defaults();
 	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: Basic dTpw\r\n\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_non_null(strstr((char *)out, "Proxy-Authorization: Basic dTpw\r\n"));
 }
 
@@ -320,15 +327,15 @@ test_hop_by_hop_headers_are_dropped(void **state)
 	assert_null(rewrite("GET / HTTP/1.1\r\n"
 			    "Host: a.test\r\n"
 			    "Connection: keep-alive, X-Secret, foo\r\n"
-			    "X-Secret: s\r\n"      /* named by Connection */
-			    "Foo: bar\r\n"         /* named by Connection, any case */
+			    "X-Secret: s\r\n" /* named by Connection */
+			    "Foo: bar\r\n"    /* named by Connection, any case */
 			    "Keep-Alive: timeout=5\r\n"
 			    "Proxy-Connection: keep-alive\r\n"
 			    "TE: trailers\r\n"
-			    "Upgrade: h2c\r\n"     /* not an upgrade request: dropped */
+			    "Upgrade: h2c\r\n" /* not an upgrade request: dropped */
 			    "X-Kept: 1\r\n"
 			    "\r\n",
-	    &c, &p, 0, &info));
+			    &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Kept: 1\r\n\r\n");
 	assert_false(info.upgrade);
 }
@@ -343,18 +350,18 @@ test_connection_header_says_what_is_needed(void **state)
 	(void)state;
 	c.x_forwarded_for = c.x_forwarded_proto = c.x_forwarded_host = c.x_real_ip = 0;
 	/* the client closes */
-	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &c, &p, 0,
-	    &info));
+	assert_null(
+	    rewrite("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
 	assert_true(info.wants_close);
 	/* HTTP/1.0 closes unless it asks for keep-alive */
 	assert_null(rewrite("GET / HTTP/1.0\r\nHost: a\r\n\r\n", &c, &p, 0, &info));
 	assert_string_equal((char *)out, "GET / HTTP/1.0\r\nHost: a\r\nConnection: close\r\n\r\n");
 	assert_true(info.wants_close);
-	assert_null(rewrite("GET / HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n", &c, &p, 0,
-	    &info));
+	assert_null(rewrite("GET / HTTP/1.0\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n", &c, &p,
+			    0, &info));
 	assert_string_equal((char *)out,
-	    "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
+			    "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n");
 	assert_false(info.wants_close);
 	/* the connection's last request */
 	assert_null(rewrite("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &c, &p, 1, &info));
@@ -362,8 +369,9 @@ test_connection_header_says_what_is_needed(void **state)
 	/* an upgrade keeps Upgrade and says so */
 	assert_null(rewrite("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
 			    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
-	    &c, &p, 0, &info));
-	assert_string_equal((char *)out,
+			    &c, &p, 0, &info));
+	assert_string_equal(
+	    (char *)out,
 	    "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
 	    "Connection: upgrade\r\n\r\n");
 	assert_true(info.upgrade);
@@ -403,13 +411,14 @@ test_framing_that_reads_two_ways_is_refused(void **state)
 	}
 	/* the same length twice is one length */
 	assert_null(rewrite("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", &c, &p, 0,
-	    &info));
+			    &info));
 	assert_true(info.has_body);
-	assert_null(rewrite("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", &c, &p,
-	    0, &info));
+	assert_null(rewrite("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", &c,
+			    &p, 0, &info));
 	assert_true(info.has_body);
 	/* CONNECT is not for a reverse proxy */
-	assert_string_equal(rewrite("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", &c, &p, 0, &info),
+	assert_string_equal(
+	    rewrite("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", &c, &p, 0, &info),
 	    "bad_method");
 }
 
@@ -428,7 +437,7 @@ test_refusal_texts(void **state)
 	assert_non_null(strstr(buf, "Connection: close\r\n"));
 	/* Content-Length matches the body */
 	assert_int_equal(strlen(strstr(buf, "\r\n\r\n") + 4),
-	    (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
+			 (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
 	/* CONNECT's 405 differs between a forward and a reverse proxy */
 	n = http_refusal(REASON_BAD_METHOD, 1, buf, sizeof(buf));
 	buf[n] = '\0';
@@ -518,15 +527,16 @@ test_stream_pipelined_requests_each_rewritten(void **state)
 
 	(void)state;
 	/* three requests in one read, the second with a chunked body, cut oddly */
-	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
-		   "Transfer-Encoding: chunked\r\n\r\n5\r\nhel");
+	feed(h, 0,
+	     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\n"
+	     "Transfer-Encoding: chunked\r\n\r\n5\r\nhel");
 	feed(h, 0, "lo\r\n0\r\n\r\nGET /3 HTTP/1.1\r\nHo");
 	feed(h, 0, "st: a\r\n\r\n");
 	assert_string_equal(r.sent[1],
-	    "GET /1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n"
-	    "POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
-	    "X-Forwarded-For: 192.0.2.7\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-	    "GET /3 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n");
+			    "GET /1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n"
+			    "POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+			    "X-Forwarded-For: 192.0.2.7\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+			    "GET /3 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n");
 	assert_int_equal(http_stream_requests(h), 3);
 	assert_null(r.ended);
 	http_stream_free(h);
@@ -541,30 +551,35 @@ test_stream_refusal_waits_for_the_responses_owed(void **state)
 
 	(void)state;
 	r.misdirect = 1;
-	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: b.test\r\n\r\n"
-		   "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+	feed(h, 0,
+	     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: b.test\r\n\r\n"
+	     "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
 	assert_int_equal(http_stream_requests(h), 1); /* /2 and /3 never went up */
 	assert_null(r.ended);
 	assert_int_equal(r.sent_len[0], 0);
 	assert_false(http_stream_may_read(h, 0));
 	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
 	assert_string_equal(r.ended, "misdirected");
-	assert_true(strncmp(r.sent[0], "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
-			48) == 0);
+	assert_true(strncmp(r.sent[0],
+			    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
+			    48) == 0);
 	http_stream_free(h);
 
 	/* two answers owed, arriving in one read */
 	h = stream(&r, &c);
 	r.misdirect = 1;
-	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
-		   "GET /3 HTTP/1.1\r\nHost: b.test\r\n\r\n");
+	feed(h, 0,
+	     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /3 HTTP/1.1\r\nHost: b.test\r\n\r\n");
 	assert_int_equal(http_stream_requests(h), 2);
-	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
-		   "Content-Length: 2\r\n\r\nok");
+	feed(h, 1,
+	     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n"
+	     "Content-Length: 2\r\n\r\nok");
 	assert_string_equal(r.ended, "misdirected");
-	assert_true(strncmp(r.sent[0], "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-				       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
-			90) == 0);
+	assert_true(strncmp(r.sent[0],
+			    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+			    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 421 ",
+			    90) == 0);
 	http_stream_free(h);
 }
 
@@ -592,7 +607,8 @@ test_stream_upgrade_goes_raw_on_101_only(void **state)
 	struct config_http c = defaults();
 	struct rec r;
 	struct http_stream *h = stream(&r, &c);
-	const char *up = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+	const char *up =
+	    "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
 
 	(void)state;
 	/* refused by the upstream: the bytes sent meanwhile are the next request */
@@ -606,11 +622,15 @@ test_stream_upgrade_goes_raw_on_101_only(void **state)
 	feed(h, 1, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
 	/* accepted: raw both ways, early bytes included */
 	feed(h, 0, up);
-	feed(h, 0, "\x81\x05" "early");
-	feed(h, 1, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-		   "\x81\x02hi");
+	feed(h, 0,
+	     "\x81\x05"
+	     "early");
+	feed(h, 1,
+	     "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+	     "\x81\x02hi");
 	assert_true(r.raw);
-	assert_non_null(strstr(r.sent[1], "\x81\x05" "early"));
+	assert_non_null(strstr(r.sent[1], "\x81\x05"
+					  "early"));
 	assert_non_null(strstr(r.sent[0], "\r\n\r\n\x81\x02hi"));
 	feed(h, 0, "anything at all");
 	assert_non_null(strstr(r.sent[1], "anything at all"));
@@ -624,8 +644,7 @@ test_stream_upgrade_goes_raw_on_101_only(void **state)
  * client's next bytes ("later") are fed too: they must never go up raw.
  */
 static struct http_stream *
-switched_after(struct rec *r, struct config_http *c, const char *request,
-    const char *const *reply)
+switched_after(struct rec *r, struct config_http *c, const char *request, const char *const *reply)
 {
 	struct http_stream *h = stream(r, c);
 
@@ -646,26 +665,29 @@ test_stream_unasked_101_is_bad_response(void **state)
 	static const struct {
 		const char *why, *request, *reply[4];
 	} bad[] = {
-	    {"a plain request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-		{"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
-		 "\x00\x00\x00\x04"}},
+	    {"a plain request",
+	     "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+	     {"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"
+	      "\x00\x00\x00\x04"}},
 	    /* h2c stripped: the request asked for nothing */
-	    {"only h2c asked", "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
-		{"HTTP/1.1 101 Switching Protocols\r\n", "Upgrade: h2c\r\n\r\n"}},
-	    {"a protocol not offered", ws,
-		{"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"}},
+	    {"only h2c asked",
+	     "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+	     {"HTTP/1.1 101 Switching Protocols\r\n", "Upgrade: h2c\r\n\r\n"}},
+	    {"a protocol not offered",
+	     ws,
+	     {"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"}},
 	    {"no protocol named", ws, {"HTTP/1.1 101 Switching Protocols\r\n\r\n"}},
 	    /* the first of two requests, the second the upgrade one */
 	    {"an earlier request",
-		"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
-		"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-		{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"}},
+	     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+	     {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"}},
 	};
-	static const char *const offered[] = {"HTTP/1.1 101 Switching Protocols\r\nUpg", "rade: webso",
-	    "cket\r\n\r\n", NULL};
+	static const char *const offered[] = {"HTTP/1.1 101 Switching Protocols\r\nUpg",
+					      "rade: webso", "cket\r\n\r\n", NULL};
 	static const char *const surplus[] = {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 					      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-	    NULL};
+					      NULL};
 	struct config_http c = defaults();
 	struct rec r;
 	struct http_stream *h;
@@ -675,7 +697,7 @@ test_stream_unasked_101_is_bad_response(void **state)
 		h = switched_after(&r, &c, bad[i].request, bad[i].reply);
 		if (r.raw || r.ended == NULL || strcmp(r.ended, "bad_response") != 0)
 			fail_msg("a 101 to %s: raw %d, ended %s", bad[i].why, r.raw,
-			    r.ended ? r.ended : "-");
+				 r.ended ? r.ended : "-");
 		assert_null(strstr(r.sent[1], "later"));
 		/* A 101 that came whole is replaced; one begun in an earlier read only closes. */
 		if (bad[i].reply[1] == NULL) {
@@ -688,8 +710,9 @@ test_stream_unasked_101_is_bad_response(void **state)
 	/* the protocol offered, in any case, split across reads: switched */
 	c = defaults();
 	h = switched_after(&r, &c,
-	    "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, WebSocket\r\n\r\n",
-	    offered);
+			   "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, "
+			   "WebSocket\r\n\r\n",
+			   offered);
 	assert_true(r.raw);
 	assert_null(r.ended);
 	http_stream_free(h);
@@ -715,11 +738,13 @@ test_stream_limits(void **state)
 	/* max_requests: the last request says close; later bytes never go up */
 	c.max_requests = 2;
 	h = stream(&r, &c);
-	feed(h, 0, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
-		   "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+	feed(h, 0,
+	     "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
 	assert_int_equal(http_stream_requests(h), 2);
-	assert_non_null(strstr(r.sent[1], "GET /2 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
-					  "Connection: close\r\n\r\n"));
+	assert_non_null(strstr(r.sent[1],
+			       "GET /2 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.7\r\n"
+			       "Connection: close\r\n\r\n"));
 	assert_null(strstr(r.sent[1], "/3"));
 	http_stream_free(h);
 
@@ -757,20 +782,20 @@ static void
 test_stream_chunk_framing_is_strict(void **state)
 {
 	static const char *const bad[] = {
-	    "5\r\nhelloXX0\r\n\r\n",       /* data runs on without its CRLF */
-	    "5\nhello\r\n0\r\n\r\n",        /* bare LF after the size */
-	    "-5\r\nhello\r\n0\r\n\r\n",      /* not hex */
-	    " 5\r\nhello\r\n0\r\n\r\n",      /* space before the size */
-	    "5 \r\nhello\r\n0\r\n\r\n",      /* space after it */
-	    "\r\nhello\r\n0\r\n\r\n",        /* no size */
-	    "1000000000000000\r\n",           /* 16 hex digits */
-	    "0\r\nX: 1\n\r\n",               /* bare LF in a trailer */
-	    "0\r\n folded\r\n\r\n",          /* obs-fold in the trailers */
-	    "0\r\n\r\r",                      /* the end is CRLF */
-	    "0\r\nhello\r\n\r\n",              /* a trailer line that is not a field */
-	    "0\r\nA B: 1\r\n\r\n",             /* a space in a trailer's name */
-	    "0\r\nContent-Length: 3\r\n\r\n",  /* framing fields never come as trailers */
-	    "0\r\nContent_Length: 3\r\n\r\n",  /* nor spelled with '_' */
+	    "5\r\nhelloXX0\r\n\r\n",		     /* data runs on without its CRLF */
+	    "5\nhello\r\n0\r\n\r\n",		     /* bare LF after the size */
+	    "-5\r\nhello\r\n0\r\n\r\n",		     /* not hex */
+	    " 5\r\nhello\r\n0\r\n\r\n",		     /* space before the size */
+	    "5 \r\nhello\r\n0\r\n\r\n",		     /* space after it */
+	    "\r\nhello\r\n0\r\n\r\n",		     /* no size */
+	    "1000000000000000\r\n",		     /* 16 hex digits */
+	    "0\r\nX: 1\n\r\n",			     /* bare LF in a trailer */
+	    "0\r\n folded\r\n\r\n",		     /* obs-fold in the trailers */
+	    "0\r\n\r\r",			     /* the end is CRLF */
+	    "0\r\nhello\r\n\r\n",		     /* a trailer line that is not a field */
+	    "0\r\nA B: 1\r\n\r\n",		     /* a space in a trailer's name */
+	    "0\r\nContent-Length: 3\r\n\r\n",	     /* framing fields never come as trailers */
+	    "0\r\nContent_Length: 3\r\n\r\n",	     /* nor spelled with '_' */
 	    "0\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", /* nor forwarding claims */
 	    "0\r\nX_Forwarded_For: 6.6.6.6\r\n\r\n",
 	    "0\r\nX-Forwarded-Anything-Long-Name: 1\r\n\r\n",
@@ -824,24 +849,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_untrusted_client_gets_its_own_address),
-		cmocka_unit_test(test_trusted_peer_values_are_kept_and_extended),
-		cmocka_unit_test(test_switches_off_leave_headers_alone),
-		cmocka_unit_test(test_connection_may_not_name_what_gatekeeper_reads),
-		cmocka_unit_test(test_underscore_spellings),
-		cmocka_unit_test(test_h2c_is_never_forwarded),
-		cmocka_unit_test(test_forward_proxy_rewrite),
-		cmocka_unit_test(test_hop_by_hop_headers_are_dropped),
-		cmocka_unit_test(test_connection_header_says_what_is_needed),
-		cmocka_unit_test(test_framing_that_reads_two_ways_is_refused),
-		cmocka_unit_test(test_refusal_texts),
-		cmocka_unit_test(test_stream_pipelined_requests_each_rewritten),
-		cmocka_unit_test(test_stream_refusal_waits_for_the_responses_owed),
-		cmocka_unit_test(test_stream_head_response_and_interim_responses),
-		cmocka_unit_test(test_stream_upgrade_goes_raw_on_101_only),
-		cmocka_unit_test(test_stream_unasked_101_is_bad_response),
-		cmocka_unit_test(test_stream_limits),
-		cmocka_unit_test(test_stream_chunk_framing_is_strict),
+	    cmocka_unit_test(test_untrusted_client_gets_its_own_address),
+	    cmocka_unit_test(test_trusted_peer_values_are_kept_and_extended),
+	    cmocka_unit_test(test_switches_off_leave_headers_alone),
+	    cmocka_unit_test(test_connection_may_not_name_what_gatekeeper_reads),
+	    cmocka_unit_test(test_underscore_spellings),
+	    cmocka_unit_test(test_h2c_is_never_forwarded),
+	    cmocka_unit_test(test_forward_proxy_rewrite),
+	    cmocka_unit_test(test_hop_by_hop_headers_are_dropped),
+	    cmocka_unit_test(test_connection_header_says_what_is_needed),
+	    cmocka_unit_test(test_framing_that_reads_two_ways_is_refused),
+	    cmocka_unit_test(test_refusal_texts),
+	    cmocka_unit_test(test_stream_pipelined_requests_each_rewritten),
+	    cmocka_unit_test(test_stream_refusal_waits_for_the_responses_owed),
+	    cmocka_unit_test(test_stream_head_response_and_interim_responses),
+	    cmocka_unit_test(test_stream_upgrade_goes_raw_on_101_only),
+	    cmocka_unit_test(test_stream_unasked_101_is_bad_response),
+	    cmocka_unit_test(test_stream_limits),
+	    cmocka_unit_test(test_stream_chunk_framing_is_strict),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,9 +38,9 @@
 
 /* What the fake worker saw. */
 static struct {
-	int ended;         /* worker_session_ended calls */
-	size_t sessions;   /* gk->n_sessions at the last call */
-	int stop_after;    /* end the loop at this many calls */
+	int ended;	 /* worker_session_ended calls */
+	size_t sessions; /* gk->n_sessions at the last call */
+	int stop_after;	 /* end the loop at this many calls */
 } fake;
 
 /*
@@ -95,8 +95,8 @@ on_echo_accept(evutil_socket_t fd, short what, void *arg)
 	assert_true(c >= 0);
 	assert_int_equal(e->conn, -1);
 	e->conn = c;
-	e->conn_ev = event_new(event_get_base(e->accept_ev), c, EV_READ | EV_PERSIST,
-	    on_echo_read, e);
+	e->conn_ev =
+	    event_new(event_get_base(e->accept_ev), c, EV_READ | EV_PERSIST, on_echo_read, e);
 	assert_non_null(e->conn_ev);
 	assert_int_equal(event_add(e->conn_ev, NULL), 0);
 }

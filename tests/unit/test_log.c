@@ -71,7 +71,6 @@ teardown(void **state)
 
 /* ---- capturing fd 2 ---- */
 
-
 static void
 capture_begin(void)
 {
@@ -508,12 +507,12 @@ one_line(char *out, size_t len, enum log_format fmt, struct field *f)
 
 	if (len == 0 || out[len - 1] != '\n' || count_lines(out, len) != 1 || strlen(out) != len)
 		fail_msg("not exactly one line (%zu bytes, %zu newlines):\n%s", len,
-		    count_lines(out, len), out);
+			 count_lines(out, len), out);
 	out[len - 1] = '\0';
-	if ((fmt == LOG_FORMAT_JSON ? parse_json(out, f, &n, &why) :
-				      parse_logfmt(out, f, &n, &why)) != 0)
-		fail_msg("%s line does not parse (%s):\n%s", fmt == LOG_FORMAT_JSON ? "JSON" : "logfmt",
-		    why, out);
+	if ((fmt == LOG_FORMAT_JSON ? parse_json(out, f, &n, &why)
+				    : parse_logfmt(out, f, &n, &why)) != 0)
+		fail_msg("%s line does not parse (%s):\n%s",
+			 fmt == LOG_FORMAT_JSON ? "JSON" : "logfmt", why, out);
 	assert_true(n >= 3);
 	assert_string_equal(f[0].key, "ts");
 	check_ts(f[0].val);
@@ -544,18 +543,19 @@ test_logfmt_escaping(void **state)
 	(void)state;
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
 	capture_begin();
-	log_kv(LOG_LEVEL_INFO, "hello world", LOG_STR("plain", "whoami"),
-	    LOG_STR("space", "a b"), LOG_STR("quote", "say \"hi\""), LOG_STR("eq", "a=b"),
-	    LOG_STR("bs", "back\\slash"), LOG_STR("empty", ""), LOG_STR("null", NULL),
-	    LOG_STR("nl", "two\nlines"), LOG_STR("tab", "a\tb"), LOG_STR("ctl", nasty_ctl),
-	    LOG_STR("utf8", "caf\xc3\xa9"), LOG_STR("bad", "\xff\xfe"), LOG_NUM("num", -42),
-	    LOG_NUM("big", 9007199254740993LL), LOG_STR("inject", "x level=error msg=pwned"));
+	log_kv(LOG_LEVEL_INFO, "hello world", LOG_STR("plain", "whoami"), LOG_STR("space", "a b"),
+	       LOG_STR("quote", "say \"hi\""), LOG_STR("eq", "a=b"), LOG_STR("bs", "back\\slash"),
+	       LOG_STR("empty", ""), LOG_STR("null", NULL), LOG_STR("nl", "two\nlines"),
+	       LOG_STR("tab", "a\tb"), LOG_STR("ctl", nasty_ctl), LOG_STR("utf8", "caf\xc3\xa9"),
+	       LOG_STR("bad", "\xff\xfe"), LOG_NUM("num", -42), LOG_NUM("big", 9007199254740993LL),
+	       LOG_STR("inject", "x level=error msg=pwned"));
 	out = capture_end(&len);
 
 	/* The exact text after the timestamp. */
 	rest = strchr(out, ' ');
 	assert_non_null(rest);
-	assert_string_equal(rest,
+	assert_string_equal(
+	    rest,
 	    " level=info msg=\"hello world\" plain=whoami space=\"a b\" quote=\"say \\\"hi\\\"\""
 	    " eq=\"a=b\" bs=\"back\\\\slash\" empty=\"\" null=- nl=\"two\\nlines\" tab=\"a\\tb\""
 	    " ctl=\"bell\\x07 esc\\x1b del\\x7f cr\\x0d nul-free\" utf8=\"caf\\xc3\\xa9\""
@@ -640,15 +640,16 @@ test_json_escaping(void **state)
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_JSON);
 	capture_begin();
 	log_kv(LOG_LEVEL_WARN, "hello \"world\"", LOG_STR("space", "a b"),
-	    LOG_STR("bs", "back\\slash"), LOG_STR("nl", "two\nlines"), LOG_STR("ctl", nasty_ctl),
-	    LOG_STR("null", NULL), LOG_STR("empty", ""), LOG_NUM("num", -42), LOG_NUM("zero", 0),
-	    LOG_STR("inject", "\",\"level\":\"error"), LOG_STR("slash", "</script>"));
+	       LOG_STR("bs", "back\\slash"), LOG_STR("nl", "two\nlines"), LOG_STR("ctl", nasty_ctl),
+	       LOG_STR("null", NULL), LOG_STR("empty", ""), LOG_NUM("num", -42), LOG_NUM("zero", 0),
+	       LOG_STR("inject", "\",\"level\":\"error"), LOG_STR("slash", "</script>"));
 	out = capture_end(&len);
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
 
 	rest = strchr(out, ',');
 	assert_non_null(rest);
-	assert_string_equal(rest,
+	assert_string_equal(
+	    rest,
 	    ",\"level\":\"warn\",\"msg\":\"hello \\\"world\\\"\",\"space\":\"a b\","
 	    "\"bs\":\"back\\\\slash\",\"nl\":\"two\\nlines\","
 	    "\"ctl\":\"bell\\u0007 esc\\u001b del\\u007f cr\\u000d nul-free\",\"null\":\"-\","
@@ -658,8 +659,8 @@ test_json_escaping(void **state)
 	n = one_line(out, len, LOG_FORMAT_JSON, f);
 	assert_int_equal(n, 13);
 	/* Fields in order, values decoded back to what was logged. */
-	static const char *const keys[] = {"ts", "level", "msg", "space", "bs", "nl", "ctl", "null",
-		"empty", "num", "zero", "inject", "slash"};
+	static const char *const keys[] = {"ts",   "level", "msg", "space", "bs",     "nl",   "ctl",
+					   "null", "empty", "num", "zero",  "inject", "slash"};
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(f[i].key, keys[i]);
 	assert_string_equal(f[1].val, "warn");
@@ -708,7 +709,7 @@ test_json_invalid_bytes_stay_valid_json(void **state)
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_JSON);
 	capture_begin();
 	log_kv(LOG_LEVEL_INFO, "sni", LOG_STR("name", "\xff\xfe\xc3\x28\x80 \xed\xa0\x80"),
-	    LOG_STR("after", "ok"));
+	       LOG_STR("after", "ok"));
 	out = capture_end(&len);
 	log_setup(LOG_LEVEL_INFO, LOG_FORMAT_LOGFMT);
 	n = one_line(out, len, LOG_FORMAT_JSON, f);
@@ -919,20 +920,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_logfmt_escaping, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_logfmt_printf_wrappers, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_json_escaping, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_json_utf8_round_trip, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_json_invalid_bytes_stay_valid_json, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_levels_filter, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_value_logfmt_bare, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_value_logfmt_quoted, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_value_logfmt_escapes, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_value_json, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_message_json, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_printf_message_json, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_message_logfmt, setup_default, teardown),
-		cmocka_unit_test_setup_teardown(test_long_but_fitting_is_whole, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_logfmt_escaping, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_logfmt_printf_wrappers, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_json_escaping, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_json_utf8_round_trip, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_json_invalid_bytes_stay_valid_json, setup_default,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_levels_filter, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_value_logfmt_bare, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_value_logfmt_quoted, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_value_logfmt_escapes, setup_default,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_long_value_json, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_message_json, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_printf_message_json, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_message_logfmt, setup_default, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_but_fitting_is_whole, setup_default,
+					    teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

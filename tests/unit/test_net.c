@@ -36,17 +36,17 @@ static void
 test_split_ok(void **state)
 {
 	static const struct split_ok cases[] = {
-		{"127.0.0.1:80", "127.0.0.1", 80},
-		{"10.1.2.3:65535", "10.1.2.3", 65535},
-		{"whoami:8080", "whoami", 8080},
-		{"api.example.com:443", "api.example.com", 443},
-		{"[::1]:8080", "::1", 8080},
-		{"[2001:db8::1]:443", "2001:db8::1", 443},
-		{"[::]:0", "::", 0},
-		{":8080", "", 8080},
-		{"*:8080", "", 8080},
-		{"0.0.0.0:0", "0.0.0.0", 0},
-		{"host:00080", "host", 80},
+	    {"127.0.0.1:80", "127.0.0.1", 80},
+	    {"10.1.2.3:65535", "10.1.2.3", 65535},
+	    {"whoami:8080", "whoami", 8080},
+	    {"api.example.com:443", "api.example.com", 443},
+	    {"[::1]:8080", "::1", 8080},
+	    {"[2001:db8::1]:443", "2001:db8::1", 443},
+	    {"[::]:0", "::", 0},
+	    {":8080", "", 8080},
+	    {"*:8080", "", 8080},
+	    {"0.0.0.0:0", "0.0.0.0", 0},
+	    {"host:00080", "host", 80},
 	};
 
 	(void)state;
@@ -57,7 +57,7 @@ test_split_ok(void **state)
 		memset(host, 'X', sizeof(host));
 		err[0] = '\0';
 		if (net_split_hostport(cases[i].text, host, sizeof(host), &port, err,
-			sizeof(err)) != 0)
+				       sizeof(err)) != 0)
 			fail_msg("'%s' rejected: %s", cases[i].text, err);
 		assert_string_equal(host, cases[i].host);
 		assert_int_equal(port, cases[i].port);
@@ -73,26 +73,26 @@ static void
 test_split_bad(void **state)
 {
 	static const struct split_bad cases[] = {
-		{"127.0.0.1", "missing ':PORT'"},
-		{"whoami", "missing ':PORT'"},
-		{"", "missing ':PORT'"},
-		{"whoami:", "invalid port ''"},
-		{"whoami:http", "invalid port 'http'"},
-		{"whoami:65536", "invalid port '65536'"},
-		{"whoami:99999", "invalid port '99999'"},
-		{"whoami:123456", "invalid port '123456'"},
-		{"whoami:-1", "invalid port '-1'"},
-		{"whoami:+80", "invalid port '+80'"},
-		{"whoami: 80", "invalid port ' 80'"},
-		{"whoami:80 ", "invalid port '80 '"},
-		{"::1:80", "an IPv6 address needs brackets, like [::1]:80"},
-		{"2001:db8::1:443", "an IPv6 address needs brackets, like [::1]:80"},
-		{"[::1", "missing ']' after IPv6 address"},
-		{"[::1:80", "missing ']' after IPv6 address"},
-		{"[::1]", "expected ':PORT' after ']'"},
-		{"[::1]80", "expected ':PORT' after ']'"},
-		{"[::1]:", "invalid port ''"},
-		{"[::1]:x", "invalid port 'x'"},
+	    {"127.0.0.1", "missing ':PORT'"},
+	    {"whoami", "missing ':PORT'"},
+	    {"", "missing ':PORT'"},
+	    {"whoami:", "invalid port ''"},
+	    {"whoami:http", "invalid port 'http'"},
+	    {"whoami:65536", "invalid port '65536'"},
+	    {"whoami:99999", "invalid port '99999'"},
+	    {"whoami:123456", "invalid port '123456'"},
+	    {"whoami:-1", "invalid port '-1'"},
+	    {"whoami:+80", "invalid port '+80'"},
+	    {"whoami: 80", "invalid port ' 80'"},
+	    {"whoami:80 ", "invalid port '80 '"},
+	    {"::1:80", "an IPv6 address needs brackets, like [::1]:80"},
+	    {"2001:db8::1:443", "an IPv6 address needs brackets, like [::1]:80"},
+	    {"[::1", "missing ']' after IPv6 address"},
+	    {"[::1:80", "missing ']' after IPv6 address"},
+	    {"[::1]", "expected ':PORT' after ']'"},
+	    {"[::1]80", "expected ':PORT' after ']'"},
+	    {"[::1]:", "invalid port ''"},
+	    {"[::1]:x", "invalid port 'x'"},
 	};
 
 	(void)state;
@@ -102,11 +102,11 @@ test_split_bad(void **state)
 
 		err[0] = '\0';
 		if (net_split_hostport(cases[i].text, host, sizeof(host), &port, err,
-			sizeof(err)) != -1)
+				       sizeof(err)) != -1)
 			fail_msg("'%s' accepted (host '%s' port %u)", cases[i].text, host, port);
 		if (strcmp(err, cases[i].err) != 0)
 			fail_msg("'%s': got error '%s', want '%s'", cases[i].text, err,
-			    cases[i].err);
+				 cases[i].err);
 	}
 }
 
@@ -141,11 +141,11 @@ test_split_host_length(void **state)
 	{
 		char small[8];
 		assert_int_equal(net_split_hostport("abcdefgh:80", small, sizeof(small), &port, err,
-					 sizeof(err)),
-		    -1);
+						    sizeof(err)),
+				 -1);
 		assert_string_equal(err, "host too long");
-		assert_int_equal(net_split_hostport("abcdefg:80", small, sizeof(small), &port, err,
-					 sizeof(err)),
+		assert_int_equal(
+		    net_split_hostport("abcdefg:80", small, sizeof(small), &port, err, sizeof(err)),
 		    0);
 		assert_string_equal(small, "abcdefg");
 	}
@@ -252,8 +252,8 @@ static void
 test_parse_ip_bad(void **state)
 {
 	static const char *const bad[] = {
-		"", "localhost", "whoami", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ",
-		" 1.2.3.4", "[::1]", "::1:", "1.2.3.4:80", "::g", "example.com",
+	    "",		"localhost", "whoami", "1.2.3",	     "1.2.3.4.5", "256.1.1.1",	 "1.2.3.4 ",
+	    " 1.2.3.4", "[::1]",     "::1:",   "1.2.3.4:80", "::g",	  "example.com",
 	};
 	struct sockaddr_storage ss;
 	socklen_t len = 0;
@@ -345,15 +345,15 @@ static void
 test_format_round_trip(void **state)
 {
 	static const char *const texts[] = {
-		"127.0.0.1:80",
-		"0.0.0.0:0",
-		"255.255.255.255:65535",
-		"[::1]:8080",
-		"[::]:0",
-		"[2001:db8::1]:443",
-		"[fe80::1:2:3:4]:1",
-		"[::ffff:192.0.2.1]:25",
-		"[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535",
+	    "127.0.0.1:80",
+	    "0.0.0.0:0",
+	    "255.255.255.255:65535",
+	    "[::1]:8080",
+	    "[::]:0",
+	    "[2001:db8::1]:443",
+	    "[fe80::1:2:3:4]:1",
+	    "[::ffff:192.0.2.1]:25",
+	    "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535",
 	};
 
 	(void)state;
@@ -371,8 +371,8 @@ test_format_round_trip(void **state)
 		assert_int_equal(net_sockaddr_len((struct sockaddr *)&ss), len);
 
 		/* And back again. */
-		assert_int_equal(net_split_hostport(out, host, sizeof(host), &port, err, sizeof(err)),
-		    0);
+		assert_int_equal(
+		    net_split_hostport(out, host, sizeof(host), &port, err, sizeof(err)), 0);
 		assert_int_equal(net_parse_ip(host, port, &ss2, &len2), 0);
 		assert_int_equal(len, len2);
 		assert_true(net_sockaddr_equal((struct sockaddr *)&ss, (struct sockaddr *)&ss2));
@@ -392,9 +392,9 @@ test_format_normalizes(void **state)
 	/* Long and upper-case IPv6 text comes back in the canonical short form. */
 	assert_int_equal(net_parse_ip("2001:0DB8:0000:0000:0000:0000:0000:0001", 53, &ss, &len), 0);
 	assert_string_equal(net_format((struct sockaddr *)&ss, out, sizeof(out)),
-	    "[2001:db8::1]:53");
+			    "[2001:db8::1]:53");
 	assert_string_equal(net_addr_format((struct sockaddr *)&ss, out, sizeof(out)),
-	    "2001:db8::1");
+			    "2001:db8::1");
 	assert_int_equal(net_parse_ip("10.0.0.1", 1, &ss, &len), 0);
 	assert_string_equal(net_addr_format((struct sockaddr *)&ss, out, sizeof(out)), "10.0.0.1");
 
@@ -651,24 +651,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_split_ok),
-		cmocka_unit_test(test_split_bad),
-		cmocka_unit_test(test_split_host_length),
-		cmocka_unit_test(test_split_empty_brackets),
-		cmocka_unit_test(test_parse_port),
-		cmocka_unit_test(test_parse_ip_v4),
-		cmocka_unit_test(test_parse_ip_v6),
-		cmocka_unit_test(test_parse_ip_bad),
-		cmocka_unit_test(test_valid_hostname),
-		cmocka_unit_test(test_format_round_trip),
-		cmocka_unit_test(test_format_normalizes),
-		cmocka_unit_test(test_format_small_buffer),
-		cmocka_unit_test(test_sockaddr_equal),
-		cmocka_unit_test(test_listen_ephemeral_and_in_use),
-		cmocka_unit_test(test_listen_v6_loopback),
-		cmocka_unit_test(test_listen_bad_address),
-		cmocka_unit_test(test_connect_and_accept_nodelay),
-		cmocka_unit_test(test_connect_refused),
+	    cmocka_unit_test(test_split_ok),
+	    cmocka_unit_test(test_split_bad),
+	    cmocka_unit_test(test_split_host_length),
+	    cmocka_unit_test(test_split_empty_brackets),
+	    cmocka_unit_test(test_parse_port),
+	    cmocka_unit_test(test_parse_ip_v4),
+	    cmocka_unit_test(test_parse_ip_v6),
+	    cmocka_unit_test(test_parse_ip_bad),
+	    cmocka_unit_test(test_valid_hostname),
+	    cmocka_unit_test(test_format_round_trip),
+	    cmocka_unit_test(test_format_normalizes),
+	    cmocka_unit_test(test_format_small_buffer),
+	    cmocka_unit_test(test_sockaddr_equal),
+	    cmocka_unit_test(test_listen_ephemeral_and_in_use),
+	    cmocka_unit_test(test_listen_v6_loopback),
+	    cmocka_unit_test(test_listen_bad_address),
+	    cmocka_unit_test(test_connect_and_accept_nodelay),
+	    cmocka_unit_test(test_connect_refused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -118,7 +118,8 @@ cidr(struct config_cidr *c, const char *text)
 	c->prefix = slash ? (unsigned)atoi(slash + 1) : c->addr.ss_family == AF_INET ? 32 : 128;
 }
 
-/* allow adds an allow entry: "name", "*.suffix", "*", "ADDR[/PREFIX]", each with ":PORT" ("[v6]:PORT"). */
+/* allow adds an allow entry: "name", "*.suffix", "*", "ADDR[/PREFIX]", each with ":PORT"
+ * ("[v6]:PORT"). */
 static void
 allow(const char *text)
 {
@@ -161,13 +162,13 @@ compile(void)
 
 /* What one query must decide. */
 struct route_case {
-	const char *name;      /* NULL: the client sent none */
+	const char *name; /* NULL: the client sent none */
 	uint16_t want_port;
-	int allowed;           /* policy_route returned 0 */
-	int route, allow;      /* the rule that matched (-1 none) */
-	const char *rule;      /* its text */
-	const char *target;    /* "host:port" of the target, NULL when none */
-	enum reason refusal;   /* when not allowed */
+	int allowed;	     /* policy_route returned 0 */
+	int route, allow;    /* the rule that matched (-1 none) */
+	const char *rule;    /* its text */
+	const char *target;  /* "host:port" of the target, NULL when none */
+	enum reason refusal; /* when not allowed */
 	uint16_t port_refused;
 };
 
@@ -202,26 +203,32 @@ check_cases(const struct route_case *cases, size_t n)
 }
 
 #define CHECK_CASES(c) check_cases(c, sizeof(c) / sizeof(c[0]))
-#define OK(name, route, allow, rule, target) {name, 0, 1, route, allow, rule, target, 0, 0}
-#define NO(name, reason, target) {name, 0, 0, -1, -1, "", target, reason, 0}
+#define OK(name, route, allow, rule, target)                                                       \
+	{                                                                                          \
+		name, 0, 1, route, allow, rule, target, 0, 0                                       \
+	}
+#define NO(name, reason, target)                                                                   \
+	{                                                                                          \
+		name, 0, 0, -1, -1, "", target, reason, 0                                          \
+	}
 
 static void
 test_precedence_names(void **state)
 {
 	/* routes 0..5; the listener's own upstream serves the rest */
 	static const struct route_case cases[] = {
-	    OK("x.a.test", 1, -1, "x.a.test", "exact:1"),       /* exact above a wildcard */
-	    OK("y.a.test", 2, -1, "*.a.test", "longer:1"),      /* longer suffix above shorter */
+	    OK("x.a.test", 1, -1, "x.a.test", "exact:1"),	/* exact above a wildcard */
+	    OK("y.a.test", 2, -1, "*.a.test", "longer:1"),	/* longer suffix above shorter */
 	    OK("deep.y.a.test", 2, -1, "*.a.test", "longer:1"), /* any depth below */
 	    OK("y.b.test", 0, -1, "*.test", "short:1"),
-	    OK("a.test", 0, -1, "*.test", "short:1"),           /* the apex is not *.a.test */
-	    OK("test", 3, -1, "*", "star:1"),                   /* the apex is not *.test either */
-	    OK("other.example", 3, -1, "*", "star:1"),          /* '*' below every wildcard */
-	    OK("dup.test", 4, -1, "dup.test", "first:1"),       /* equals: the one listed first */
+	    OK("a.test", 0, -1, "*.test", "short:1"),		 /* the apex is not *.a.test */
+	    OK("test", 3, -1, "*", "star:1"),			 /* the apex is not *.test either */
+	    OK("other.example", 3, -1, "*", "star:1"),		 /* '*' below every wildcard */
+	    OK("dup.test", 4, -1, "dup.test", "first:1"),	 /* equals: the one listed first */
 	    OK("second.test", 5, -1, "second.test", "second:1"), /* a route's second pattern */
-	    OK(NULL, 3, -1, "*", "star:1"),                     /* no name: only '*' */
-	    OK("xa.test", 0, -1, "*.test", "short:1"),          /* suffix on a label boundary only */
-	    OK("10.1.2.3", 3, -1, "*", "star:1"),               /* not egress: '*' takes a literal */
+	    OK(NULL, 3, -1, "*", "star:1"),			 /* no name: only '*' */
+	    OK("xa.test", 0, -1, "*.test", "short:1"), /* suffix on a label boundary only */
+	    OK("10.1.2.3", 3, -1, "*", "star:1"),      /* not egress: '*' takes a literal */
 	};
 
 	(void)state;
@@ -346,13 +353,13 @@ test_allowlist(void **state)
 	(void)state;
 	reset(CONFIG_MODE_TLS);
 	route("routed:1", "both.test", NULL);
-	allow("both.test");    /* 0 */
-	allow("api.test");     /* 1 */
-	allow("*.cdn.test");   /* 2 */
-	allow("10.0.0.0/8");   /* 3 */
-	allow("10.1.0.0/16");  /* 4 */
-	allow("10.1.0.0/16");  /* 5: equal to 4, listed later */
-	allow("10.1.2.4");     /* 6 */
+	allow("both.test");	/* 0 */
+	allow("api.test");	/* 1 */
+	allow("*.cdn.test");	/* 2 */
+	allow("10.0.0.0/8");	/* 3 */
+	allow("10.1.0.0/16");	/* 4 */
+	allow("10.1.0.0/16");	/* 5: equal to 4, listed later */
+	allow("10.1.2.4");	/* 6 */
 	allow("2001:db8::/32"); /* 7 */
 	compile();
 	CHECK_CASES(cases);
@@ -404,14 +411,14 @@ test_connect_ports(void **state)
 
 	(void)state;
 	reset(CONFIG_MODE_CONNECT);
-	allow("api.test:8443");  /* 0 */
-	allow("api.test");       /* 1 */
-	allow("*.web.test:80");  /* 2 */
-	allow("x.any.test:23");  /* 3 */
-	allow("*.any.test:22");  /* 4 */
-	allow("192.0.2.1:80");   /* 5 */
+	allow("api.test:8443");	    /* 0 */
+	allow("api.test");	    /* 1 */
+	allow("*.web.test:80");	    /* 2 */
+	allow("x.any.test:23");	    /* 3 */
+	allow("*.any.test:22");	    /* 4 */
+	allow("192.0.2.1:80");	    /* 5 */
 	allow("192.0.2.0/24:8080"); /* 6 */
-	allow("[2001:db8::1]");  /* 7 */
+	allow("[2001:db8::1]");	    /* 7 */
 	compile();
 	CHECK_CASES(cases);
 }
@@ -617,7 +624,7 @@ test_credentials(void **state)
 	    {"basic    dXNlcjpwYXNz", 1, 0},
 	    {"BASIC b3RoZXI6c2VjcmV0", 1, 0},
 	    {NULL, 0, REASON_AUTH_REQUIRED},
-	    {"Basic dXNlcjpwYXN", 0, REASON_AUTH_FAILED},   /* a prefix */
+	    {"Basic dXNlcjpwYXN", 0, REASON_AUTH_FAILED},    /* a prefix */
 	    {"Basic dXNlcjpwYXNzeA", 0, REASON_AUTH_FAILED}, /* longer */
 	    {"Bearer dXNlcjpwYXNz", 0, REASON_AUTH_FAILED},
 	    {"Basic", 0, REASON_AUTH_FAILED},

@@ -56,7 +56,8 @@ test_geometry(void **state)
 		assert_true(p.per_slab >= 16);
 		/* The objects and their links fit, and little is left over. */
 		assert_true(p.per_slab * (p.obj_size + 4) <= p.slab_size);
-		assert_true((p.per_slab + 1) * (p.obj_size + 4) + 64 > p.slab_size - 2 * POOL_ALIGN);
+		assert_true((p.per_slab + 1) * (p.obj_size + 4) + 64 >
+			    p.slab_size - 2 * POOL_ALIGN);
 		assert_int_equal(p.slabs, 0);
 		pool_destroy(&p);
 	}
@@ -247,12 +248,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_geometry),
-		cmocka_unit_test(test_objects_zeroed_aligned_disjoint),
-		cmocka_unit_test(test_freed_objects_reused_before_mapping),
-		cmocka_unit_test(test_empty_slabs_unmapped_one_spare),
-		cmocka_unit_test(test_churn_keeps_mappings_bounded),
-		cmocka_unit_test(test_heap_trim_returns_freed_middle),
+	    cmocka_unit_test(test_geometry),
+	    cmocka_unit_test(test_objects_zeroed_aligned_disjoint),
+	    cmocka_unit_test(test_freed_objects_reused_before_mapping),
+	    cmocka_unit_test(test_empty_slabs_unmapped_one_spare),
+	    cmocka_unit_test(test_churn_keeps_mappings_bounded),
+	    cmocka_unit_test(test_heap_trim_returns_freed_middle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

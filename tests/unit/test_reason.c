@@ -38,7 +38,8 @@ test_every_reason_has_a_unique_name(void **state)
 	for (int r = 0; r < REASON_COUNT; r++) {
 		const char *name = reason_name((enum reason)r);
 		if (!log_word(name))
-			fail_msg("reason %d: name \"%s\" is not [a-z_]+", r, name ? name : "(null)");
+			fail_msg("reason %d: name \"%s\" is not [a-z_]+", r,
+				 name ? name : "(null)");
 		assert_ptr_equal(reason_info((enum reason)r)->name, name);
 		for (int o = 0; o < r; o++)
 			if (strcmp(reason_name((enum reason)o), name) == 0)
@@ -60,8 +61,8 @@ test_decisions(void **state)
 	assert_null(decision_name(DECISION_NONE));
 	for (int r = 0; r < REASON_COUNT; r++) {
 		enum decision d = reason_info((enum reason)r)->decision;
-		int policy = r == REASON_NO_NAME || r == REASON_NO_ROUTE || r == REASON_NOT_ALLOWED ||
-		    r == REASON_ADDRESS_DENIED;
+		int policy = r == REASON_NO_NAME || r == REASON_NO_ROUTE ||
+			     r == REASON_NOT_ALLOWED || r == REASON_ADDRESS_DENIED;
 		if (d != (policy ? DECISION_DENY : DECISION_NONE))
 			fail_msg("%s records decision %d", reason_name((enum reason)r), (int)d);
 	}
@@ -80,7 +81,8 @@ test_http_columns_consistent(void **state)
 			if (ri->http_body || ri->http_header || ri->proxy_body || ri->proxy_header)
 				fail_msg("%s has HTTP text but no status", ri->name);
 			for (int proxy = 0; proxy < 2; proxy++)
-				assert_int_equal(http_refusal((enum reason)r, proxy, buf, sizeof(buf)), 0);
+				assert_int_equal(
+				    http_refusal((enum reason)r, proxy, buf, sizeof(buf)), 0);
 			continue;
 		}
 		if (ri->http_body == NULL || ri->http_header == NULL)
@@ -93,11 +95,12 @@ test_http_columns_consistent(void **state)
 				fail_msg("%s (proxy %d) wrote no response", ri->name, proxy);
 			buf[n] = '\0';
 			assert_int_equal(strncmp(buf, "HTTP/1.1 ", 9), 0);
-			assert_int_equal(strncmp(buf + 9, ri->http_status, strlen(ri->http_status)), 0);
+			assert_int_equal(strncmp(buf + 9, ri->http_status, strlen(ri->http_status)),
+					 0);
 			snprintf(want, sizeof(want), "\r\nX-Gatekeeper-Reason: %s\r\n", ri->name);
 			assert_non_null(strstr(buf, want));
 			assert_int_equal(strlen(strstr(buf, "\r\n\r\n") + 4),
-			    (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
+					 (size_t)atoi(strstr(buf, "Content-Length: ") + 16));
 		}
 	}
 	assert_int_equal(http_refusal(REASON_NONE, 0, buf, sizeof(buf)), 0);
@@ -113,30 +116,30 @@ static const struct {
 	const char *bytes;
 } exact[] = {
     {REASON_NO_ROUTE, 0,
-	"HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\n"
-	"X-Gatekeeper-Reason: no_route\r\nConnection: close\r\n\r\n"
-	"gatekeeper: no route for this host\n"},
+     "HTTP/1.1 421 Misdirected Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\n"
+     "X-Gatekeeper-Reason: no_route\r\nConnection: close\r\n\r\n"
+     "gatekeeper: no route for this host\n"},
     {REASON_TOO_LARGE, 0,
-	"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
-	"Content-Length: 35\r\nX-Gatekeeper-Reason: too_large\r\nConnection: close\r\n\r\n"
-	"gatekeeper: request head too large\n"},
+     "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+     "Content-Length: 35\r\nX-Gatekeeper-Reason: too_large\r\nConnection: close\r\n\r\n"
+     "gatekeeper: request head too large\n"},
     {REASON_SNIFF_TIMEOUT, 1,
-	"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
-	"X-Gatekeeper-Reason: sniff_timeout\r\nConnection: close\r\n\r\n"
-	"gatekeeper: request not received in time\n"},
+     "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 41\r\n"
+     "X-Gatekeeper-Reason: sniff_timeout\r\nConnection: close\r\n\r\n"
+     "gatekeeper: request not received in time\n"},
     {REASON_BAD_METHOD, 0,
-	"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 39\r\n"
-	"X-Gatekeeper-Reason: bad_method\r\nConnection: close\r\n\r\n"
-	"gatekeeper: CONNECT is not served here\n"},
+     "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 39\r\n"
+     "X-Gatekeeper-Reason: bad_method\r\nConnection: close\r\n\r\n"
+     "gatekeeper: CONNECT is not served here\n"},
     {REASON_BAD_METHOD, 1,
-	"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 43\r\n"
-	"X-Gatekeeper-Reason: bad_method\r\nAllow: CONNECT\r\nConnection: close\r\n\r\n"
-	"gatekeeper: use CONNECT or an absolute URL\n"},
+     "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 43\r\n"
+     "X-Gatekeeper-Reason: bad_method\r\nAllow: CONNECT\r\nConnection: close\r\n\r\n"
+     "gatekeeper: use CONNECT or an absolute URL\n"},
     {REASON_AUTH_REQUIRED, 1,
-	"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Type: text/plain\r\n"
-	"Content-Length: 42\r\nX-Gatekeeper-Reason: auth_required\r\n"
-	"Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\nConnection: close\r\n\r\n"
-	"gatekeeper: proxy authentication required\n"},
+     "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Type: text/plain\r\n"
+     "Content-Length: 42\r\nX-Gatekeeper-Reason: auth_required\r\n"
+     "Proxy-Authenticate: Basic realm=\"gatekeeper\"\r\nConnection: close\r\n\r\n"
+     "gatekeeper: proxy authentication required\n"},
 };
 
 static void
@@ -148,8 +151,8 @@ test_refusal_bytes(void **state)
 	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
 		size_t n = http_refusal(exact[i].reason, exact[i].proxy, buf, sizeof(buf));
 		if (n != strlen(exact[i].bytes) || memcmp(buf, exact[i].bytes, n) != 0)
-			fail_msg("%s (proxy %d): %.*s", reason_name(exact[i].reason), exact[i].proxy,
-			    (int)n, buf);
+			fail_msg("%s (proxy %d): %.*s", reason_name(exact[i].reason),
+				 exact[i].proxy, (int)n, buf);
 	}
 }
 
@@ -176,7 +179,7 @@ test_tls_alerts(void **state)
 		}
 		if (reason_info((enum reason)r)->tls_alert != want)
 			fail_msg("%s: alert %u, want %u", reason_name((enum reason)r),
-			    reason_info((enum reason)r)->tls_alert, want);
+				 reason_info((enum reason)r)->tls_alert, want);
 	}
 }
 
@@ -184,11 +187,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_reason_has_a_unique_name),
-		cmocka_unit_test(test_decisions),
-		cmocka_unit_test(test_http_columns_consistent),
-		cmocka_unit_test(test_refusal_bytes),
-		cmocka_unit_test(test_tls_alerts),
+	    cmocka_unit_test(test_every_reason_has_a_unique_name),
+	    cmocka_unit_test(test_decisions),
+	    cmocka_unit_test(test_http_columns_consistent),
+	    cmocka_unit_test(test_refusal_bytes),
+	    cmocka_unit_test(test_tls_alerts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

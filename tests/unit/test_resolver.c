@@ -38,10 +38,10 @@
 /* ---- the fake DNS server ---- */
 
 enum behave {
-	ANSWER,   /* the records below (none: NOERROR with no answer) */
+	ANSWER,	  /* the records below (none: NOERROR with no answer) */
 	NXDOMAIN, /* rcode 3 */
 	SERVFAIL, /* rcode 2 */
-	SILENT,   /* no response at all */
+	SILENT,	  /* no response at all */
 };
 
 struct zone {
@@ -336,7 +336,8 @@ test_resolves_sorted_dedup_with_port(void **state)
 	assert_non_null(a);
 	assert_int_equal(a->n, 5);
 	assert_true(start < a->n);
-	assert_string_equal(addrs_text(a, buf, sizeof(buf)),
+	assert_string_equal(
+	    addrs_text(a, buf, sizeof(buf)),
 	    "10.0.0.1:8080 10.0.0.2:8080 10.0.0.3:8080 [2001:db8::1]:8080 [2001:db8::2]:8080");
 	resolver_addrs_release(a);
 
@@ -905,29 +906,41 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_resolves_sorted_dedup_with_port, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_round_robin_start, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_ip_literals_need_no_query, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_answer_change_picked_up, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_lowest_ttl_drives_refresh, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_servfail_keeps_last_good, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_nxdomain_keeps_last_good, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_timeout_keeps_last_good, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_nxdomain_never_resolved, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_no_records_is_not_resolved, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_watch_twice_same_handle, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_unwatch_in_flight_then_answer, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_unwatch_in_flight_then_free, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_unwatch_in_flight_answer_arrives, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_snapshot_survives_refresh, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_refresh_request, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_empty_resolver, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_unwatched_name_lingers_one_refresh, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_wait_for_first_answer, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_wait_ends_on_failure, setup_quiet, teardown_fx),
-		cmocka_unit_test_setup_teardown(test_literal_needs_no_wait, setup_quiet, teardown_fx),
-		/* Last: under ASan a use after free here ends the whole run. */
-		cmocka_unit_test_setup_teardown(test_waiter_unwatches_after_failure, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_resolves_sorted_dedup_with_port, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_round_robin_start, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_ip_literals_need_no_query, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_answer_change_picked_up, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_lowest_ttl_drives_refresh, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_servfail_keeps_last_good, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_nxdomain_keeps_last_good, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_timeout_keeps_last_good, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_nxdomain_never_resolved, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_no_records_is_not_resolved, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_watch_twice_same_handle, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_unwatch_in_flight_then_answer, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_unwatch_in_flight_then_free, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_unwatch_in_flight_answer_arrives, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_snapshot_survives_refresh, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_refresh_request, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_empty_resolver, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_unwatched_name_lingers_one_refresh, setup_quiet,
+					    teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_wait_for_first_answer, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_wait_ends_on_failure, setup_quiet, teardown_fx),
+	    cmocka_unit_test_setup_teardown(test_literal_needs_no_wait, setup_quiet, teardown_fx),
+	    /* Last: under ASan a use after free here ends the whole run. */
+	    cmocka_unit_test_setup_teardown(test_waiter_unwatches_after_failure, setup_quiet,
+					    teardown_fx),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -61,121 +61,119 @@ struct good_case {
 };
 
 static const struct good_case good[] = {
-	{ "curl, direct",
-	    "GET /path?q=1 HTTP/1.1\r\n"   /* request line, origin-form */
-	    "Host: x.test:34545\r\n"       /* host and port */
-	    "User-Agent: curl/7.88.1\r\n"  /* other header */
-	    "Accept: */*\r\n"              /* other header */
-	    "\r\n",                        /* end of head */
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/path?q=1", "x.test", 34545, 0, 1, 0 },
-	{ "curl, through an HTTP proxy",
-	    "GET http://example.com/a HTTP/1.1\r\n" /* request line, absolute-form */
-	    "Host: example.com\r\n"                  /* agrees with the target */
-	    "User-Agent: curl/7.88.1\r\n"
-	    "Accept: */*\r\n"
-	    "Proxy-Connection: Keep-Alive\r\n"
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://example.com/a", "example.com", 0, 0, 1,
-	    0 },
-	{ "curl, CONNECT",
-	    "CONNECT example.com:443 HTTP/1.1\r\n" /* request line, authority-form */
-	    "Host: example.com:443\r\n"
-	    "User-Agent: curl/7.88.1\r\n"
-	    "Proxy-Connection: Keep-Alive\r\n"
-	    "\r\n",
-	    PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "example.com:443", "example.com", 443, 0, 1,
-	    0 },
-	{ "HTTP/1.0 with Host",
-	    "GET / HTTP/1.0\r\n" /* request line */
-	    "Host: a.test\r\n"   /* host, no port */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 0, 0 },
-	{ "HTTP/1.0 without Host",
-	    "GET / HTTP/1.0\r\n" /* request line */
-	    "\r\n",
-	    PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/", "", 0, 0, 0, 0 },
-	{ "HTTP/1.1 without Host",
-	    "GET /x HTTP/1.1\r\n" /* request line */
-	    "Accept: */*\r\n"     /* not a Host */
-	    "\r\n",
-	    PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/x", "", 0, 0, 1, 0 },
-	{ "empty Host",
-	    "GET / HTTP/1.1\r\n" /* request line */
-	    "Host:\r\n"          /* empty value: no name */
-	    "\r\n",
-	    PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/", "", 0, 0, 1, 0 },
-	{ "IPv6 literal Host",
-	    "GET / HTTP/1.1\r\n"          /* request line */
-	    "Host: [2001:db8::1]:8443\r\n" /* brackets dropped from host */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "2001:db8::1", 8443, 0, 1, 0 },
-	{ "IPv4 Host, port 1",
-	    "GET / HTTP/1.1\r\n"  /* request line */
-	    "Host: 10.0.0.5:1\r\n" /* lowest port */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "10.0.0.5", 1, 0, 1, 0 },
-	{ "https absolute-form, Host differs in case only",
-	    "GET HTTPS://Example.com:8443/x HTTP/1.1\r\n" /* scheme case ignored */
-	    "Host: example.COM:8443\r\n"                  /* same host and port */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "HTTPS://Example.com:8443/x", "Example.com", 8443,
-	    1, 1, 0 },
-	{ "absolute-form, Host with the default port spelled out",
-	    "GET http://a.test HTTP/1.1\r\n" /* no path at all */
-	    "Host: a.test:80\r\n"            /* 80 is http's default */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://a.test", "a.test", 0, 0, 1, 0 },
-	{ "absolute-form with query, no Host",
-	    "GET http://a.test?x=1 HTTP/1.0\r\n" /* authority ends at '?' */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://a.test?x=1", "a.test", 0, 0, 0, 0 },
-	{ "OPTIONS *",
-	    "OPTIONS * HTTP/1.1\r\n" /* asterisk-form */
-	    "Host: a.test\r\n"
-	    "\r\n",
-	    PARSE_OK, "OPTIONS", SNIFF_HTTP_ASTERISK, "*", "a.test", 0, 0, 1, 0 },
-	{ "Host name in odd case, OWS around the value",
-	    "GET / HTTP/1.1\r\n"     /* request line */
-	    "hOsT:\t a.test \t\r\n"   /* OWS trimmed */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 1, 0 },
-	{ "body after the head",
-	    "POST /up HTTP/1.1\r\n"   /* request line */
-	    "Host: a.test\r\n"
-	    "Content-Length: 3\r\n"
-	    "\r\n"
-	    "abc",                    /* body: not part of the head */
-	    PARSE_OK, "POST", SNIFF_HTTP_ORIGIN, "/up", "a.test", 0, 0, 1, 3 },
-	{ "CONNECT to an IPv6 literal",
-	    "CONNECT [::1]:443 HTTP/1.1\r\n" /* authority-form, IPv6 */
-	    "\r\n",
-	    PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "[::1]:443", "::1", 443, 0, 1, 0 },
-	{ "CONNECT with a Host naming something else",
-	    "CONNECT a.test:443 HTTP/1.1\r\n" /* the target decides */
-	    "Host: b.test\r\n"                /* checked for syntax only */
-	    "\r\n",
-	    PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "a.test:443", "a.test", 443, 0, 1, 0 },
-	{ "obs-text in another header",
-	    "GET / HTTP/1.1\r\n"          /* request line */
-	    "X-Name: caf\xc3\xa9\r\n"     /* UTF-8 bytes are obs-text: allowed */
-	    "Host: a.test:65535\r\n"      /* highest port */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 65535, 0, 1, 0 },
-	{ "percent-encoded reg-name and sub-delims, kept raw",
-	    "GET / HTTP/1.1\r\n"            /* request line */
-	    "Host: a%2Db.test!$&'()*+,;=\r\n" /* RFC 3986 reg-name */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a%2Db.test!$&'()*+,;=", 0, 0, 1, 0 },
-	{ "23-byte extension method",
-	    "ABCDEFGHIJKLMNOPQRSTUVW / HTTP/1.1\r\n" /* longest method */
-	    "Host: a.test\r\n"
-	    "\r\n",
-	    PARSE_OK, "ABCDEFGHIJKLMNOPQRSTUVW", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 1, 0 },
-	{ "port with a leading zero",
-	    "GET / HTTP/1.1\r\n"  /* request line */
-	    "Host: a.test:080\r\n" /* RFC 3986 port = *DIGIT */
-	    "\r\n",
-	    PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 80, 0, 1, 0 },
+    {"curl, direct",
+     "GET /path?q=1 HTTP/1.1\r\n"  /* request line, origin-form */
+     "Host: x.test:34545\r\n"	   /* host and port */
+     "User-Agent: curl/7.88.1\r\n" /* other header */
+     "Accept: */*\r\n"		   /* other header */
+     "\r\n",			   /* end of head */
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/path?q=1", "x.test", 34545, 0, 1, 0},
+    {"curl, through an HTTP proxy",
+     "GET http://example.com/a HTTP/1.1\r\n" /* request line, absolute-form */
+     "Host: example.com\r\n"		     /* agrees with the target */
+     "User-Agent: curl/7.88.1\r\n"
+     "Accept: */*\r\n"
+     "Proxy-Connection: Keep-Alive\r\n"
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://example.com/a", "example.com", 0, 0, 1, 0},
+    {"curl, CONNECT",
+     "CONNECT example.com:443 HTTP/1.1\r\n" /* request line, authority-form */
+     "Host: example.com:443\r\n"
+     "User-Agent: curl/7.88.1\r\n"
+     "Proxy-Connection: Keep-Alive\r\n"
+     "\r\n",
+     PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "example.com:443", "example.com", 443, 0, 1, 0},
+    {"HTTP/1.0 with Host",
+     "GET / HTTP/1.0\r\n" /* request line */
+     "Host: a.test\r\n"	  /* host, no port */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 0, 0},
+    {"HTTP/1.0 without Host",
+     "GET / HTTP/1.0\r\n" /* request line */
+     "\r\n",
+     PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/", "", 0, 0, 0, 0},
+    {"HTTP/1.1 without Host",
+     "GET /x HTTP/1.1\r\n" /* request line */
+     "Accept: */*\r\n"	   /* not a Host */
+     "\r\n",
+     PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/x", "", 0, 0, 1, 0},
+    {"empty Host",
+     "GET / HTTP/1.1\r\n" /* request line */
+     "Host:\r\n"	  /* empty value: no name */
+     "\r\n",
+     PARSE_NOT_FOUND, "GET", SNIFF_HTTP_ORIGIN, "/", "", 0, 0, 1, 0},
+    {"IPv6 literal Host",
+     "GET / HTTP/1.1\r\n"	    /* request line */
+     "Host: [2001:db8::1]:8443\r\n" /* brackets dropped from host */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "2001:db8::1", 8443, 0, 1, 0},
+    {"IPv4 Host, port 1",
+     "GET / HTTP/1.1\r\n"   /* request line */
+     "Host: 10.0.0.5:1\r\n" /* lowest port */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "10.0.0.5", 1, 0, 1, 0},
+    {"https absolute-form, Host differs in case only",
+     "GET HTTPS://Example.com:8443/x HTTP/1.1\r\n" /* scheme case ignored */
+     "Host: example.COM:8443\r\n"		   /* same host and port */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "HTTPS://Example.com:8443/x", "Example.com", 8443, 1, 1,
+     0},
+    {"absolute-form, Host with the default port spelled out",
+     "GET http://a.test HTTP/1.1\r\n" /* no path at all */
+     "Host: a.test:80\r\n"	      /* 80 is http's default */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://a.test", "a.test", 0, 0, 1, 0},
+    {"absolute-form with query, no Host",
+     "GET http://a.test?x=1 HTTP/1.0\r\n" /* authority ends at '?' */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ABSOLUTE, "http://a.test?x=1", "a.test", 0, 0, 0, 0},
+    {"OPTIONS *",
+     "OPTIONS * HTTP/1.1\r\n" /* asterisk-form */
+     "Host: a.test\r\n"
+     "\r\n",
+     PARSE_OK, "OPTIONS", SNIFF_HTTP_ASTERISK, "*", "a.test", 0, 0, 1, 0},
+    {"Host name in odd case, OWS around the value",
+     "GET / HTTP/1.1\r\n"    /* request line */
+     "hOsT:\t a.test \t\r\n" /* OWS trimmed */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 1, 0},
+    {"body after the head",
+     "POST /up HTTP/1.1\r\n" /* request line */
+     "Host: a.test\r\n"
+     "Content-Length: 3\r\n"
+     "\r\n"
+     "abc", /* body: not part of the head */
+     PARSE_OK, "POST", SNIFF_HTTP_ORIGIN, "/up", "a.test", 0, 0, 1, 3},
+    {"CONNECT to an IPv6 literal",
+     "CONNECT [::1]:443 HTTP/1.1\r\n" /* authority-form, IPv6 */
+     "\r\n",
+     PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "[::1]:443", "::1", 443, 0, 1, 0},
+    {"CONNECT with a Host naming something else",
+     "CONNECT a.test:443 HTTP/1.1\r\n" /* the target decides */
+     "Host: b.test\r\n"		       /* checked for syntax only */
+     "\r\n",
+     PARSE_OK, "CONNECT", SNIFF_HTTP_AUTHORITY, "a.test:443", "a.test", 443, 0, 1, 0},
+    {"obs-text in another header",
+     "GET / HTTP/1.1\r\n"      /* request line */
+     "X-Name: caf\xc3\xa9\r\n" /* UTF-8 bytes are obs-text: allowed */
+     "Host: a.test:65535\r\n"  /* highest port */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 65535, 0, 1, 0},
+    {"percent-encoded reg-name and sub-delims, kept raw",
+     "GET / HTTP/1.1\r\n"	       /* request line */
+     "Host: a%2Db.test!$&'()*+,;=\r\n" /* RFC 3986 reg-name */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a%2Db.test!$&'()*+,;=", 0, 0, 1, 0},
+    {"23-byte extension method",
+     "ABCDEFGHIJKLMNOPQRSTUVW / HTTP/1.1\r\n" /* longest method */
+     "Host: a.test\r\n"
+     "\r\n",
+     PARSE_OK, "ABCDEFGHIJKLMNOPQRSTUVW", SNIFF_HTTP_ORIGIN, "/", "a.test", 0, 0, 1, 0},
+    {"port with a leading zero",
+     "GET / HTTP/1.1\r\n"   /* request line */
+     "Host: a.test:080\r\n" /* RFC 3986 port = *DIGIT */
+     "\r\n",
+     PARSE_OK, "GET", SNIFF_HTTP_ORIGIN, "/", "a.test", 80, 0, 1, 0},
 };
 
 static void
@@ -213,66 +211,67 @@ struct bad_case {
 };
 
 static const struct bad_case bad[] = {
-	{ "bare LF ending the request line", "GET / HTTP/1.1\nHost: a\r\n\r\n" },
-	{ "bare LF ending a header", "GET / HTTP/1.1\r\nHost: a\n\r\n" },
-	{ "bare LF ending the head", "GET / HTTP/1.1\r\nHost: a\r\n\n" },
-	{ "CR without LF", "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n" },
-	{ "obs-fold continuation", "GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n" },
-	{ "first header folded", "GET / HTTP/1.1\r\n\tHost: a\r\n\r\n" },
-	{ "space before the colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n" },
-	{ "space in a header name", "GET / HTTP/1.1\r\nBad Name: x\r\nHost: a\r\n\r\n" },
-	{ "bad char in a header name", "GET / HTTP/1.1\r\nHo(st: a\r\n\r\n" },
-	{ "header line without colon", "GET / HTTP/1.1\r\nHost\r\n\r\n" },
-	{ "empty header name", "GET / HTTP/1.1\r\n: a\r\n\r\n" },
-	{ "bad char in the method", "GE@T / HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "24-byte method", "ABCDEFGHIJKLMNOPQRSTUVWX / HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "control char in a value", "GET / HTTP/1.1\r\nX: a\x01" "b\r\nHost: a\r\n\r\n" },
-	{ "DEL in a value", "GET / HTTP/1.1\r\nX: a\x7f\r\nHost: a\r\n\r\n" },
-	{ "control char in the target", "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "obs-text in the target", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "HTTP/0.9 request line", "GET /\r\n\r\n" },
-	{ "HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n" },
-	{ "HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n" },
-	{ "lower-case version", "GET / http/1.1\r\nHost: a\r\n\r\n" },
-	{ "space after the version", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n" },
-	{ "two spaces after the method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" },
-	{ "empty line first", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "TLS bytes", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" },
-	{ "duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n" },
-	{ "duplicate Host, other case", "GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n" },
-	{ "userinfo in Host", "GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n" },
-	{ "space inside Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n" },
-	{ "Host port 0", "GET / HTTP/1.1\r\nHost: a.test:0\r\n\r\n" },
-	{ "Host port 65536", "GET / HTTP/1.1\r\nHost: a.test:65536\r\n\r\n" },
-	{ "Host port 6 digits", "GET / HTTP/1.1\r\nHost: a.test:000080\r\n\r\n" },
-	{ "Host port not digits", "GET / HTTP/1.1\r\nHost: a.test:8x\r\n\r\n" },
-	{ "Host port empty", "GET / HTTP/1.1\r\nHost: a.test:\r\n\r\n" },
-	{ "Host with port only", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n" },
-	{ "Host bad percent", "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n" },
-	{ "Host IPv6 bad digit", "GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n" },
-	{ "Host IPv6 unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n" },
-	{ "Host IPv6 zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n" },
-	{ "Host IPv6 not an address", "GET / HTTP/1.1\r\nHost: [1:2:3]\r\n\r\n" },
-	{ "Host IPv6 empty", "GET / HTTP/1.1\r\nHost: []\r\n\r\n" },
-	{ "Host IPv6 junk after", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n" },
-	{ "absolute-form, other host", "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n" },
-	{ "absolute-form, other port", "GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test\r\n\r\n" },
-	{ "absolute-form https, Host port 80",
-	    "GET https://a.test/ HTTP/1.1\r\nHost: a.test:80\r\n\r\n" },
-	{ "absolute-form, empty Host", "GET http://a.test/ HTTP/1.1\r\nHost:\r\n\r\n" },
-	{ "absolute-form, userinfo", "GET http://u:p@a.test/ HTTP/1.1\r\n\r\n" },
-	{ "absolute-form, empty authority", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n" },
-	{ "absolute-form, bad port", "GET http://a.test:99999/ HTTP/1.1\r\n\r\n" },
-	{ "absolute-form, ftp scheme", "GET ftp://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n" },
-	{ "authority-form without CONNECT", "GET a.test:80 HTTP/1.1\r\nHost: a.test\r\n\r\n" },
-	{ "CONNECT without port", "CONNECT a.test HTTP/1.1\r\nHost: a.test\r\n\r\n" },
-	{ "CONNECT port 0", "CONNECT a.test:0 HTTP/1.1\r\n\r\n" },
-	{ "CONNECT origin-form", "CONNECT / HTTP/1.1\r\nHost: a.test\r\n\r\n" },
-	{ "CONNECT absolute-form", "CONNECT http://a.test:443/ HTTP/1.1\r\n\r\n" },
-	{ "CONNECT userinfo", "CONNECT u@a.test:443 HTTP/1.1\r\n\r\n" },
-	{ "CONNECT with a bad Host", "CONNECT a.test:443 HTTP/1.1\r\nHost: a b\r\n\r\n" },
-	{ "asterisk with GET", "GET * HTTP/1.1\r\nHost: a.test\r\n\r\n" },
+    {"bare LF ending the request line", "GET / HTTP/1.1\nHost: a\r\n\r\n"},
+    {"bare LF ending a header", "GET / HTTP/1.1\r\nHost: a\n\r\n"},
+    {"bare LF ending the head", "GET / HTTP/1.1\r\nHost: a\r\n\n"},
+    {"CR without LF", "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"},
+    {"obs-fold continuation", "GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n"},
+    {"first header folded", "GET / HTTP/1.1\r\n\tHost: a\r\n\r\n"},
+    {"space before the colon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n"},
+    {"space in a header name", "GET / HTTP/1.1\r\nBad Name: x\r\nHost: a\r\n\r\n"},
+    {"bad char in a header name", "GET / HTTP/1.1\r\nHo(st: a\r\n\r\n"},
+    {"header line without colon", "GET / HTTP/1.1\r\nHost\r\n\r\n"},
+    {"empty header name", "GET / HTTP/1.1\r\n: a\r\n\r\n"},
+    {"bad char in the method", "GE@T / HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"24-byte method", "ABCDEFGHIJKLMNOPQRSTUVWX / HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"control char in a value", "GET / HTTP/1.1\r\nX: a\x01"
+				"b\r\nHost: a\r\n\r\n"},
+    {"DEL in a value", "GET / HTTP/1.1\r\nX: a\x7f\r\nHost: a\r\n\r\n"},
+    {"control char in the target", "GET /\x01 HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"obs-text in the target", "GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"HTTP/0.9 request line", "GET /\r\n\r\n"},
+    {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n"},
+    {"HTTP/1.2", "GET / HTTP/1.2\r\nHost: a\r\n\r\n"},
+    {"lower-case version", "GET / http/1.1\r\nHost: a\r\n\r\n"},
+    {"space after the version", "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"},
+    {"two spaces after the method", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"},
+    {"empty line first", "\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"TLS bytes", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"},
+    {"duplicate Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"},
+    {"duplicate Host, other case", "GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n"},
+    {"userinfo in Host", "GET / HTTP/1.1\r\nHost: user@a.test\r\n\r\n"},
+    {"space inside Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n"},
+    {"Host port 0", "GET / HTTP/1.1\r\nHost: a.test:0\r\n\r\n"},
+    {"Host port 65536", "GET / HTTP/1.1\r\nHost: a.test:65536\r\n\r\n"},
+    {"Host port 6 digits", "GET / HTTP/1.1\r\nHost: a.test:000080\r\n\r\n"},
+    {"Host port not digits", "GET / HTTP/1.1\r\nHost: a.test:8x\r\n\r\n"},
+    {"Host port empty", "GET / HTTP/1.1\r\nHost: a.test:\r\n\r\n"},
+    {"Host with port only", "GET / HTTP/1.1\r\nHost: :80\r\n\r\n"},
+    {"Host bad percent", "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n"},
+    {"Host IPv6 bad digit", "GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n"},
+    {"Host IPv6 unclosed", "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"},
+    {"Host IPv6 zone", "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n"},
+    {"Host IPv6 not an address", "GET / HTTP/1.1\r\nHost: [1:2:3]\r\n\r\n"},
+    {"Host IPv6 empty", "GET / HTTP/1.1\r\nHost: []\r\n\r\n"},
+    {"Host IPv6 junk after", "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n"},
+    {"absolute-form, other host", "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n"},
+    {"absolute-form, other port", "GET http://a.test:8080/ HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+    {"absolute-form https, Host port 80",
+     "GET https://a.test/ HTTP/1.1\r\nHost: a.test:80\r\n\r\n"},
+    {"absolute-form, empty Host", "GET http://a.test/ HTTP/1.1\r\nHost:\r\n\r\n"},
+    {"absolute-form, userinfo", "GET http://u:p@a.test/ HTTP/1.1\r\n\r\n"},
+    {"absolute-form, empty authority", "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n"},
+    {"absolute-form, bad port", "GET http://a.test:99999/ HTTP/1.1\r\n\r\n"},
+    {"absolute-form, ftp scheme", "GET ftp://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+    {"authority-form without CONNECT", "GET a.test:80 HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+    {"CONNECT without port", "CONNECT a.test HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+    {"CONNECT port 0", "CONNECT a.test:0 HTTP/1.1\r\n\r\n"},
+    {"CONNECT origin-form", "CONNECT / HTTP/1.1\r\nHost: a.test\r\n\r\n"},
+    {"CONNECT absolute-form", "CONNECT http://a.test:443/ HTTP/1.1\r\n\r\n"},
+    {"CONNECT userinfo", "CONNECT u@a.test:443 HTTP/1.1\r\n\r\n"},
+    {"CONNECT with a bad Host", "CONNECT a.test:443 HTTP/1.1\r\nHost: a b\r\n\r\n"},
+    {"asterisk with GET", "GET * HTTP/1.1\r\nHost: a.test\r\n\r\n"},
 };
 
 static void
@@ -299,14 +298,14 @@ static void
 test_nul_in_value(void **state)
 {
 	static const char req[] = "GET / HTTP/1.1\r\n" /* request line */
-				  "X: a\0b\r\n"        /* NUL in a value */
+				  "X: a\0b\r\n"	       /* NUL in a value */
 				  "Host: a\r\n"
 				  "\r\n";
 	struct sniff_http_request r;
 
 	(void)state;
 	assert_int_equal(sniff_http_request((const uint8_t *)req, sizeof(req) - 1, &r),
-	    PARSE_MALFORMED);
+			 PARSE_MALFORMED);
 	assert_int_equal(sniff_http_request((const uint8_t *)req, 21, &r), PARSE_MALFORMED);
 	assert_prefixes_not_ok((const uint8_t *)req, sizeof(req) - 1);
 }
@@ -319,12 +318,12 @@ test_early_refusal(void **state)
 		const char *buf;
 		size_t at; /* bytes needed to tell */
 	} cases[] = {
-		{ "\x16\x03\x01", 1 },                 /* TLS record */
-		{ "\r\nGET", 1 },                      /* empty line first */
-		{ "GET / HTTP/2.0\r\n", 12 },          /* the '2' */
-		{ "GET / HTTP/1.1\nHost", 15 },        /* the LF */
-		{ "GET / HTTP/1.1\r\nHost : a", 21 },  /* the space */
-		{ "CONNECT a.test HTTP/1.1\r\n", 25 }, /* on its CRLF */
+	    {"\x16\x03\x01", 1},		 /* TLS record */
+	    {"\r\nGET", 1},			 /* empty line first */
+	    {"GET / HTTP/2.0\r\n", 12},		 /* the '2' */
+	    {"GET / HTTP/1.1\nHost", 15},	 /* the LF */
+	    {"GET / HTTP/1.1\r\nHost : a", 21},	 /* the space */
+	    {"CONNECT a.test HTTP/1.1\r\n", 25}, /* on its CRLF */
 	};
 	struct sniff_http_request req;
 	size_t i;
@@ -353,18 +352,19 @@ test_host_length(void **state)
 		name[n] = '\0';
 		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: %s:81\r\n\r\n", name);
 		if (n <= 255) {
-			assert_int_equal(sniff_http_request((const uint8_t *)buf, strlen(buf), &req),
-			    PARSE_OK);
+			assert_int_equal(
+			    sniff_http_request((const uint8_t *)buf, strlen(buf), &req), PARSE_OK);
 			assert_int_equal(req.host_len, n);
 			assert_string_equal(req.host, name);
 			assert_int_equal(req.port, 81);
 		} else {
-			assert_int_equal(sniff_http_request((const uint8_t *)buf, strlen(buf), &req),
+			assert_int_equal(
+			    sniff_http_request((const uint8_t *)buf, strlen(buf), &req),
 			    PARSE_MALFORMED);
 		}
 		snprintf(buf, sizeof(buf), "CONNECT %s:443 HTTP/1.1\r\n\r\n", name);
 		assert_int_equal(sniff_http_request((const uint8_t *)buf, strlen(buf), &req),
-		    n <= 255 ? PARSE_OK : PARSE_MALFORMED);
+				 n <= 255 ? PARSE_OK : PARSE_MALFORMED);
 	}
 }
 
@@ -389,13 +389,12 @@ test_max_head(void **state)
 			/* spot-check prefixes; all of them would be slow */
 			for (i = 0; i < total; i += 97)
 				assert_int_equal(sniff_http_request(buf, i, &req), PARSE_NEED_MORE);
-			assert_int_equal(sniff_http_request(buf, total - 1, &req),
-			    PARSE_NEED_MORE);
+			assert_int_equal(sniff_http_request(buf, total - 1, &req), PARSE_NEED_MORE);
 		} else {
 			assert_int_equal(sniff_http_request(buf, total, &req), PARSE_MALFORMED);
 			/* the cap alone decides, even before the rest arrives */
 			assert_int_equal(sniff_http_request(buf, SNIFF_HTTP_MAX_HEAD, &req),
-			    PARSE_MALFORMED);
+					 PARSE_MALFORMED);
 		}
 	}
 }
@@ -414,13 +413,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good),
-		cmocka_unit_test(test_bad),
-		cmocka_unit_test(test_nul_in_value),
-		cmocka_unit_test(test_early_refusal),
-		cmocka_unit_test(test_host_length),
-		cmocka_unit_test(test_max_head),
-		cmocka_unit_test(test_empty_input),
+	    cmocka_unit_test(test_good),	 cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_nul_in_value), cmocka_unit_test(test_early_refusal),
+	    cmocka_unit_test(test_host_length),	 cmocka_unit_test(test_max_head),
+	    cmocka_unit_test(test_empty_input),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,9 +39,10 @@ load(const char *listeners)
 	struct config *cfg;
 
 	snprintf(text, sizeof(text),
-	    "defaults:\n  drain_timeout: 5s\n"
-	    "resolver:\n  nameservers: [\"127.0.0.1\"]\n"
-	    "listeners:\n%s", listeners);
+		 "defaults:\n  drain_timeout: 5s\n"
+		 "resolver:\n  nameservers: [\"127.0.0.1\"]\n"
+		 "listeners:\n%s",
+		 listeners);
 	cfg = config_load_string("test.yaml", text, strlen(text), stderr);
 	assert_non_null(cfg);
 	return cfg;
@@ -53,7 +54,7 @@ port_of(const struct listener *l)
 	return ntohs(((const struct sockaddr_in *)listener_bound(l))->sin_port);
 }
 
-#define LISTENER(name, addr) \
+#define LISTENER(name, addr)                                                                       \
 	"  - name: " name "\n    listen: \"" addr "\"\n    upstream: \"127.0.0.1:9\"\n"
 
 /*
@@ -111,8 +112,8 @@ test_reload_reconciles_listeners(void **state)
 	assert_int_equal(removed, 0);
 	assert_ptr_equal(worker_listener(&gk, 0), b);
 	assert_string_equal(listener_conf(worker_listener(&gk, 1))->name, "c");
-	assert_int_equal(((const struct sockaddr_in *)listener_bound(worker_listener(&gk, 1)))
-			     ->sin_addr.s_addr,
+	assert_int_equal(
+	    ((const struct sockaddr_in *)listener_bound(worker_listener(&gk, 1)))->sin_addr.s_addr,
 	    htonl(0x7f000002));
 
 	worker_count_reload(&gk, 1);
@@ -150,8 +151,10 @@ test_reload_failure_changes_nothing(void **state)
 	assert_true(busy >= 0);
 	len = sizeof(taken);
 	assert_int_equal(getsockname(busy, (struct sockaddr *)&taken, &len), 0);
-	snprintf(text, sizeof(text), LISTENER("a", "127.0.0.1:0") "  - name: b\n    listen: "
-	    "\"127.0.0.1:%u\"\n    upstream: \"127.0.0.1:9\"\n", ntohs(taken.sin_port));
+	snprintf(text, sizeof(text),
+		 LISTENER("a", "127.0.0.1:0") "  - name: b\n    listen: "
+					      "\"127.0.0.1:%u\"\n    upstream: \"127.0.0.1:9\"\n",
+		 ntohs(taken.sin_port));
 	two = load(text);
 
 	assert_int_equal(worker_open(&gk, one, 0, 1, NULL, &lock), 0);
@@ -245,15 +248,17 @@ test_drain_waits_for_the_last_session(void **state)
 	assert_true(d.upstream_l >= 0);
 	len = sizeof(up);
 	assert_int_equal(getsockname(d.upstream_l, (struct sockaddr *)&up, &len), 0);
-	snprintf(text, sizeof(text), "  - name: a\n    listen: \"127.0.0.1:0\"\n    upstream: "
-	    "\"127.0.0.1:%u\"\n", ntohs(up.sin_port));
+	snprintf(text, sizeof(text),
+		 "  - name: a\n    listen: \"127.0.0.1:0\"\n    upstream: "
+		 "\"127.0.0.1:%u\"\n",
+		 ntohs(up.sin_port));
 	cfg = load(text);
 	assert_int_equal(worker_open(&gk, cfg, 0, 1, NULL, &lock), 0);
 
 	d.client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(d.client >= 0);
-	assert_int_equal(connect(d.client, listener_bound(worker_listener(&gk, 0)),
-			     sizeof(struct sockaddr_in)),
+	assert_int_equal(
+	    connect(d.client, listener_bound(worker_listener(&gk, 0)), sizeof(struct sockaddr_in)),
 	    0);
 	d.poll = event_new(gk.base, -1, EV_PERSIST, on_poll, &d);
 	assert_non_null(d.poll);
