@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -221,6 +222,15 @@ log_errors(const char *msg, char *text)
 		log_kv(LOG_LEVEL_ERROR, msg, LOG_STR("error", line));
 }
 
+/* fd_limit: the soft descriptor limit in force (0 when it cannot be read). */
+static unsigned long
+fd_limit(void)
+{
+	struct rlimit rl;
+
+	return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long)rl.rlim_cur : 0;
+}
+
 /*
  * reload is SIGHUP: read the file again; when it is valid, move every
  * worker to it (the first one here, the others through their notify
@@ -290,6 +300,7 @@ reload(struct process *p)
 	}
 	p->cfg = cfg; /* load's reference */
 	config_unref(old);
+	privilege_fd_budget(cfg, fd_limit(), (int)p->n);
 	worker_count_reload(first, 1);
 	log_kv(LOG_LEVEL_INFO, "reloaded", LOG_STR("config", cfg->path),
 	       LOG_NUM("listeners", cfg->n_listeners), LOG_NUM("added", added),
@@ -361,6 +372,8 @@ run(struct config *cfg, int reloadable)
 	int rc = 0;
 
 	p.n = (size_t)worker_count(cfg);
+	/* Before anything opens a descriptor: the soft limit up to the hard one. */
+	privilege_fd_budget(cfg, privilege_raise_fd_limit(), (int)p.n);
 	p.admin = NULL;
 	p.cfg = cfg;
 	p.reloadable = reloadable;

@@ -7,10 +7,12 @@
  * per (decision, reason) and written in the enums' order, nonzero ones
  * only. Label values are escaped as the format requires.
  */
+#include <dirent.h>
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "listener.h"
@@ -76,6 +78,40 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 		for (int d = 0; d < DECISION_COUNT; d++)
 			for (int r = 0; r < REASON_COUNT; r++)
 				sum->closed[d][r] += one.closed[d][r];
+	}
+}
+
+/* open_fds counts the process's open descriptors (-1 when /proc is not there). */
+static long
+open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own descriptor */
+}
+
+/* fd_samples: the descriptor limit and the descriptors in use, as Prometheus clients name them. */
+static void
+fd_samples(struct evbuffer *out)
+{
+	struct rlimit rl;
+	long n = open_fds();
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		family(out, "process_max_fds", "gauge",
+		       "The soft limit on open file descriptors (RLIMIT_NOFILE).");
+		evbuffer_add_printf(out, "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
+	}
+	if (n >= 0) {
+		family(out, "process_open_fds", "gauge", "Open file descriptors.");
+		evbuffer_add_printf(out, "process_open_fds %ld\n", n);
 	}
 }
 
@@ -184,6 +220,7 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	       "Addresses held now for each upstream name in use.");
 	if (worker_resolver(&workers[0]) != NULL)
 		resolver_foreach(worker_resolver(&workers[0]), upstream_addresses, &ctx);
+	fd_samples(out);
 	free(sums);
 	return 0;
 }

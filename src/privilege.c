@@ -1,7 +1,9 @@
 /*
- * privilege.c: switch from root to the configured user and group after
- * binding, the way nginx, HAProxy and OpenBSD daemons do, and refuse to keep
- * running as root unless the config says so.
+ * privilege.c: what the process may do. At start, raise the descriptor
+ * limit to the hard one and check it against the listeners' limits; after
+ * binding, switch from root to the configured user and group, the way
+ * nginx, HAProxy and OpenBSD daemons do, and refuse to keep running as
+ * root unless the config says so.
  */
 #include <errno.h>
 #include <grp.h>
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -113,4 +116,85 @@ privilege_drop(const struct config *cfg, char *err, size_t errlen)
 	log_kv(LOG_LEVEL_INFO, "privileges dropped", LOG_STR("user", cfg->user),
 	       LOG_NUM("uid", uid), LOG_NUM("gid", gid));
 	return 0;
+}
+
+/* ---- the descriptor limit ---- */
+
+/* Descriptors a worker holds besides its sessions: loop, pipes, resolver, timers. */
+#define FDS_PER_WORKER 8
+/* And the process: stdio, the admin endpoint and its clients, the config file. */
+#define FDS_PROCESS 32
+
+/* nr_open: the most descriptors the kernel lets a process have (fs.nr_open). */
+static rlim_t
+nr_open(void)
+{
+	unsigned long n = 0;
+	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+
+	if (f != NULL) {
+		if (fscanf(f, "%lu", &n) != 1)
+			n = 0;
+		fclose(f);
+	}
+	return n > 0 ? (rlim_t)n : 1048576;
+}
+
+unsigned long
+privilege_raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_kv(LOG_LEVEL_WARN, "cannot read the file descriptor limit",
+		    LOG_STR("error", strerror(errno)));
+		return 0;
+	}
+	was = rl.rlim_cur;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (rl.rlim_max == RLIM_INFINITY)
+			rl.rlim_cur = nr_open(); /* the kernel's ceiling: "unlimited" is refused */
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_kv(LOG_LEVEL_WARN, "cannot raise the file descriptor limit",
+			    LOG_NUM("limit", was), LOG_NUM("hard", rl.rlim_max),
+			    LOG_STR("error", strerror(errno)));
+			rl.rlim_cur = was;
+		}
+	}
+	log_kv(LOG_LEVEL_INFO, "file descriptor limit", LOG_NUM("limit", rl.rlim_cur),
+	    LOG_NUM("was", was), LOG_NUM("hard", rl.rlim_max));
+	return (unsigned long)rl.rlim_cur;
+}
+
+int
+privilege_fd_budget(const struct config *cfg, unsigned long limit, int workers)
+{
+	unsigned long need = FDS_PROCESS, unlimited = 0;
+
+	if (limit == 0)
+		return 1;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		need += (unsigned long)workers; /* a listening socket per worker */
+		if (l->max_connections > 0)
+			need += 2 * (unsigned long)l->max_connections;
+		else
+			unlimited++;
+	}
+	need += FDS_PER_WORKER * (unsigned long)workers;
+	if (need > limit) {
+		log_kv(LOG_LEVEL_WARN,
+		    "file descriptor limit below what max_connections needs (two per connection); "
+		    "raise it (compose: ulimits: nofile:) or lower max_connections",
+		    LOG_NUM("limit", limit), LOG_NUM("needed", need));
+		return 0;
+	}
+	if (unlimited > 0)
+		log_kv(LOG_LEVEL_INFO,
+		    "listeners without max_connections are capped by the file descriptor limit",
+		    LOG_NUM("listeners", unlimited), LOG_NUM("limit", limit),
+		    LOG_NUM("connections", (limit - need) / 2));
+	return 1;
 }
