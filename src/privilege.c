@@ -148,7 +148,7 @@ privilege_raise_fd_limit(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_kv(LOG_LEVEL_WARN, "cannot read the file descriptor limit",
-		    LOG_STR("error", strerror(errno)));
+		       LOG_STR("error", strerror(errno)));
 		return 0;
 	}
 	was = rl.rlim_cur;
@@ -158,13 +158,13 @@ privilege_raise_fd_limit(void)
 			rl.rlim_cur = nr_open(); /* the kernel's ceiling: "unlimited" is refused */
 		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
 			log_kv(LOG_LEVEL_WARN, "cannot raise the file descriptor limit",
-			    LOG_NUM("limit", was), LOG_NUM("hard", rl.rlim_max),
-			    LOG_STR("error", strerror(errno)));
+			       LOG_NUM("limit", was), LOG_NUM("hard", rl.rlim_max),
+			       LOG_STR("error", strerror(errno)));
 			rl.rlim_cur = was;
 		}
 	}
 	log_kv(LOG_LEVEL_INFO, "file descriptor limit", LOG_NUM("limit", rl.rlim_cur),
-	    LOG_NUM("was", was), LOG_NUM("hard", rl.rlim_max));
+	       LOG_NUM("was", was), LOG_NUM("hard", rl.rlim_max));
 	return (unsigned long)rl.rlim_cur;
 }
 
@@ -185,7 +185,8 @@ privilege_fd_budget(const struct config *cfg, unsigned long limit, int workers)
 	}
 	need += FDS_PER_WORKER * (unsigned long)workers;
 	if (need > limit) {
-		log_kv(LOG_LEVEL_WARN,
+		log_kv(
+		    LOG_LEVEL_WARN,
 		    "file descriptor limit below what max_connections needs (two per connection); "
 		    "raise it (compose: ulimits: nofile:) or lower max_connections",
 		    LOG_NUM("limit", limit), LOG_NUM("needed", need));
@@ -193,8 +194,8 @@ privilege_fd_budget(const struct config *cfg, unsigned long limit, int workers)
 	}
 	if (unlimited > 0)
 		log_kv(LOG_LEVEL_INFO,
-		    "listeners without max_connections are capped by the file descriptor limit",
-		    LOG_NUM("listeners", unlimited), LOG_NUM("limit", limit),
-		    LOG_NUM("connections", (limit - need) / 2));
+		       "listeners without max_connections are capped by the file descriptor limit",
+		       LOG_NUM("listeners", unlimited), LOG_NUM("limit", limit),
+		       LOG_NUM("connections", (limit - need) / 2));
 	return 1;
 }
