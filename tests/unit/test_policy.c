@@ -181,7 +181,7 @@ check_cases(const struct route_case *cases, size_t n)
 		const struct route_case *c = &cases[i];
 		struct policy_verdict v;
 		char rule[300], target[300];
-		int rc = policy_route(F.p, c->name, c->want_port, LISTEN_PORT, &v);
+		int rc = policy_route(F.p, c->name, c->want_port, LISTEN_PORT, NULL, &v);
 
 		policy_rule(F.p, &v, rule, sizeof(rule));
 		if (v.target != NULL)
@@ -369,7 +369,7 @@ test_allowlist(void **state)
 		policy_free(F.p);
 		F.l.port = 443;
 		compile();
-		assert_int_equal(policy_route(F.p, "api.test", 0, LISTEN_PORT, &v), 0);
+		assert_int_equal(policy_route(F.p, "api.test", 0, LISTEN_PORT, NULL, &v), 0);
 		assert_int_equal(v.target->port, 443);
 		assert_true(v.guarded);
 	}
@@ -453,18 +453,18 @@ test_large_list(void **state)
 	for (int i = 0; i < N; i += 997) {
 		struct policy_verdict v;
 		snprintf(name, sizeof(name), "host%d.exact.test", i);
-		assert_int_equal(policy_route(p, name, 0, 443, &v), 0);
+		assert_int_equal(policy_route(p, name, 0, 443, NULL, &v), 0);
 		assert_int_equal(v.allow, i);
 		snprintf(name, sizeof(name), "a.b.zone%d.wild.test", i);
-		assert_int_equal(policy_route(p, name, 0, 443, &v), 0);
+		assert_int_equal(policy_route(p, name, 0, 443, NULL, &v), 0);
 		assert_int_equal(v.allow, N + i);
 		policy_rule(p, &v, rule, sizeof(rule));
 		snprintf(want, sizeof(want), "*.zone%d.wild.test", i);
 		assert_string_equal(rule, want);
 		snprintf(name, sizeof(name), "host%d.exact.test.x", i);
-		assert_int_equal(policy_route(p, name, 0, 443, &v), -1);
+		assert_int_equal(policy_route(p, name, 0, 443, NULL, &v), -1);
 		snprintf(name, sizeof(name), "zone%d.wild.test", i);
-		assert_int_equal(policy_route(p, name, 0, 443, &v), -1);
+		assert_int_equal(policy_route(p, name, 0, 443, NULL, &v), -1);
 	}
 	policy_free(p);
 	for (int i = 0; i < 2 * N; i++)
