@@ -439,7 +439,7 @@ source_set_add(struct policy *p, const struct config_sources *src)
 	p->n_sets++;
 	for (size_t i = 0; i < src->names.n; i++) {
 		struct name_slot *all = name_slot(&p->all_names, src->names.v[i]);
-		name_slot(&set->names, src->names.v[i]);
+		name_slot(&set->names, src->names.v[i])->first = (int)i; /* found: not -1 */
 		if (all->first < 0) {
 			all->first = (int)p->n_source_names;
 			p->source_names[p->n_source_names++] = src->names.v[i];
