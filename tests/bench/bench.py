@@ -24,9 +24,10 @@ BENCH_ONLY=policy) runs only this section, in about two minutes, and leaves
 results.md alone.
 
 Within it, the sources rows: the same listener with the 10-entry allowlist and
-no `sources`, against listener `sources` holding 10,000 items (half address
-blocks and addresses, half names that the same dnsmasq resolves, the client
-matched by the last name), against the allow entry that admits the name in
+no `sources`, against listener `sources` holding 10,000 blocks and addresses,
+against listener `sources` holding 10,000 items (half blocks and addresses,
+half names that the same dnsmasq resolves, the client matched by the last
+name), against the allow entry that admits the name in
 its mapping form with those 10,000 items as its `sources`, and against
 `max_connections_per_source`. Each waits for /readyz (every source name
 resolved) before it is measured; a client from 127.0.0.2 must be refused.
@@ -695,39 +696,49 @@ listeners:
 
 # ------------------------------------------------------------ sources rows
 #
-# The 10-entry connect listener again, four ways: no sources; listener
-# `sources` with SOURCES_N items; the allow entry that admits the name asked
-# for in its mapping form, {match, sources} with those items (after an exact
-# entry for the same name whose sources exclude the client); and
-# max_connections_per_source. Half the items are blocks and addresses (IPv4
-# and IPv6, none holding 127.0.0.0/8), half names under src.bench.test that
-# dnsmasq resolves to 10.200.x.y (every fourth one also to an fd00:200::
-# address); the last one, client.src.bench.test, resolves to 127.0.0.1, the
-# bench client. So the client is admitted only through a name, looked up
-# among SOURCES_N items. A client from 127.0.0.2 is in no list.
+# The 10-entry connect listener again, five ways: no sources; listener
+# `sources` with SOURCES_N blocks and addresses only; listener `sources` with
+# SOURCES_N items, half of them names; the allow entry that admits the name
+# asked for in its mapping form, {match, sources} with those items (after an
+# exact entry for the same name whose sources exclude the client); and
+# max_connections_per_source. The blocks and addresses are IPv4 and IPv6,
+# none holding 127.0.0.0/8; the names, under src.bench.test, resolve through
+# dnsmasq to 10.200.x.y (every fourth one also to an fd00:200:: address);
+# the last one, client.src.bench.test, resolves to 127.0.0.1, the bench
+# client. So in the named lists the client is admitted only through a name,
+# looked up among SOURCES_N items; in the blocks-only list through the last
+# block. A client from 127.0.0.2 is in no list.
 
 SOURCES_DOMAIN = f"src.{POLICY_DOMAIN}"
 SOURCES_CLIENT = f"client.{SOURCES_DOMAIN}"  # the last item: resolves to HOST
 SOURCES_OTHER = "127.0.0.2"  # a client address no item admits
-SOURCES_VARIANTS = ("none", "listener", "rule", "limit")
+SOURCES_VARIANTS = ("none", "blocks", "listener", "rule", "limit")
 SOURCES_LIMIT = 256  # max_connections_per_source of the "limit" variant
+
+
+def source_block(i):
+    """The i-th block or address of a sources list: IPv4 and IPv6, blocks and
+    single addresses in turn, none of them holding 127.0.0.0/8."""
+    k = i % 4
+    if k == 0:
+        return f"10.{(i >> 8) & 255}.{i & 255}.0/24"
+    if k == 1:
+        return f"172.{16 + (i >> 16) % 16}.{(i >> 8) & 255}.{i & 255}"
+    if k == 2:
+        return f"fd00:{i:x}::/64"
+    return f"2001:db8:{i:x}::1"
+
+
+def source_blocks(n):
+    """n items, all blocks and addresses, the last one the client's (HOST)."""
+    return [source_block(i) for i in range(n - 1)] + [HOST]
 
 
 def source_items(n):
     """(n source items, the hosts-file lines for their names): n//2 blocks and
     addresses first, then the names, the last one SOURCES_CLIENT."""
     nb = n // 2
-    items = []
-    for i in range(nb):
-        k = i % 4
-        if k == 0:
-            items.append(f"10.{(i >> 8) & 255}.{i & 255}.0/24")
-        elif k == 1:
-            items.append(f"172.{16 + (i >> 16) % 16}.{(i >> 8) & 255}.{i & 255}")
-        elif k == 2:
-            items.append(f"fd00:{i:x}::/64")
-        else:
-            items.append(f"2001:db8:{i:x}::1")
+    items = [source_block(i) for i in range(nb)]
     hosts = []
     for i in range(n - nb - 1):
         name = f"host{i}.{SOURCES_DOMAIN}"
@@ -762,9 +773,10 @@ listeners:
     mode: connect
     allow_ranges: ["127.0.0.0/8"]
 """
-    listed = "".join(f'      - "{x}"\n' for x in items)
     if variant == "listener":
-        text += "    sources:\n" + listed
+        text += "    sources:\n" + "".join(f'      - "{x}"\n' for x in items)
+    if variant == "blocks":
+        text += "    sources:\n" + "".join(f'      - "{x}"\n' for x in source_blocks(len(items)))
     if variant == "limit":
         text += f"    max_connections_per_source: {SOURCES_LIMIT}\n"
     text += "    allow:\n"
@@ -1261,7 +1273,7 @@ class Bench:
                  for v in SOURCES_VARIANTS}
         src["file_bytes"] = {v: os.path.getsize(path) for v, path in files.items()}
         for run in range(1, POLICY_RUNS + 1):
-            for v in ("none", "listener", "rule"):
+            for v in ("none", "blocks", "listener", "rule"):
                 wall, cpu, rss, rc, out = config_check(files[v])
                 src["check"].append({"variant": v, "run": run, "wall_s": wall, "cpu_s": cpu,
                                      "maxrss": rss, "rc": rc})
@@ -1310,7 +1322,7 @@ class Bench:
             status, resp = connect_exchange(port, target)
             if not resp.endswith(BODY.encode()):
                 raise BenchError(f"{tag}: CONNECT {target}: {status!r}, then {resp[:200]!r}")
-            if variant in ("listener", "rule"):
+            if variant in ("blocks", "listener", "rule"):
                 status, reason, what = connect_refusal(port, target, SOURCES_OTHER)
                 row["other_client"] = {"status": status, "reason": reason, "what": what}
                 if status.startswith("HTTP/1.1 200"):
@@ -1562,6 +1574,7 @@ def render_policy(pol):
 
 SOURCES_LABELS = {
     "none": "10 entries, no sources",
+    "blocks": "listener `sources`, {n:,} blocks",
     "listener": "listener `sources`, {n:,} items",
     "rule": "allow `{{match, sources}}`, {n:,} items",
     "limit": f"`max_connections_per_source: {SOURCES_LIMIT}`",
@@ -1576,7 +1589,8 @@ def render_sources(pol, src):
              f"and `/readyz` awaited before each run; `sources` lists of {n:,} items ({n // 2:,} "
              f"blocks and addresses, IPv4 and IPv6, then {n - n // 2:,} names that dnsmasq resolves, "
              f"the last, `{src['client_name']}`, to 127.0.0.1: the client is admitted through a "
-             f"name). `rule`: the entry that admits the name is `{{match, sources}}` with those "
+             f"name). `blocks`: {n:,} blocks and addresses, no names, the client's address "
+             f"last. `rule`: the entry that admits the name is `{{match, sources}}` with those "
              f"items, after an exact entry for the name whose sources exclude the client. A CONNECT "
              f"from {SOURCES_OTHER} must be refused. Same client, load and run length as above.",
              "",
