@@ -60,6 +60,17 @@ struct config_strlist {
 	size_t n;
 };
 
+/*
+ * Who a listener or a rule admits: address blocks, and names resolved at
+ * run time (a name matches the addresses it resolves to now). Both empty:
+ * anyone.
+ */
+struct config_sources {
+	struct config_cidr *blocks;
+	size_t n_blocks;
+	struct config_strlist names; /* lower case */
+};
+
 struct config_proxy_protocol {
 	int accept;		     /* read a PROXY v1/v2 header from clients */
 	struct config_cidr *trusted; /* from these sources only; none = all */
@@ -70,7 +81,8 @@ struct config_proxy_protocol {
 struct config_route {
 	struct config_strlist match; /* patterns: "name", "*.suffix" or "*" */
 	struct config_hostport upstream;
-	int send; /* enum config_proxy_send, or INHERIT */
+	int send;		       /* enum config_proxy_send, or INHERIT */
+	struct config_sources sources; /* the route applies to these clients only */
 	int line, col;
 	unsigned seen; /* keys present in the file, one bit per key */
 };
@@ -80,9 +92,11 @@ struct config_route {
  * (an IP literal is a /32 or /128 block), with an optional port.
  */
 struct config_allow {
-	char *pattern;		 /* NULL for an address block */
-	struct config_cidr cidr; /* when pattern is NULL */
-	uint16_t port;		 /* 0: the mode's default */
+	char *pattern;		       /* NULL for an address block */
+	struct config_cidr cidr;       /* when pattern is NULL */
+	uint16_t port;		       /* 0: the mode's default */
+	struct config_sources sources; /* the entry applies to these clients only */
+	int line, col;		       /* where it was defined (the mapping form) */
 };
 
 /* mode: http, the reverse-proxy settings of one listener. */
@@ -120,6 +134,9 @@ struct config_listener {
 	int64_t connect_timeout;	      /* ms */
 	int64_t idle_timeout;		      /* ms; 0 = none */
 	int64_t max_connections;	      /* 0 = unlimited */
+	struct config_sources sources;	      /* TCP peers that may connect; none = anyone */
+	struct config_sources client_sources; /* clients (PROXY's address, else the peer) */
+	int64_t max_connections_per_source;   /* per client address, all workers; 0 = no limit */
 	struct config_http http;
 	int line, col;	       /* where it was defined, for messages */
 	unsigned seen;	       /* keys present in the file (or set in quick mode) */

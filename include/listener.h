@@ -57,12 +57,32 @@ const struct sockaddr *listener_bound(const struct listener *l);
 /*
  * listener_unresolved calls fn for each fixed upstream of l (its upstream
  * and its routes' upstreams; "$host" ones are per connection and left out)
- * that has no address yet, with the last lookup's error (NULL while the
- * first lookup is on its way). Returns how many there are.
+ * and each source name that has no address yet, with kind "upstream" or
+ * "source" (port 0) and the last lookup's error (NULL while the first
+ * lookup is on its way). Returns how many there are.
  */
-typedef void listener_unresolved_fn(void *arg, const char *listener, const char *host,
-				    uint16_t port, const char *error);
+typedef void listener_unresolved_fn(void *arg, const char *listener, const char *kind,
+				    const char *host, uint16_t port, const char *error);
 size_t listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *arg);
+
+/*
+ * listener_source_names gives what the source names of l's policy resolve
+ * to now, for struct policy_source (NULL when it has none); valid until
+ * the loop runs again. Built again when an answer changed.
+ */
+struct policy_names;
+const struct policy_names *listener_source_names(struct listener *l);
+
+/*
+ * listener_source_acquire counts one more session from client on l, under
+ * conf's max_connections_per_source (0: not counted), across every worker.
+ * Returns REASON_NONE when counted (pair it with listener_source_release),
+ * REASON_SOURCE_LIMIT when the client has its limit already, or
+ * REASON_OUT_OF_MEMORY; neither of those is counted.
+ */
+enum reason listener_source_acquire(struct listener *l, const struct config_listener *conf,
+				    const struct sockaddr *client);
+void listener_source_release(struct listener *l, const struct sockaddr *client);
 
 /*
  * listener_warn_unresolved logs that a connection was refused because the

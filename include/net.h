@@ -41,6 +41,13 @@ int net_valid_hostname(const char *name);
 /* net_format writes "ip:port" or "[ip]:port" into buf and returns buf. */
 const char *net_format(const struct sockaddr *sa, char *buf, size_t len);
 
+/*
+ * net_unmap_v4: when sa is an IPv4-mapped IPv6 address (::ffff:a.b.c.d),
+ * writes the IPv4 address it is (and its port) to out and returns out;
+ * else NULL.
+ */
+const struct sockaddr *net_unmap_v4(const struct sockaddr *sa, struct sockaddr_in *out);
+
 /* net_addr_format writes the address alone, without port. */
 const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 

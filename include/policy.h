@@ -43,6 +43,53 @@ struct policy *policy_new(const struct config_listener *l, char *err, size_t err
 /* policy_free releases p (NULL is fine). */
 void policy_free(struct policy *p);
 
+/*
+ * Sources. A listener's 'sources' (checked on the TCP peer), its
+ * 'client_sources' (on the client: the address a PROXY header carried,
+ * else the peer) and the 'sources' of routes and allow entries (on the
+ * client) are compiled into source sets: address blocks in block tables,
+ * names in a hash table. A name stands for the addresses it resolves to
+ * now, which the caller learns from its resolver and hands over as a
+ * struct policy_names, rebuilt when an answer changes. So a query is one
+ * block lookup per prefix length in use plus one per name the address
+ * has, whatever the number of sources. An IPv4 address and its
+ * IPv4-mapped IPv6 form (::ffff:a.b.c.d) are the same source everywhere,
+ * in blocks of either form.
+ */
+struct policy_names;
+
+/* Who is asking. */
+struct policy_source {
+	const struct sockaddr *addr;	  /* NULL: unknown, in no set */
+	const struct policy_names *names; /* what source names resolve to now; NULL: none */
+};
+
+/*
+ * policy_source_names gives the source names p uses (each once, lower
+ * case), for the caller to keep resolved; *names points into p.
+ */
+size_t policy_source_names(const struct policy *p, const char *const **names);
+
+/* One address a source name has now; both point at the caller's storage. */
+struct policy_name_addr {
+	const struct sockaddr *addr;
+	const char *name;
+};
+
+/*
+ * policy_names_new indexes n (address, name) pairs by address. The names
+ * must outlive the index (the addresses are copied). Returns NULL when
+ * out of memory. policy_names_free frees it (NULL is fine).
+ */
+struct policy_names *policy_names_new(const struct policy_name_addr *pairs, size_t n);
+void policy_names_free(struct policy_names *pn);
+
+/* policy_peer_admitted: 1 when the listener has no 'sources' or peer is in them. */
+int policy_peer_admitted(const struct policy *p, const struct policy_source *peer);
+
+/* policy_client_admitted: the same for 'client_sources' and the client. */
+int policy_client_admitted(const struct policy *p, const struct policy_source *client);
+
 /* What policy_route decided for one request. */
 struct policy_verdict {
 	int matched; /* a route pattern or an allow entry matched the name */
@@ -54,8 +101,9 @@ struct policy_verdict {
 	struct config_hostport allow_target; /* an allow entry: "$host" at the port it admits */
 	int literal;	       /* the name is an IP literal (policy_guard's 'literal') */
 	int guarded;	       /* the addresses dialed must pass policy_guard */
-	enum reason refusal;   /* when target is NULL: no_name, no_route or not_allowed */
+	enum reason refusal;   /* when refused: no_name, no_route, not_allowed or source_denied */
 	uint16_t port_refused; /* an allow entry matched the name, but not this port (connect) */
+	int source_refused;    /* refused: rules matched the name, none for this client */
 };
 
 /*
@@ -63,12 +111,13 @@ struct policy_verdict {
  * NULL when the client sent none; want_port is the port a forward-proxy
  * client asked for (0 for none); listen_port the port the client
  * connected to (an allow entry's upstream port when neither want_port nor
- * the listener's 'port' gives one). Fills v, which must stay where it is
- * while v->target is used (it may point at v->allow_target). Returns 0 when
- * allowed, or -1 with v->refusal set.
+ * the listener's 'port' gives one); client who asks (a rule with 'sources'
+ * applies only to the clients in them; NULL: an unknown client). Fills v, which must stay where it
+ * is while v->target is used (it may point at v->allow_target). Returns 0 when allowed, or -1 with
+ * v->refusal set.
  */
 int policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
-		 struct policy_verdict *v);
+		 const struct policy_source *client, struct policy_verdict *v);
 
 /*
  * policy_rule writes the text of the rule that decided v (the route

@@ -53,10 +53,12 @@ enum reason {
 	REASON_NO_ROUTE,
 	REASON_NOT_ALLOWED,
 	REASON_ADDRESS_DENIED,
+	REASON_SOURCE_DENIED, /* the client is not among the sources that may ask */
 	REASON_MISDIRECTED,
 	/* the upstream side */
 	REASON_NO_ADDRESS,
 	REASON_FULL,
+	REASON_SOURCE_LIMIT, /* max_connections_per_source reached */
 	REASON_CONNECT_FAILED,
 	REASON_CONNECT_TIMEOUT,
 	REASON_COUNT

@@ -106,6 +106,13 @@ void resolver_refresh(struct resolver_name *name);
 
 const char *resolver_name_host(const struct resolver_name *name);
 
+/*
+ * resolver_generation changes whenever some name's addresses change (a
+ * first answer, or one that differs from the last), so a caller holding
+ * something built from answers knows when to build it again.
+ */
+uint64_t resolver_generation(const struct resolver *res);
+
 /* resolver_all_resolved: 1 if every watched name, "$host" ones included, has addresses. */
 int resolver_all_resolved(const struct resolver *res);
 

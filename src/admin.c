@@ -46,10 +46,17 @@ reply(struct evhttp_request *req, int code, const char *reason, const char *ctyp
 }
 
 static void
-unresolved_line(void *arg, const char *listener, const char *host, uint16_t port, const char *error)
+unresolved_line(void *arg, const char *listener, const char *kind, const char *host, uint16_t port,
+		const char *error)
 {
-	evbuffer_add_printf(arg, "listener %s: upstream %s:%u has no address yet (%s)\n", listener,
-			    host, (unsigned)port, error ? error : "first lookup in progress");
+	const char *why = error ? error : "first lookup in progress";
+
+	if (port == 0)
+		evbuffer_add_printf(arg, "listener %s: %s %s has no address yet (%s)\n", listener,
+				    kind, host, why);
+	else
+		evbuffer_add_printf(arg, "listener %s: %s %s:%u has no address yet (%s)\n",
+				    listener, kind, host, (unsigned)port, why);
 }
 
 /*

@@ -122,6 +122,35 @@ config_add_route(struct config_listener *l)
 	return r;
 }
 
+struct config_allow *
+config_add_allow(struct config_listener *l)
+{
+	struct config_allow *grown = realloc(l->allow, (l->n_allow + 1) * sizeof(*grown));
+
+	if (grown == NULL)
+		return NULL;
+	l->allow = grown;
+	memset(&grown[l->n_allow], 0, sizeof(grown[0]));
+	return &grown[l->n_allow++];
+}
+
+void
+config_sources_clear(struct config_sources *s)
+{
+	free(s->blocks);
+	s->blocks = NULL;
+	s->n_blocks = 0;
+	config_strlist_clear(&s->names);
+}
+
+void
+config_allow_clear(struct config_allow *a)
+{
+	free(a->pattern);
+	a->pattern = NULL;
+	config_sources_clear(&a->sources);
+}
+
 /* inherit gives each KF_INHERIT key of l that is still unset its value from 'defaults'. */
 static void
 inherit(struct config *cfg, struct config_listener *l)
@@ -379,13 +408,16 @@ config_free(struct config *cfg)
 		policy_free(l->policy);
 		for (size_t j = 0; j < l->n_routes; j++) {
 			config_strlist_clear(&l->routes[j].match);
+			config_sources_clear(&l->routes[j].sources);
 			free(l->routes[j].upstream.host);
 		}
 		free(l->routes);
 		free(l->proxy.trusted);
 		for (size_t j = 0; j < l->n_allow; j++)
-			free(l->allow[j].pattern);
+			config_allow_clear(&l->allow[j]);
 		free(l->allow);
+		config_sources_clear(&l->sources);
+		config_sources_clear(&l->client_sources);
 		free(l->allow_ranges);
 		free(l->deny_ranges);
 		free(l->http.trusted);

@@ -55,8 +55,41 @@ dump_cidr(FILE *out, const struct config_cidr *c)
 }
 
 /* An address block with a port needs brackets for IPv6: "[::1/128]:443". */
+/* dump_sources writes a source set in flow style: [blocks..., names...]. */
+static void
+dump_sources(FILE *out, const struct config_sources *src)
+{
+	fputc('[', out);
+	for (size_t i = 0; i < src->n_blocks; i++) {
+		fprintf(out, "%s", i ? ", " : "");
+		dump_cidr(out, &src->blocks[i]);
+	}
+	for (size_t i = 0; i < src->names.n; i++) {
+		fprintf(out, "%s", i || src->n_blocks ? ", " : "");
+		dump_string(out, src->names.v[i]);
+	}
+	fputc(']', out);
+}
+
+static void dump_allow_match(FILE *out, const struct config_allow *a);
+
+/* dump_allow writes an entry as a string, or in the mapping form when it has sources. */
 static void
 dump_allow(FILE *out, const struct config_allow *a)
+{
+	if (a->sources.n_blocks == 0 && a->sources.names.n == 0) {
+		dump_allow_match(out, a);
+		return;
+	}
+	fprintf(out, "{match: ");
+	dump_allow_match(out, a);
+	fprintf(out, ", sources: ");
+	dump_sources(out, &a->sources);
+	fputc('}', out);
+}
+
+static void
+dump_allow_match(FILE *out, const struct config_allow *a)
 {
 	char abuf[NET_ADDRSTRLEN];
 	int v6 = a->cidr.addr.ss_family == AF_INET6;
@@ -93,6 +126,11 @@ count_of(const struct key *k, const void *base)
 		return *(const size_t *)((const char *)base + k->n_off);
 	if (k->type == K_ROUTES)
 		return ((const struct config_listener *)base)->n_routes;
+	if (k->type == K_SOURCES) {
+		const struct config_sources *src =
+		    (const struct config_sources *)(const void *)((const char *)base + k->off);
+		return src->n_blocks + src->names.n;
+	}
 	return ((const struct config_strlist *)((const char *)base + k->off))->n;
 }
 
@@ -211,6 +249,9 @@ dump_scalar(FILE *out, const struct key *k, const void *base)
 		fprintf(out, "\"%s%s%s:%u\"", v6 ? "[" : "", hp->host, v6 ? "]" : "", hp->port);
 		break;
 	}
+	case K_SOURCES:
+		dump_sources(out, v);
+		break;
 	default:
 		dump_list(out, k, base);
 		break;

@@ -37,6 +37,8 @@ enum key_type {
 	K_PATTERNS,    /* list of route patterns (a single one may stand alone) */
 	K_ALLOWLIST,   /* list of allow entries: .off the array, .n_off its count */
 	K_CREDENTIALS, /* list of "user:password" */
+	K_SOURCES,     /* list of names, addresses and blocks: a struct config_sources */
+	K_ALLOW_MATCH, /* the 'match' of an allow entry's mapping form: the struct config_allow */
 	K_WORKERS,     /* "auto" (0) or a count */
 	K_SECTION,     /* a nested mapping described by .sub, on the same struct */
 	K_LISTENERS,   /* the list of listeners, each described by .sub */
@@ -74,6 +76,7 @@ extern const struct key config_top_keys[];
 extern const struct key config_defaults_keys[];
 extern const struct key config_listener_keys[];
 extern const struct key config_route_keys[];
+extern const struct key config_allow_keys[];
 extern const char *const config_splice_names[];
 extern const char *const config_send_names[];
 extern const char *const config_mode_names[];
@@ -150,5 +153,10 @@ void config_validate(struct config *cfg, struct report *r, const struct config_w
 
 int config_strlist_add(struct config_strlist *l, const char *s);
 void config_strlist_clear(struct config_strlist *l);
+/* config_sources_clear and config_allow_clear free what a source set or an allow entry holds. */
+void config_sources_clear(struct config_sources *s);
+void config_allow_clear(struct config_allow *a);
+/* config_add_allow appends an empty allow entry (the mapping form's); NULL when out of memory. */
+struct config_allow *config_add_allow(struct config_listener *l);
 
 #endif

@@ -245,10 +245,31 @@ const struct key config_route_keys[] = {
      .type = K_UPSTREAM,
      .off = RTE(upstream),
      .help = "HOST:PORT or $host:PORT for matching names"},
+    {.name = "sources",
+     .type = K_SOURCES,
+     .off = RTE(sources),
+     .flags = KF_OMIT_UNSET,
+     .help = "the route applies to these clients only: names, addresses, blocks"},
     {.name = "proxy_protocol",
      .type = K_SECTION,
      .sub = route_proxy_keys,
      .help = "PROXY protocol settings of this route"},
+    END,
+};
+
+#define ALW(f) offsetof(struct config_allow, f)
+
+/* The mapping form of an allow entry: {match: ENTRY, sources: [...]}. */
+const struct key config_allow_keys[] = {
+    {.name = "match",
+     .type = K_ALLOW_MATCH,
+     .off = 0,
+     .help = "a name, *.suffix, an address or a block, optionally with :PORT"},
+    {.name = "sources",
+     .type = K_SOURCES,
+     .off = ALW(sources),
+     .flags = KF_OMIT_UNSET,
+     .help = "the entry applies to these clients only"},
     END,
 };
 
@@ -286,6 +307,18 @@ const struct key config_listener_keys[] = {
      .type = K_SECTION,
      .sub = proxy_keys,
      .help = "PROXY protocol from clients and to upstreams"},
+    {.name = "sources",
+     .type = K_SOURCES,
+     .off = LST(sources),
+     .flags = KF_OMIT_UNSET,
+     .opt = OPT("sources", "GATEKEEPER_SOURCES", "NAME|CIDR,.."),
+     .help = "TCP peers that may connect: names, addresses, blocks (default: anyone)"},
+    {.name = "client_sources",
+     .type = K_SOURCES,
+     .off = LST(client_sources),
+     .flags = KF_OMIT_UNSET,
+     .opt = OPT("client-sources", "GATEKEEPER_CLIENT_SOURCES", "NAME|CIDR,.."),
+     .help = "clients that may connect: a PROXY header's address, else the peer"},
     {.name = "allow",
      .type = K_ALLOWLIST,
      .off = LST(allow),
@@ -365,6 +398,15 @@ const struct key config_listener_keys[] = {
      .flags = KF_INHERIT,
      .opt = OPT("max-connections", "GATEKEEPER_MAX_CONNECTIONS", "N"),
      .help = "sessions at once; 0 = no limit"},
+    {.name = "max_connections_per_source",
+     .type = K_COUNT,
+     .off = LST(max_connections_per_source),
+     .min = 0,
+     .max = 10000000,
+     .def = "0",
+     .flags = KF_OMIT_UNSET,
+     .opt = OPT("max-connections-per-source", "GATEKEEPER_MAX_CONNECTIONS_PER_SOURCE", "N"),
+     .help = "sessions at once from one client address, all workers; 0 = no limit"},
     {.name = "http",
      .type = K_SECTION,
      .sub = http_keys,
@@ -442,7 +484,7 @@ int
 key_is_list(const struct key *k)
 {
 	return k->type == K_ADDRLIST || k->type == K_CIDRLIST || k->type == K_PATTERNS ||
-	       k->type == K_ALLOWLIST || k->type == K_CREDENTIALS;
+	       k->type == K_ALLOWLIST || k->type == K_CREDENTIALS || k->type == K_SOURCES;
 }
 
 /* ---- did you mean ---- */

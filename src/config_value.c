@@ -546,6 +546,76 @@ parse_allow_item(const struct key *k, const char *text, void *dst, char *err, si
 	return 0;
 }
 
+/*
+ * looks_numeric: the last label of name is all digits, as in an address
+ * mistyped ("300.1.1.1", "10.0.0"): not a name anybody means.
+ */
+static int
+looks_numeric(const char *name)
+{
+	const char *last = strrchr(name, '.');
+
+	last = last ? last + 1 : name;
+	if (*last == '\0')
+		return 0;
+	for (; *last != '\0'; last++)
+		if (!isdigit((unsigned char)*last))
+			return 0;
+	return 1;
+}
+
+/* A source: an address block (an address is a /32 or /128), or a name resolved at run time. */
+static int
+parse_source_item(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
+{
+	struct config_sources *src = dst;
+	struct config_cidr c, *grown;
+	char name[NET_HOSTMAX + 1];
+	size_t len = strlen(text);
+
+	if (parse_cidr(text, &c) == 0) {
+		if ((grown = realloc(src->blocks, (src->n_blocks + 1) * sizeof(*grown))) == NULL)
+			return nomem(err, errlen);
+		src->blocks = grown;
+		grown[src->n_blocks++] = c;
+		return 0;
+	}
+	if (len > 0 && text[len - 1] == '.')
+		len--; /* "traefik." is traefik */
+	if (len == 0 || len >= sizeof(name) || strchr(text, '/') != NULL)
+		goto bad;
+	for (size_t i = 0; i < len; i++)
+		name[i] = (char)tolower((unsigned char)text[i]);
+	name[len] = '\0';
+	if (!net_valid_hostname(name) || looks_numeric(name))
+		goto bad;
+	if (config_strlist_add(&src->names, name) == -1)
+		return nomem(err, errlen);
+	return 0;
+bad:
+	snprintf(err, errlen,
+		 "invalid source '%s' in '%s' (use a name, an address or ADDRESS/PREFIX, like "
+		 "traefik, 172.30.5.0/24 or ::1)",
+		 text, k->name);
+	return -1;
+}
+
+/* The 'match' of an allow entry's mapping form: parsed as a plain entry, into the entry itself. */
+static int
+parse_allow_match(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
+{
+	struct config_allow *a = dst, parsed;
+
+	(void)k;
+	if (parse_allow(text, &parsed, err, errlen) == -1)
+		return -1;
+	free(a->pattern);
+	a->pattern = parsed.pattern;
+	a->cidr = parsed.cidr;
+	a->port = parsed.port;
+	return 0;
+}
+
 static int
 parse_credentials(const struct key *k, const char *text, void *dst, char *err, size_t errlen)
 {
@@ -575,6 +645,8 @@ static const parse_fn parsers[K_NTYPES] = {
     [K_PATTERNS] = parse_pattern,
     [K_ALLOWLIST] = parse_allow_item,
     [K_CREDENTIALS] = parse_credentials,
+    [K_SOURCES] = parse_source_item,
+    [K_ALLOW_MATCH] = parse_allow_match,
     [K_WORKERS] = parse_workers,
 };
 
@@ -600,9 +672,12 @@ key_clear(const struct key *k, void *base)
 	case K_CREDENTIALS:
 		config_strlist_clear(dst);
 		break;
+	case K_SOURCES:
+		config_sources_clear(dst);
+		break;
 	case K_ALLOWLIST:
 		for (size_t i = 0; i < *n; i++)
-			free((*(struct config_allow **)dst)[i].pattern);
+			config_allow_clear(&(*(struct config_allow **)dst)[i]);
 		/* FALLTHROUGH */
 	case K_CIDRLIST:
 		free(*(void **)dst);

@@ -323,6 +323,33 @@ nomem:
 	report_node(w->report, val, "out of memory");
 }
 
+/*
+ * walk_allow_mapping reads an allow entry in its mapping form,
+ * {match: ENTRY, sources: [...]}, into a new entry of listener base.
+ */
+static void
+walk_allow_mapping(struct walk *w, const yaml_node_t *item, void *base)
+{
+	struct config_listener *l = base;
+	struct config_allow *a = config_add_allow(l);
+	char where[96];
+	unsigned seen;
+
+	if (a == NULL) {
+		report_node(w->report, item, "out of memory");
+		return;
+	}
+	a->line = (int)item->start_mark.line + 1;
+	a->col = (int)item->start_mark.column + 1;
+	snprintf(where, sizeof(where), "allow[%zu]", l->n_allow - 1);
+	seen = walk_mapping(w, item, config_allow_keys, a, where);
+	if (!(seen & key_bit(config_allow_keys, "match")))
+		report_node(
+		    w->report, item,
+		    "%s needs 'match' (like {match: \"*.example.com\", sources: [builder]})",
+		    where);
+}
+
 /* walk_list reads a list value: a YAML list of single values, each one item. */
 static void
 walk_list(struct walk *w, const struct key *k, const yaml_node_t *val, void *base)
@@ -332,8 +359,16 @@ walk_list(struct walk *w, const struct key *k, const yaml_node_t *val, void *bas
 	for (yaml_node_item_t *it = val->data.sequence.items.start;
 	     it < val->data.sequence.items.top; it++) {
 		yaml_node_t *item = yaml_document_get_node(w->doc, *it);
+		if (k->type == K_ALLOWLIST && item->type == YAML_MAPPING_NODE) {
+			walk_allow_mapping(w, item, base);
+			continue;
+		}
 		if (item->type != YAML_SCALAR_NODE) {
-			report_node(w->report, item, "'%s' items must be single values", k->name);
+			report_node(w->report, item,
+				    k->type == K_ALLOWLIST
+					? "'%s' items must be entries or {match, sources} mappings"
+					: "'%s' items must be single values",
+				    k->name);
 			continue;
 		}
 		if (expand_failed(w, item))

@@ -17,6 +17,7 @@
 #include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -24,6 +25,7 @@
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "policy.h"
 #include "resolver.h"
 #include "session.h"
 #include "worker.h"
@@ -34,13 +36,25 @@
 #define COUNT(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
 #define FD_WARN_EVERY_S 5
 
+/* The names a listener keeps resolved: its upstream, one per route, one per source name. */
+struct watches {
+	struct resolver_name *upstream;
+	struct resolver_name **routes; /* n_routes of them, NULL for $host routes */
+	size_t n_routes;
+	struct resolver_name **sources; /* n_sources, as policy_source_names lists them */
+	size_t n_sources;
+};
+
 struct listener {
 	struct gk *gk;
 	struct config *cfg; /* a reference: conf points into it */
 	const struct config_listener *conf;
 	struct evconnlistener *evl;
-	struct resolver_name *upstream; /* the listener's upstream, NULL if none or $host */
-	struct resolver_name **routes;	/* one per route, NULL for $host routes */
+	struct watches names;		   /* what it keeps resolved */
+	struct policy_names *source_index; /* what the source names resolve to now */
+	const struct policy *index_policy; /* the policy source_index was built for */
+	uint64_t index_generation;	   /* and the resolver's generation then */
+	int index_stale;		   /* build it again at the next use */
 	struct sockaddr_storage bound;
 	unsigned refs;
 	int64_t active;
@@ -55,6 +69,7 @@ struct listener {
 };
 
 #define UNRESOLVED_WARN_EVERY_S 5
+#define SOURCE_KEY_LEN		36 /* family, port, address; family, address */
 
 static int64_t pause_at(const struct listener *l);
 
@@ -124,21 +139,35 @@ on_accept_error(struct evconnlistener *evl, void *arg)
 	       LOG_STR("error", strerror(err)));
 }
 
-/* The names a listener keeps resolved: its upstream, and one per route. */
-struct watches {
-	struct resolver_name *upstream;
-	struct resolver_name **routes; /* n_routes of them, NULL for $host routes */
-	size_t n_routes;
-};
-
 static void
 unwatch_all(struct watches *w)
 {
 	resolver_unwatch(w->upstream);
 	for (size_t i = 0; w->routes != NULL && i < w->n_routes; i++)
 		resolver_unwatch(w->routes[i]);
+	for (size_t i = 0; w->sources != NULL && i < w->n_sources; i++)
+		resolver_unwatch(w->sources[i]);
 	free(w->routes);
+	free(w->sources);
 	memset(w, 0, sizeof(*w));
+}
+
+/* watch_sources starts resolving the source names of conf's policy. Returns 0 or -1. */
+static int
+watch_sources(struct resolver *res, const struct config_listener *conf, struct watches *w)
+{
+	const char *const *names;
+	size_t n = conf->policy ? policy_source_names(conf->policy, &names) : 0;
+
+	if (n == 0)
+		return 0;
+	if ((w->sources = calloc(n, sizeof(*w->sources))) == NULL)
+		return -1;
+	for (; w->n_sources < n; w->n_sources++)
+		if ((w->sources[w->n_sources] = resolver_watch(res, names[w->n_sources], 0)) ==
+		    NULL)
+			return -1;
+	return 0;
 }
 
 /* watch_all starts resolving every fixed upstream conf may use. Returns 0, or -1 (none kept). */
@@ -146,9 +175,11 @@ static int
 watch_all(struct resolver *res, const struct config_listener *conf, struct watches *w)
 {
 	memset(w, 0, sizeof(*w));
+	if (watch_sources(res, conf, w) == -1)
+		goto fail;
 	if (conf->upstream.host != NULL && !conf->upstream.sniffed_host &&
 	    (w->upstream = resolver_watch(res, conf->upstream.host, conf->upstream.port)) == NULL)
-		return -1;
+		goto fail;
 	if (conf->n_routes == 0)
 		return 0;
 	if ((w->routes = calloc(conf->n_routes, sizeof(*w->routes))) == NULL)
@@ -213,10 +244,8 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
 	l->pause_timer = evtimer_new(gk->base, on_pause_over, l);
 	watched = watch_all(gk->resolver, conf, &w);
-	if (watched == 0) {
-		l->upstream = w.upstream;
-		l->routes = w.routes;
-	}
+	if (watched == 0)
+		l->names = w;
 	if (watched == -1 || l->evl == NULL || l->pause_timer == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
 		       LOG_STR("error", "out of memory"));
@@ -247,48 +276,253 @@ listener_unref(struct listener *l)
 	       LOG_NUM("denied", l->stats.denied));
 	if (l->pause_timer)
 		event_free(l->pause_timer);
-	resolver_unwatch(l->upstream);
-	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
-		resolver_unwatch(l->routes[i]);
-	free(l->routes);
+	unwatch_all(&l->names);
+	policy_names_free(l->source_index);
 	config_unref(l->cfg);
 	free(l);
 }
 
-/* One fixed upstream's readiness, for listener_unresolved. */
+/* One name's readiness, for listener_unresolved. */
 static size_t
-report_unresolved(const struct listener *l, const struct resolver_name *n, uint16_t port,
-		  listener_unresolved_fn *fn, void *arg)
+report_unresolved(const struct listener *l, const char *kind, const struct resolver_name *n,
+		  uint16_t port, listener_unresolved_fn *fn, void *arg)
 {
 	const char *error;
 
 	if (n == NULL || resolver_name_status(n, &error))
 		return 0;
-	fn(arg, l->conf->name, resolver_name_host(n), port, error);
+	fn(arg, l->conf->name, kind, resolver_name_host(n), port, error);
 	return 1;
 }
 
 size_t
 listener_unresolved(const struct listener *l, listener_unresolved_fn *fn, void *arg)
 {
-	size_t missing = report_unresolved(l, l->upstream, l->conf->upstream.port, fn, arg);
+	const struct watches *w = &l->names;
+	size_t missing =
+	    report_unresolved(l, "upstream", w->upstream, l->conf->upstream.port, fn, arg);
 
-	for (size_t i = 0; l->routes != NULL && i < l->conf->n_routes; i++)
-		missing +=
-		    report_unresolved(l, l->routes[i], l->conf->routes[i].upstream.port, fn, arg);
+	for (size_t i = 0; w->routes != NULL && i < w->n_routes; i++)
+		missing += report_unresolved(l, "upstream", w->routes[i],
+					     l->conf->routes[i].upstream.port, fn, arg);
+	for (size_t i = 0; i < w->n_sources; i++)
+		missing += report_unresolved(l, "source", w->sources[i], 0, fn, arg);
 	return missing;
+}
+
+/*
+ * listener_source_names indexes what the source names resolve to now,
+ * again whenever the resolver's answers or the listener's policy changed
+ * since the last time. A name without an answer has no address in it.
+ */
+const struct policy_names *
+listener_source_names(struct listener *l)
+{
+	struct resolver *res = l->gk->resolver;
+	struct policy_name_addr *pairs = NULL;
+	const char *const *names;
+	struct resolver_addrs **held = NULL;
+	size_t n_names, n_pairs = 0;
+
+	if (l->names.n_sources == 0)
+		return NULL;
+	if (!l->index_stale && l->source_index != NULL && l->index_policy == l->conf->policy &&
+	    l->index_generation == resolver_generation(res))
+		return l->source_index;
+	n_names = policy_source_names(l->conf->policy, &names);
+	if (n_names != l->names.n_sources)
+		return l->source_index; /* cannot happen: watched from this very policy */
+	if ((held = calloc(n_names, sizeof(*held))) == NULL)
+		goto oom;
+	for (size_t i = 0; i < n_names; i++) {
+		size_t start;
+		if ((held[i] = resolver_addrs(l->names.sources[i], &start)) != NULL)
+			n_pairs += held[i]->n;
+	}
+	if (n_pairs > 0 && (pairs = calloc(n_pairs, sizeof(*pairs))) == NULL)
+		goto oom;
+	n_pairs = 0;
+	for (size_t i = 0; i < n_names; i++)
+		for (size_t j = 0; held[i] != NULL && j < held[i]->n; j++) {
+			pairs[n_pairs].addr = (const struct sockaddr *)&held[i]->addr[j];
+			pairs[n_pairs++].name = names[i];
+		}
+	policy_names_free(l->source_index);
+	l->source_index = policy_names_new(pairs, n_pairs);
+	if (l->source_index == NULL)
+		goto oom;
+	l->index_policy = l->conf->policy;
+	l->index_generation = resolver_generation(res);
+	l->index_stale = 0;
+	goto done;
+oom:
+	/* The names match nothing until memory comes back: refused, never let through. */
+	log_kv(LOG_LEVEL_ERROR, "source names: out of memory", LOG_STR("listener", l->conf->name));
+	policy_names_free(l->source_index);
+	l->source_index = NULL;
+	l->index_stale = 1;
+done:
+	for (size_t i = 0; held != NULL && i < n_names; i++)
+		resolver_addrs_release(held[i]);
+	free(held);
+	free(pairs);
+	return l->source_index;
+}
+
+/*
+ * Sessions per (listener address, client address), for
+ * max_connections_per_source. The limit is the process's, not a
+ * worker's, so this one table is shared by every worker (the only state
+ * they share), under its own lock; an entry lives while its count is
+ * above zero. Workers of one listener bind one address, and a reload keeps
+ * a listener's address, so the key holds across both.
+ */
+struct source_count {
+	struct source_count *next;
+	uint32_t hash;
+	int64_t n;
+	uint8_t key[SOURCE_KEY_LEN];
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct source_count **buckets;
+	size_t n_buckets, n;
+} source_counts = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0};
+
+/* source_key: the listener's bound address and port, and the client's address (IPv4 unmapped). */
+static void
+source_key(const struct listener *l, const struct sockaddr *client, uint8_t key[SOURCE_KEY_LEN])
+{
+	struct sockaddr_in v4;
+	const struct sockaddr *c = net_unmap_v4(client, &v4);
+	uint16_t port = net_port((const struct sockaddr *)&l->bound);
+	const struct sockaddr *b = (const struct sockaddr *)&l->bound;
+
+	memset(key, 0, SOURCE_KEY_LEN);
+	if (c == NULL)
+		c = client;
+	key[0] = (uint8_t)b->sa_family;
+	key[1] = (uint8_t)(port >> 8);
+	key[2] = (uint8_t)port;
+	if (b->sa_family == AF_INET)
+		memcpy(key + 3, &((const struct sockaddr_in *)(const void *)b)->sin_addr, 4);
+	else if (b->sa_family == AF_INET6)
+		memcpy(key + 3, &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16);
+	key[19] = (uint8_t)c->sa_family;
+	if (c->sa_family == AF_INET)
+		memcpy(key + 20, &((const struct sockaddr_in *)(const void *)c)->sin_addr, 4);
+	else if (c->sa_family == AF_INET6)
+		memcpy(key + 20, &((const struct sockaddr_in6 *)(const void *)c)->sin6_addr, 16);
+}
+
+static uint32_t
+source_hash(const uint8_t *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < SOURCE_KEY_LEN; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h;
+}
+
+/* source_counts_grow doubles the buckets when the table is more than twice full (lock held). */
+static void
+source_counts_grow(void)
+{
+	size_t n = source_counts.n_buckets ? source_counts.n_buckets * 2 : 256;
+	struct source_count **b;
+
+	if (source_counts.n < 2 * source_counts.n_buckets && source_counts.buckets != NULL)
+		return;
+	if ((b = calloc(n, sizeof(*b))) == NULL)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < source_counts.n_buckets; i++)
+		for (struct source_count *e = source_counts.buckets[i], *next; e != NULL;
+		     e = next) {
+			next = e->next;
+			e->next = b[e->hash & (n - 1)];
+			b[e->hash & (n - 1)] = e;
+		}
+	free(source_counts.buckets);
+	source_counts.buckets = b;
+	source_counts.n_buckets = n;
+}
+
+enum reason
+listener_source_acquire(struct listener *l, const struct config_listener *conf,
+			const struct sockaddr *client)
+{
+	uint8_t key[SOURCE_KEY_LEN];
+	struct source_count *e;
+	enum reason why = REASON_NONE;
+	uint32_t h;
+
+	if (conf->max_connections_per_source <= 0)
+		return REASON_NONE;
+	source_key(l, client, key);
+	h = source_hash(key);
+	pthread_mutex_lock(&source_counts.lock);
+	source_counts_grow();
+	if (source_counts.buckets == NULL) {
+		why = REASON_OUT_OF_MEMORY;
+		goto out;
+	}
+	for (e = source_counts.buckets[h & (source_counts.n_buckets - 1)]; e != NULL; e = e->next)
+		if (e->hash == h && memcmp(e->key, key, SOURCE_KEY_LEN) == 0)
+			break;
+	if (e == NULL) {
+		if ((e = calloc(1, sizeof(*e))) == NULL) {
+			why = REASON_OUT_OF_MEMORY;
+			goto out;
+		}
+		memcpy(e->key, key, SOURCE_KEY_LEN);
+		e->hash = h;
+		e->next = source_counts.buckets[h & (source_counts.n_buckets - 1)];
+		source_counts.buckets[h & (source_counts.n_buckets - 1)] = e;
+		source_counts.n++;
+	}
+	if (e->n >= conf->max_connections_per_source)
+		why = REASON_SOURCE_LIMIT;
+	else
+		e->n++;
+out:
+	pthread_mutex_unlock(&source_counts.lock);
+	return why;
+}
+
+void
+listener_source_release(struct listener *l, const struct sockaddr *client)
+{
+	uint8_t key[SOURCE_KEY_LEN];
+	struct source_count **pe, *e;
+	uint32_t h;
+
+	source_key(l, client, key);
+	h = source_hash(key);
+	pthread_mutex_lock(&source_counts.lock);
+	for (pe = &source_counts.buckets[h & (source_counts.n_buckets - 1)]; (e = *pe) != NULL;
+	     pe = &e->next)
+		if (e->hash == h && memcmp(e->key, key, SOURCE_KEY_LEN) == 0)
+			break;
+	if (e != NULL && --e->n <= 0) {
+		*pe = e->next;
+		free(e);
+		source_counts.n--;
+	}
+	pthread_mutex_unlock(&source_counts.lock);
 }
 
 int
 listener_update(struct listener *l, struct config *cfg, const struct config_listener *conf)
 {
-	struct watches fresh, old = {l->upstream, l->routes, l->conf->n_routes};
+	struct watches fresh;
 
 	if (watch_all(l->gk->resolver, conf, &fresh) == -1)
 		return -1;
-	unwatch_all(&old);
-	l->upstream = fresh.upstream;
-	l->routes = fresh.routes;
+	unwatch_all(&l->names);
+	l->names = fresh;
+	l->index_stale = 1; /* the names may be others: built again at the next use */
 	config_unref(l->cfg);
 	l->cfg = config_ref(cfg);
 	l->conf = conf;

@@ -304,3 +304,18 @@ net_connect_result(int fd)
 		return errno;
 	return err;
 }
+
+const struct sockaddr *
+net_unmap_v4(const struct sockaddr *sa, struct sockaddr_in *out)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+	if (sa->sa_family != AF_INET6 || memcmp(s6->sin6_addr.s6_addr, mapped, 12) != 0)
+		return NULL;
+	memset(out, 0, sizeof(*out));
+	out->sin_family = AF_INET;
+	memcpy(&out->sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+	out->sin_port = s6->sin6_port;
+	return (const struct sockaddr *)out;
+}

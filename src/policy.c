@@ -36,6 +36,7 @@ struct rule {
 	int allow;	    /* an allow entry, or -1 */
 	uint16_t port;	    /* allow: the port admitted when one is asked for */
 	int takes_ip;	    /* a route "*" that also matches IP literals */
+	int sources;	    /* the source set the client must be in, or -1: anyone */
 	int next;	    /* the next rule under the same key, or -1 */
 };
 
@@ -65,6 +66,18 @@ struct block_table {
 	size_t n; /* entries */
 };
 
+/* A compiled 'sources': its blocks (entries: item indices) and its names. */
+struct source_set {
+	struct block_table blocks;
+	struct name_table names;
+};
+
+/* What source names resolve to now: (address, name) pairs, by address. */
+struct policy_names {
+	struct block_table addrs; /* entries: pairs, each a /32 or /128 */
+	const char **name;	  /* per pair */
+};
+
 struct policy {
 	const struct config_listener *conf;
 	int guarded;	/* an egress listener: IP literals match only themselves */
@@ -75,6 +88,13 @@ struct policy {
 	int star_first, star_last;
 	struct block_table allow_blocks; /* entries: allow indices */
 	struct block_table allow_ranges, deny_ranges, proxy_trusted, http_trusted;
+	struct source_set *sets; /* the listener's, its client_sources, then per rule */
+	size_t n_sets;
+	int peer_set, client_set;     /* 'sources' and 'client_sources', or -1 */
+	int *route_sets, *allow_sets; /* per route and allow entry: its set, or -1 */
+	struct name_table all_names;  /* every source name once */
+	const char **source_names;    /* the same, in order of first mention */
+	size_t n_source_names;
 };
 
 /* ---- hash tables ---- */
@@ -137,9 +157,12 @@ name_find(const struct name_table *t, const char *key, size_t len)
 	}
 }
 
-/* name_add chains rule r under key (the table has room: it was sized for every rule). */
-static void
-name_add(struct name_table *t, struct rule *rules, const char *key, int r)
+/*
+ * name_slot returns key's slot, claiming an empty one (first and last -1)
+ * when key is new; the table has room: it was sized for every key.
+ */
+static struct name_slot *
+name_slot(struct name_table *t, const char *key)
 {
 	uint32_t h = hash_bytes(HASH_SEED, key, strlen(key));
 
@@ -148,15 +171,25 @@ name_add(struct name_table *t, struct rule *rules, const char *key, int r)
 		if (s->key == NULL) {
 			s->key = key;
 			s->hash = h;
-			s->first = s->last = r;
-			return;
+			s->first = s->last = -1;
+			return s;
 		}
-		if (s->hash == h && strcmp(s->key, key) == 0) {
-			rules[s->last].next = r;
-			s->last = r;
-			return;
-		}
+		if (s->hash == h && strcmp(s->key, key) == 0)
+			return s;
 	}
+}
+
+/* name_add chains rule r under key. */
+static void
+name_add(struct name_table *t, struct rule *rules, const char *key, int r)
+{
+	struct name_slot *s = name_slot(t, key);
+
+	if (s->first < 0)
+		s->first = r;
+	else
+		rules[s->last].next = r;
+	s->last = r;
 }
 
 /* addr_bytes: the address of sa and its length (4 or 16), or NULL for another family. */
@@ -216,36 +249,48 @@ block_table_free(struct block_table *t)
 	free(t->next);
 }
 
-/* block_add puts entry e (of t->n) under the block c. */
+/*
+ * block_add puts entry e (of t->n) under the block c. A block inside
+ * ::ffff:0:0/96 is filed as the IPv4 block it is, where lookups of both
+ * forms find it.
+ */
 static void
 block_add(struct block_table *t, const struct config_cidr *c, int e)
 {
+	const struct sockaddr *sa = (const struct sockaddr *)&c->addr;
 	unsigned bits, prefix = c->prefix;
-	const uint8_t *a = addr_bytes((const struct sockaddr *)&c->addr, &bits);
-	int fam = bits == 32 ? 0 : 1;
+	struct sockaddr_in v4;
+	const struct sockaddr *as_v4 = prefix >= 96 ? net_unmap_v4(sa, &v4) : NULL;
+	const uint8_t *a;
+	int fam, family;
 	uint8_t net[16];
 	uint32_t h;
 	unsigned k;
 
-	if (a == NULL)
+	if (as_v4 != NULL) {
+		sa = as_v4;
+		prefix -= 96;
+	}
+	family = sa->sa_family;
+	if ((a = addr_bytes(sa, &bits)) == NULL)
 		return;
+	fam = bits == 32 ? 0 : 1;
 	if (prefix > bits)
 		prefix = bits;
 	mask_to(net, a, bits, prefix);
 	t->next[e] = -1;
-	h = block_hash(c->addr.ss_family, prefix, net);
+	h = block_hash(family, prefix, net);
 	for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
 		struct block_slot *s = &t->slots[i];
 		if (!s->used) {
 			s->used = 1;
-			s->family = (uint8_t)c->addr.ss_family;
+			s->family = (uint8_t)family;
 			s->prefix = (uint8_t)prefix;
 			memcpy(s->net, net, 16);
 			s->first = s->last = e;
 			break;
 		}
-		if (s->family == c->addr.ss_family && s->prefix == prefix &&
-		    memcmp(s->net, net, 16) == 0) {
+		if (s->family == family && s->prefix == prefix && memcmp(s->net, net, 16) == 0) {
 			t->next[s->last] = e;
 			s->last = e;
 			return;
@@ -286,14 +331,14 @@ block_chain(const struct block_table *t, int family, const uint8_t *a, unsigned 
  * returns nonzero. Returns that entry, or -1.
  */
 static int
-block_walk(const struct block_table *t, const struct sockaddr *sa,
-	   int (*want)(void *ctx, int entry), void *ctx)
+block_walk_as(const struct block_table *t, const struct sockaddr *sa,
+	      int (*want)(void *ctx, int entry), void *ctx)
 {
 	unsigned bits;
 	const uint8_t *a;
 	int fam;
 
-	if (t->slots == NULL || (a = addr_bytes(sa, &bits)) == NULL)
+	if ((a = addr_bytes(sa, &bits)) == NULL)
 		return -1;
 	fam = bits == 32 ? 0 : 1;
 	for (unsigned k = 0; k < t->n_prefixes[fam]; k++)
@@ -302,6 +347,24 @@ block_walk(const struct block_table *t, const struct sockaddr *sa,
 			if (want == NULL || want(ctx, e))
 				return e;
 	return -1;
+}
+
+/* An IPv4-mapped address is looked up as itself (IPv6 blocks), then as its IPv4 address. */
+static int
+block_walk(const struct block_table *t, const struct sockaddr *sa,
+	   int (*want)(void *ctx, int entry), void *ctx)
+{
+	struct sockaddr_in v4;
+	const struct sockaddr *as_v4;
+	int e;
+
+	if (t->slots == NULL)
+		return -1;
+	if ((e = block_walk_as(t, sa, want, ctx)) >= 0)
+		return e;
+	if ((as_v4 = net_unmap_v4(sa, &v4)) == NULL)
+		return -1;
+	return block_walk_as(t, as_v4, want, ctx);
 }
 
 static int
@@ -352,6 +415,74 @@ add_rule(struct policy *p, const char *pattern, int r)
 	}
 }
 
+static int
+has_sources(const struct config_sources *src)
+{
+	return src->n_blocks > 0 || src->names.n > 0;
+}
+
+/*
+ * source_set_add compiles src into the next set (the caller sized sets[])
+ * and files its names among every source name. Returns the set's index,
+ * -1 when src is empty (anyone), or -2 when out of memory.
+ */
+static int
+source_set_add(struct policy *p, const struct config_sources *src)
+{
+	struct source_set *set = &p->sets[p->n_sets];
+
+	if (!has_sources(src))
+		return -1;
+	if (blocks_new(&set->blocks, src->blocks, src->n_blocks) == -1 ||
+	    name_table_init(&set->names, src->names.n) == -1)
+		return -2;
+	p->n_sets++;
+	for (size_t i = 0; i < src->names.n; i++) {
+		struct name_slot *all = name_slot(&p->all_names, src->names.v[i]);
+		name_slot(&set->names, src->names.v[i])->first = (int)i; /* found: not -1 */
+		if (all->first < 0) {
+			all->first = (int)p->n_source_names;
+			p->source_names[p->n_source_names++] = src->names.v[i];
+		}
+	}
+	return (int)p->n_sets - 1;
+}
+
+/* compile_sources builds the listener's source sets: its own two, then per route and entry. */
+static int
+compile_sources(struct policy *p, const struct config_listener *l)
+{
+	size_t sets = 0, names = 0;
+	int set;
+
+	sets += has_sources(&l->sources) + has_sources(&l->client_sources);
+	names += l->sources.names.n + l->client_sources.names.n;
+	for (size_t i = 0; i < l->n_routes; i++) {
+		sets += has_sources(&l->routes[i].sources);
+		names += l->routes[i].sources.names.n;
+	}
+	for (size_t i = 0; i < l->n_allow; i++) {
+		sets += has_sources(&l->allow[i].sources);
+		names += l->allow[i].sources.names.n;
+	}
+	if ((sets > 0 && (p->sets = calloc(sets, sizeof(*p->sets))) == NULL) ||
+	    (names > 0 && (p->source_names = calloc(names, sizeof(*p->source_names))) == NULL) ||
+	    name_table_init(&p->all_names, names) == -1 ||
+	    (l->n_allow > 0 && (p->allow_sets = calloc(l->n_allow, sizeof(int))) == NULL) ||
+	    (l->n_routes > 0 && (p->route_sets = calloc(l->n_routes, sizeof(int))) == NULL))
+		return -1;
+	if ((p->peer_set = source_set_add(p, &l->sources)) == -2 ||
+	    (p->client_set = source_set_add(p, &l->client_sources)) == -2)
+		return -1;
+	for (size_t i = 0; i < l->n_routes; i++)
+		if ((set = p->route_sets[i] = source_set_add(p, &l->routes[i].sources)) == -2)
+			return -1;
+	for (size_t i = 0; i < l->n_allow; i++)
+		if ((set = p->allow_sets[i] = source_set_add(p, &l->allow[i].sources)) == -2)
+			return -1;
+	return 0;
+}
+
 struct policy *
 policy_new(const struct config_listener *l, char *err, size_t errlen)
 {
@@ -364,6 +495,7 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 	/* An egress listener: every route's addresses are guarded. */
 	p->guarded = l->egress || l->n_allow > 0 || l->mode == CONFIG_MODE_CONNECT;
 	p->star_first = p->star_last = -1;
+	p->peer_set = p->client_set = -1;
 	for (size_t i = 0; i < l->n_routes; i++) {
 		p->host_route |= l->routes[i].upstream.sniffed_host;
 		for (size_t j = 0; j < l->routes[i].match.n; j++, n++) {
@@ -383,7 +515,8 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 		n_wild += is_wildcard(pat);
 	}
 	if ((n > 0 && (p->rules = calloc(n, sizeof(*p->rules))) == NULL) ||
-	    name_table_init(&p->exact, n_exact) == -1 || name_table_init(&p->wild, n_wild) == -1)
+	    name_table_init(&p->exact, n_exact) == -1 || name_table_init(&p->wild, n_wild) == -1 ||
+	    compile_sources(p, l) == -1)
 		goto oom;
 	for (size_t i = 0; i < l->n_routes; i++) {
 		const struct config_route *rt = &l->routes[i];
@@ -393,6 +526,7 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 			r->pattern = (int)j;
 			r->allow = -1;
 			r->takes_ip = !p->guarded && !rt->upstream.sniffed_host;
+			r->sources = p->route_sets[i];
 			add_rule(p, rt->match.v[j], (int)p->n_rules++);
 		}
 	}
@@ -410,6 +544,7 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 		r->route = r->pattern = -1;
 		r->allow = (int)i;
 		r->port = a->port ? a->port : ALLOW_DEFAULT_PORT;
+		r->sources = p->allow_sets[i];
 		add_rule(p, a->pattern, (int)p->n_rules++);
 	}
 	if (blocks_new(&p->allow_ranges, l->allow_ranges, l->n_allow_ranges) == -1 ||
@@ -438,7 +573,102 @@ policy_free(struct policy *p)
 	block_table_free(&p->deny_ranges);
 	block_table_free(&p->proxy_trusted);
 	block_table_free(&p->http_trusted);
+	for (size_t i = 0; i < p->n_sets; i++) {
+		block_table_free(&p->sets[i].blocks);
+		free(p->sets[i].names.slots);
+	}
+	free(p->sets);
+	free(p->all_names.slots);
+	free(p->source_names);
+	free(p->route_sets);
+	free(p->allow_sets);
 	free(p);
+}
+
+/* ---- sources ---- */
+
+struct set_query {
+	const struct source_set *set;
+	const struct policy_names *names;
+};
+
+static int
+name_in_set(void *ctx, int pair)
+{
+	const struct set_query *sq = ctx;
+	const char *name = sq->names->name[pair];
+
+	return name_find(&sq->set->names, name, strlen(name)) >= 0;
+}
+
+/* in_set: is the source one of set's blocks, or an address one of its names has now? */
+static int
+in_set(const struct policy *p, int set, const struct policy_source *src)
+{
+	struct set_query sq;
+
+	if (set < 0)
+		return 1;
+	if (src == NULL || src->addr == NULL)
+		return 0;
+	sq.set = &p->sets[set];
+	sq.names = src->names;
+	if (block_holds(&sq.set->blocks, src->addr))
+		return 1;
+	return sq.set->names.slots != NULL && sq.names != NULL &&
+	       block_walk(&sq.names->addrs, src->addr, name_in_set, &sq) >= 0;
+}
+
+int
+policy_peer_admitted(const struct policy *p, const struct policy_source *peer)
+{
+	return in_set(p, p->peer_set, peer);
+}
+
+int
+policy_client_admitted(const struct policy *p, const struct policy_source *client)
+{
+	return in_set(p, p->client_set, client);
+}
+
+size_t
+policy_source_names(const struct policy *p, const char *const **names)
+{
+	*names = p->source_names;
+	return p->n_source_names;
+}
+
+struct policy_names *
+policy_names_new(const struct policy_name_addr *pairs, size_t n)
+{
+	struct policy_names *pn = calloc(1, sizeof(*pn));
+
+	if (pn == NULL || block_table_init(&pn->addrs, n) == -1 ||
+	    (n > 0 && (pn->name = calloc(n, sizeof(*pn->name))) == NULL)) {
+		policy_names_free(pn);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct config_cidr c;
+		socklen_t len = pairs[i].addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+								    : sizeof(struct sockaddr_in6);
+		memset(&c, 0, sizeof(c));
+		memcpy(&c.addr, pairs[i].addr, len);
+		c.prefix = pairs[i].addr->sa_family == AF_INET ? 32 : 128;
+		pn->name[i] = pairs[i].name;
+		block_add(&pn->addrs, &c, (int)i);
+	}
+	return pn;
+}
+
+void
+policy_names_free(struct policy_names *pn)
+{
+	if (pn == NULL)
+		return;
+	block_table_free(&pn->addrs);
+	free(pn->name);
+	free(pn);
 }
 
 /* ---- routing ---- */
@@ -448,18 +678,27 @@ struct query {
 	const struct policy *p;
 	const char *name;
 	uint16_t want_port;
-	int literal;	       /* name is an IP literal */
+	int literal; /* name is an IP literal */
+	const struct policy_source *src;
 	uint16_t port_refused; /* a rule matched the name but not want_port */
+	int source_refused;    /* a rule matched the name but not the client */
 };
 
-/* applies: does rule r decide this query? A rule for another port is noted and passed over. */
+/*
+ * applies: does rule r decide this query? A rule for other clients or
+ * another port is noted and passed over.
+ */
 static int
 applies(struct query *q, const struct rule *r)
 {
-	if (q->name == NULL)
-		return r->route >= 0; /* only a route "*" takes a nameless client */
+	if (q->name == NULL && r->route < 0)
+		return 0; /* only a route "*" takes a nameless client */
 	if (q->literal && r->route < 0)
 		return 0; /* an IP literal matches allow blocks, never allow patterns */
+	if (!in_set(q->p, r->sources, q->src)) {
+		q->source_refused = 1;
+		return 0;
+	}
 	if (r->allow >= 0 && q->want_port != 0 && q->want_port != r->port) {
 		q->port_refused = q->want_port;
 		return 0;
@@ -503,6 +742,10 @@ block_port_ok(void *ctx, int entry)
 	struct query *q = ctx;
 	const struct config_allow *a = &q->p->conf->allow[entry];
 
+	if (!in_set(q->p, q->p->allow_sets[entry], q->src)) {
+		q->source_refused = 1;
+		return 0;
+	}
 	if (q->want_port != 0 && q->want_port != (a->port ? a->port : ALLOW_DEFAULT_PORT)) {
 		q->port_refused = q->want_port;
 		return 0;
@@ -554,10 +797,10 @@ refuse(struct policy_verdict *v, enum reason why)
 
 int
 policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
-	     struct policy_verdict *v)
+	     const struct policy_source *src, struct policy_verdict *v)
 {
 	const struct config_listener *c = p->conf;
-	struct query q = {p, name, want_port, name != NULL && route_name_is_ip(name), 0};
+	struct query q = {p, name, want_port, name != NULL && route_name_is_ip(name), src, 0, 0};
 
 	memset(v, 0, sizeof(*v));
 	v->route = v->pattern = v->allow = -1;
@@ -576,6 +819,9 @@ policy_route(const struct policy *p, const char *name, uint16_t want_port, uint1
 			    : c->upstream.host != NULL ? &c->upstream
 						       : NULL;
 	}
+	v->source_refused = v->target == NULL && q.source_refused;
+	if (v->source_refused)
+		return refuse(v, REASON_SOURCE_DENIED);
 	if (v->target == NULL)
 		return refuse(v, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
 					 (q.literal && p->host_route)

@@ -58,6 +58,9 @@ static const struct reason_info table[REASON_COUNT] = {
     [REASON_ADDRESS_DENIED] = {"address_denied", DECISION_DENY, "403 Forbidden",
 			       "destination address not allowed", "", NULL, NULL,
 			       SNIFF_TLS_ALERT_ACCESS_DENIED},
+    [REASON_SOURCE_DENIED] = {"source_denied", DECISION_DENY, "403 Forbidden",
+			      "not allowed from this client", "", NULL, NULL,
+			      SNIFF_TLS_ALERT_ACCESS_DENIED},
     [REASON_MISDIRECTED] = {"misdirected", DECISION_NONE, "421 Misdirected Request",
 			    "this connection serves another host", "", NULL, NULL, 0},
 
@@ -66,6 +69,8 @@ static const struct reason_info table[REASON_COUNT] = {
 			   SNIFF_TLS_ALERT_INTERNAL_ERROR},
     [REASON_FULL] = {"full", DECISION_NONE, "503 Service Unavailable",
 		     "too many connections, try again", "", NULL, NULL, 0},
+    [REASON_SOURCE_LIMIT] = {"source_limit", DECISION_NONE, "429 Too Many Requests",
+			     "too many connections from this address", "", NULL, NULL, 0},
     [REASON_CONNECT_FAILED] = {"connect_failed", DECISION_NONE, "502 Bad Gateway",
 			       "upstream unreachable", "", NULL, NULL, 0},
     [REASON_CONNECT_TIMEOUT] = {"connect_timeout", DECISION_NONE, "504 Gateway Timeout",

@@ -77,6 +77,7 @@ struct resolver {
 	TAILQ_HEAD(, resolver_name) names;
 	int64_t refresh_ms, min_ttl_ms;
 	unsigned in_flight;
+	uint64_t generation;	     /* counts changes of any name's addresses */
 	struct resolver_stats stats; /* written here, read by the admin thread */
 };
 
@@ -373,6 +374,12 @@ resolver_foreach(const struct resolver *res,
 		fn(arg, n->host, n->port, n->addrs ? n->addrs->n : 0);
 }
 
+uint64_t
+resolver_generation(const struct resolver *res)
+{
+	return res->generation;
+}
+
 int
 resolver_all_resolved(const struct resolver *res)
 {
@@ -535,6 +542,8 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	       LOG_STR("addrs", format_addrs(fresh, list, sizeof(list))), LOG_NUM("ttl", ttl),
 	       LOG_NUM("next_ms", next));
 	__atomic_fetch_add(&n->res->stats.lookups_ok, 1, __ATOMIC_RELAXED);
+	if (!addrs_equal(n->addrs, fresh))
+		n->res->generation++;
 	resolver_addrs_release(n->addrs);
 	n->addrs = fresh;
 	n->failures = 0;

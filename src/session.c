@@ -75,6 +75,9 @@ struct session {
 	struct sockaddr_storage local;	/* where the client connected to (PROXY out only) */
 	int proxied;			/* client and local came from a PROXY header */
 	int proxy_done;
+	int client_checked;	       /* client_sources and the per-source limit, done */
+	int source_counted;	       /* holds a count of max_connections_per_source */
+	enum reason source_refusal;    /* told once the first message is in, or REASON_NONE */
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
 	enum decision decision;
 	char rule[ROUTE_NAME_MAX + 16];	      /* the route pattern or allow entry that matched */
@@ -225,6 +228,8 @@ session_close(struct session *s, enum reason reason)
 	resolver_addrs_release(s->addrs);
 	resolver_unwatch(s->upstream_name);
 	resolver_unwatch(s->dynamic);
+	if (s->source_counted)
+		listener_source_release(s->listener, (const struct sockaddr *)&s->client);
 	config_unref(s->cfg);
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
@@ -317,6 +322,66 @@ deny(struct session *s, enum reason why)
 {
 	s->decision = reason_info(why)->decision;
 	session_fail(s, why);
+}
+
+/* ---- sources ---- */
+
+/* client_source: the client, as the policy sees it (names resolved as of now). */
+static struct policy_source
+client_source(const struct session *s)
+{
+	struct policy_source src = {(const struct sockaddr *)&s->client,
+				    listener_source_names(s->listener)};
+
+	return src;
+}
+
+/*
+ * source_refused refuses a client on account of who it is. tcp, and a tls
+ * client over its limit, are closed at once; http and connect clients
+ * hear why after their request head, and a tls client not among the
+ * sources gets its access_denied alert after the ClientHello. Returns 1
+ * when the session is gone.
+ */
+static int
+source_refused(struct session *s, enum reason why)
+{
+	if (s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT ||
+	    (s->conf->mode == CONFIG_MODE_TLS && why == REASON_SOURCE_DENIED)) {
+		if (s->source_refusal == REASON_NONE)
+			s->source_refusal = why;
+		return 0;
+	}
+	deny(s, why);
+	return 1;
+}
+
+/*
+ * admit_client checks the client as gatekeeper knows it (what a PROXY
+ * header said, else the peer) once: client_sources, then the per-source
+ * limit, which a refused client never takes a count of. Returns 1 when the
+ * session is gone.
+ */
+static int
+admit_client(struct session *s)
+{
+	struct policy_source client = client_source(s);
+	enum reason why;
+
+	s->client_checked = 1;
+	if (s->source_refusal != REASON_NONE)
+		return 0;
+	if (!policy_client_admitted(s->conf->policy, &client))
+		return source_refused(s, REASON_SOURCE_DENIED);
+	why = listener_source_acquire(s->listener, s->conf, (const struct sockaddr *)&s->client);
+	if (why == REASON_OUT_OF_MEMORY) {
+		session_close(s, why);
+		return 1;
+	}
+	if (why != REASON_NONE)
+		return source_refused(s, why);
+	s->source_counted = s->conf->max_connections_per_source > 0;
+	return 0;
 }
 
 /* ---- connecting ---- */
@@ -427,6 +492,7 @@ proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8
 {
 	char name[ROUTE_NAME_MAX + 1] = "";
 	struct policy_verdict v;
+	struct policy_source client;
 	enum reason why;
 	uint16_t port;
 
@@ -437,9 +503,10 @@ proxy_admit(struct session *s, const struct sniff_http_request *req, const uint8
 	port = req->port ? req->port : req->https ? 443 : 80;
 	if (port == s->want_port && strcmp(name, s->name) == 0)
 		return REASON_NONE;
-	if (policy_route(s->conf->policy, name, port, listen_port(s), &v) == -1) {
-		s->decision = reason_info(REASON_NOT_ALLOWED)->decision;
-		return REASON_NOT_ALLOWED;
+	client = client_source(s);
+	if (policy_route(s->conf->policy, name, port, listen_port(s), &client, &v) == -1) {
+		s->decision = reason_info(v.refusal)->decision;
+		return v.refusal == REASON_SOURCE_DENIED ? v.refusal : REASON_NOT_ALLOWED;
 	}
 	return REASON_MISDIRECTED;
 }
@@ -450,6 +517,7 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	struct session *s = arg;
 	char name[ROUTE_NAME_MAX + 1] = "";
 	struct policy_verdict v;
+	struct policy_source client;
 
 	if (s->conf->mode == CONFIG_MODE_CONNECT)
 		return proxy_admit(s, req, buf);
@@ -458,7 +526,13 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	if (req->host_len > 0 &&
 	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
 		return REASON_MALFORMED;
-	policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s), &v);
+	client = client_source(s);
+	if (policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s),
+			 &client, &v) == -1 &&
+	    v.refusal == REASON_SOURCE_DENIED) {
+		s->decision = reason_info(v.refusal)->decision;
+		return v.refusal;
+	}
 	if (!v.matched && s->conf->upstream.host == NULL)
 		return name[0] ? REASON_NO_ROUTE : REASON_NO_NAME;
 	/* The same rule, and for "$host" the same name: else another upstream. */
@@ -774,6 +848,7 @@ route(struct session *s)
 {
 	const char *name = s->name[0] ? s->name : NULL;
 	struct policy_verdict *v = &s->verdict;
+	struct policy_source client;
 	int refused;
 
 	if (s->conf->mode == CONFIG_MODE_HTTP && listener_over_limit(s->listener)) {
@@ -781,7 +856,9 @@ route(struct session *s)
 		session_fail(s, REASON_FULL);
 		return;
 	}
-	refused = policy_route(s->conf->policy, name, s->want_port, listen_port(s), v) == -1;
+	client = client_source(s);
+	refused =
+	    policy_route(s->conf->policy, name, s->want_port, listen_port(s), &client, v) == -1;
 	s->route = v->route;
 	s->target = v->target;
 	policy_rule(s->conf->policy, v, s->rule, sizeof(s->rule));
@@ -953,6 +1030,14 @@ sniff_name(struct session *s)
 	case PARSE_OK:
 		break;
 	}
+	if (s->source_refusal != REASON_NONE) {
+		/* Refused for who it is: said now that the client can hear it. */
+		if (r == PARSE_OK &&
+		    route_normalize_name(raw, raw_len, s->name, sizeof(s->name)) == -1)
+			s->name[0] = '\0';
+		deny(s, s->source_refusal);
+		return -1;
+	}
 	if (s->conf->mode == CONFIG_MODE_CONNECT && proxy_request(s, buf, &req) == -1)
 		return -1;
 	if ((s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s)) &&
@@ -980,6 +1065,8 @@ sniff_parse(struct session *s)
 
 	if (!s->proxy_done && (rc = read_proxy_header(s)) <= 0)
 		return rc < 0;
+	if (!s->client_checked && admit_client(s))
+		return 1;
 	if (s->conf->mode != CONFIG_MODE_TCP && (rc = sniff_name(s)) <= 0)
 		return rc < 0;
 	evtimer_del(s->timer);
@@ -1105,6 +1192,7 @@ void
 session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struct sockaddr *peer,
 	      socklen_t peerlen)
 {
+	struct policy_source who;
 	struct session *s;
 
 	if (gk->draining) {
@@ -1135,6 +1223,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	relay_init(&s->relay, gk->base, (char *)s + relay_events_offset(), session_io,
 		   on_relay_done, s);
 	s->proxy_done = !s->conf->proxy.accept;
+	s->source_refusal = REASON_NONE;
 	/*
 	 * In tcp mode with nothing to read first, the client's socket is
 	 * registered only when the relay starts: bytes sent meanwhile wait in
@@ -1145,6 +1234,13 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 		session_close(s, REASON_OUT_OF_MEMORY);
 		return;
 	}
+	/* 'sources' is about the TCP peer: decided now, before a byte is read. */
+	who.addr = (const struct sockaddr *)&s->peer;
+	who.names = listener_source_names(l);
+	if (!policy_peer_admitted(s->conf->policy, &who) && source_refused(s, REASON_SOURCE_DENIED))
+		return;
+	if (s->proxy_done && admit_client(s))
+		return;
 	if (s->proxy_done && s->conf->mode == CONFIG_MODE_TCP) {
 		route(s);
 		return;

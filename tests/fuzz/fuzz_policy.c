@@ -254,7 +254,7 @@ static void
 compare(const struct policy *p, const char *name, uint16_t want, struct ref *r)
 {
 	struct policy_verdict v;
-	int rc = policy_route(p, name, want, 8443, &v);
+	int rc = policy_route(p, name, want, 8443, NULL, &v);
 
 	ref_route(name, want, 8443, r);
 	CHECK((rc == 0) == r->allowed);

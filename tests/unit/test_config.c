@@ -1483,9 +1483,9 @@ test_quick_egress_gateway(void **state)
 		/* compiled with the configuration: an egress policy, guarded */
 		struct policy_verdict v;
 		assert_non_null(l->policy);
-		assert_int_equal(policy_route(l->policy, "x.pypi.org", 0, 443, &v), 0);
+		assert_int_equal(policy_route(l->policy, "x.pypi.org", 0, 443, NULL, &v), 0);
 		assert_true(v.guarded);
-		assert_int_equal(policy_route(l->policy, "pypi.org", 0, 443, &v), -1);
+		assert_int_equal(policy_route(l->policy, "pypi.org", 0, 443, NULL, &v), -1);
 	}
 	file = load_ok("listeners:\n  - name: default\n    listen: 0.0.0.0:443\n    mode: tls\n"
 		       "    allow: [api.github.com, \"*.pypi.org\"]\n");
