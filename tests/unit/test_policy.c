@@ -571,11 +571,21 @@ test_guard_ranges(void **state)
 	    {"192.168.7.7", 1, NULL},
 	    {"192.168.7.7", 0, "private"},
 	    {"192.168.7.8", 1, "private"},
+	    /* a block written in the mapped form is the IPv4 block: both spellings caught */
+	    {"10.9.0.1", 0, "in deny_ranges"},
+	    {"::ffff:10.9.0.1", 0, "in deny_ranges"},
+	    {"10.9.1.1", 0, "private"},
+	    /* and re-allowed likewise: an answer in the mapped form is the same address */
+	    {"::ffff:10.1.2.3", 0, NULL},
+	    {"10.3.0.7", 0, NULL},
+	    {"::ffff:10.3.0.7", 0, NULL},
 	};
 
 	(void)state;
 	reset(CONFIG_MODE_TLS);
 	allow("192.168.7.7");
+	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "::ffff:10.3.0.0/120");
+	cidr(&F.deny_ranges[F.l.n_deny_ranges++], "::ffff:10.9.0.0/112");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "10.1.0.0/16");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "fd00::/64");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "8.8.8.0/24");
