@@ -585,7 +585,7 @@ test_guard_ranges(void **state)
 	reset(CONFIG_MODE_TLS);
 	allow("192.168.7.7");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "::ffff:10.3.0.0/120");
-	cidr(&F.deny_ranges[F.l.n_deny_ranges++], "::ffff:10.9.0.0/112");
+	cidr(&F.deny_ranges[F.l.n_deny_ranges++], "::ffff:10.9.0.0/120");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "10.1.0.0/16");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "fd00::/64");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "8.8.8.0/24");
