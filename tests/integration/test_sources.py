@@ -349,7 +349,7 @@ def closed_total(port, listener, decision, reason):
                                          "reason": reason}.items())), 0)
 
 
-def poll(fn, timeout=15, interval=0.1):
+def poll(fn, timeout=10, interval=0.1):
     """fn() until it returns a true value; returns it, or the last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -581,10 +581,21 @@ def test_blocks_single_addresses_and_mapped_entries_on_a_v4_listener(gk, backend
     assert g.alive()
 
 
-def test_ipv6_clients_and_blocks(gk, backends, ipv6_available):
+def test_ipv6_clients_and_blocks(gk, backends, cert, ipv6_available):
     be = backends(h.EchoServer)
     web = backends(HttpBackend, "web")
+    tb = backends(t.TlsBackend, cert, "a")
     g = gk(cfg(L("one", upstream=be.addr, listen="[::1]:0", sources=["::1"]),
+               L("tls6", "tls", listen="[::1]:0", sources=["::1"],
+                 routes=[{"match": "a.gk.test", "upstream": tb.addr}]),
+               L("tls4", "tls", listen="[::1]:0", sources=["127.0.0.1"],
+                 routes=[{"match": "a.gk.test", "upstream": tb.addr}]),
+               L("web6", "http", listen="[::1]:0", sources=["::1"],
+                 routes=[{"match": "a.gk.test", "upstream": web.addr}]),
+               L("proxy4", "connect", listen="[::1]:0", sources=["127.0.0.1"],
+                 allow=["127.0.0.1:%d" % be.port], allow_ranges=LOOPBACK_OK),
+               L("proxy6", "connect", listen="[::1]:0", sources=["::1"],
+                 allow=["127.0.0.1:%d" % be.port], allow_ranges=LOOPBACK_OK),
                L("block", upstream=be.addr, listen="[::1]:0", sources=["::/127"]),
                L("ula", upstream=be.addr, listen="[::1]:0", sources=["fd00::/8", "127.0.0.1"]),
                L("v4", upstream=be.addr, listen="[::1]:0", sources=["127.0.0.0/8", "::ffff:0:0/96"]),
@@ -606,6 +617,31 @@ def test_ipv6_clients_and_blocks(gk, backends, ipv6_available):
     assert web.accepted == 0
     # ::1 in a v4 listener's list never admits 127.0.0.1
     tcp_refused(g, g.addr("v4listener"), C1)
+
+    # every mode, from ::1: allowed end to end, or refused as the mode says
+    c, tls, line = tls_open(g, g.addr("tls6"), "::1", "a.gk.test")
+    assert line == "tag=a sni=a.gk.test"
+    tls.sendall(b"six")
+    assert tls.recv(10) == b"six"
+    tls.close()
+    got, c = tls_refused(g, g.addr("tls4"), "::1", "a.gk.test")
+    assert got == ALERT_ACCESS_DENIED, got
+    assert_refused(c.access(), "source_denied", c.client)
+    c = Conn(g, g.addr("web6"), "::1")
+    resp = http_get(c, "a.gk.test")
+    assert resp.status == 200 and b"tag=web" in resp.body, resp
+    c.close()
+    assert web.results[-1]["xff"] == "::1", web.results
+    c = Conn(g, g.addr("proxy6"), "::1")
+    c.sock.sendall(connect_request("127.0.0.1:%d" % be.port))
+    assert read_head(c.sock)[0] == 200
+    assert c.roundtrip(b"tunnel") == b"tunnel"
+    c.close()
+    c = Conn(g, g.addr("proxy4"), "::1")
+    http_refusal(c, connect_request("127.0.0.1:%d" % be.port), 403, "source_denied")
+    c.close()
+    assert_refused(c.access(), "source_denied", c.client)
+    assert len(web.results) == 1
     assert g.alive()
 
 
@@ -758,7 +794,7 @@ def test_unresolved_source_name_matches_nothing_and_makes_readyz_503(gk, dns, ba
     status, body = admin_get(admin, "/readyz")
     assert status == 503 and "rule.gk.test" in body, body
     dns.set("rule.gk.test", [C4])
-    assert poll(lambda: admin_get(admin, "/readyz")[0] == 200, timeout=20), admin_get(admin, "/readyz")
+    assert poll(lambda: admin_get(admin, "/readyz")[0] == 200, timeout=15), admin_get(admin, "/readyz")
     assert admin_get(admin, "/readyz") == (200, "ready\n")
     assert poll(lambda: tcp_passes(g, g.addr("late"), C2)), g.tail()
     assert tcp_passes(g, g.addr("mixed"), C2)
@@ -1512,15 +1548,24 @@ def test_rule_sources_check_the_proxy_client_not_the_peer(gk, backends):
         c.close()
         return resp, c
 
-    office = t.proxy_v1(("10.9.9.1", 5000), ("10.0.0.1", 80))
-    other = t.proxy_v1(("10.8.0.1", 5001), ("10.0.0.1", 80))
-    assert get(office, "office.gk.test")[0].status == 200
-    assert get(other, "a.gk.test")[0].status == 200
+    ports = iter(range(5000, 6000))
+
+    def office():
+        return ("10.9.9.1", next(ports))
+
+    def other():
+        return ("10.8.0.1", next(ports))
+
+    def hdr(client):
+        return t.proxy_v1(client, ("10.0.0.1", 80))
+
+    assert get(hdr(office()), "office.gk.test")[0].status == 200
+    assert get(hdr(other()), "a.gk.test")[0].status == 200
     # the peer (.2) is in proxy.gk.test's sources, but the client is not
-    for hdr, host, client in ((other, "office.gk.test", "10.8.0.1:5001"),
-                              (office, "proxy.gk.test", "10.9.9.1:5000"),
-                              (other, "proxy.gk.test", "10.8.0.1:5001")):
-        resp, c = get(hdr, host)
+    for who, host in ((other(), "office.gk.test"), (office(), "proxy.gk.test"),
+                      (other(), "proxy.gk.test")):
+        client = "%s:%d" % who
+        resp, c = get(hdr(who), host)
         assert resp.status == 403 and resp.header("x-gatekeeper-reason") == "source_denied", (host, resp)
         acc = access(g, client, c.mark)
         assert acc["reason"] == "source_denied" and acc["peer"] == c.client, acc
@@ -1594,6 +1639,8 @@ listeners:
       - "bad name!"
       - ""
       - fd00::/129
+      - 10.0.0.1:80
+      - "::ffff:300.1.1.1"
     client_sources: [10.0.0.0/-1]
   - name: b
     listen: 127.0.0.1:0
@@ -1650,7 +1697,8 @@ def test_bad_source_items_are_all_reported_with_positions(tmp_path):
 
     for item, quoted in (("10.0.0.0/33", "'10.0.0.0/33'"), ("300.1.1.1", "'300.1.1.1'"),
                          ('"*.x"', "'*.x'"), ('"bad name!"', "'bad name!'"),
-                         ("fd00::/129", "'fd00::/129'")):
+                         ("fd00::/129", "'fd00::/129'"), ("10.0.0.1:80", "'10.0.0.1:80'"),
+                         ('"::ffff:300.1.1.1"', "'::ffff:300.1.1.1'")):
         expect(item, "invalid source " + quoted, "'sources'", "(use ")
     expect('""', "invalid source ''")
     expect("10.0.0.0/-1", "invalid source '10.0.0.0/-1'", "'client_sources'")
@@ -1676,6 +1724,27 @@ def test_good_source_forms_pass_the_check(tmp_path):
     path = h.write_config(text, tmp_path)
     r = h.run_gatekeeper(["-t", "-c", path])
     assert r.returncode == 0, r.stderr
+
+
+def test_dumped_sources_read_back_the_same(tmp_path):
+    """-t -T prints every source form; that output is itself a config that
+    checks and prints the same."""
+    text = cfg(
+        L("a", upstream="127.0.0.1:1", sources=["builder.gk.test", "10.0.0.0/8", "::1", "::ffff:10.1.0.0/112"],
+          client_sources=["192.0.2.0/24"], max_connections_per_source=3, proxy_protocol={"accept": True}),
+        L("b", "connect", allow=["a.gk.test:443", {"match": "*.b.gk.test:8443", "sources": ["10.1.2.3"]}]),
+        L("c", "http", routes=[{"match": "a.gk.test", "upstream": "127.0.0.1:2", "sources": ["fd00::/8"]}]))
+    r = h.run_gatekeeper(["-t", "-T", "-c", h.write_config(text, tmp_path)])
+    assert r.returncode == 0, r.stderr
+    first = r.stdout
+    for item in ("builder.gk.test", "10.0.0.0/8", "192.0.2.0/24", "max_connections_per_source: 3",
+                 "*.b.gk.test:8443", "10.1.2.3", "fd00::/8"):
+        assert item in first, (item, first)
+    again = tmp_path / "again.yaml"
+    again.write_text(first)
+    r = h.run_gatekeeper(["-t", "-T", "-c", str(again)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == first
 
 
 def test_max_connections_per_source_bad_values(tmp_path):
