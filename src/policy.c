@@ -349,7 +349,11 @@ block_walk_as(const struct block_table *t, const struct sockaddr *sa,
 	return -1;
 }
 
-/* An IPv4-mapped address is looked up as itself (IPv6 blocks), then as its IPv4 address. */
+/*
+ * An IPv4-mapped address is looked up as its IPv4 address first (those
+ * blocks are ::ffff:0:0/96 or longer, in IPv6 terms), then as itself
+ * among the shorter IPv6 blocks: longest prefix first still.
+ */
 static int
 block_walk(const struct block_table *t, const struct sockaddr *sa,
 	   int (*want)(void *ctx, int entry), void *ctx)
@@ -360,11 +364,10 @@ block_walk(const struct block_table *t, const struct sockaddr *sa,
 
 	if (t->slots == NULL)
 		return -1;
-	if ((e = block_walk_as(t, sa, want, ctx)) >= 0)
+	if ((as_v4 = net_unmap_v4(sa, &v4)) != NULL &&
+	    (e = block_walk_as(t, as_v4, want, ctx)) >= 0)
 		return e;
-	if ((as_v4 = net_unmap_v4(sa, &v4)) == NULL)
-		return -1;
-	return block_walk_as(t, as_v4, want, ctx);
+	return block_walk_as(t, sa, want, ctx);
 }
 
 static int
@@ -429,17 +432,18 @@ has_sources(const struct config_sources *src)
 static int
 source_set_add(struct policy *p, const struct config_sources *src)
 {
-	struct source_set *set = &p->sets[p->n_sets];
+	struct source_set *set;
 
 	if (!has_sources(src))
 		return -1;
+	set = &p->sets[p->n_sets];
 	if (blocks_new(&set->blocks, src->blocks, src->n_blocks) == -1 ||
 	    name_table_init(&set->names, src->names.n) == -1)
 		return -2;
 	p->n_sets++;
 	for (size_t i = 0; i < src->names.n; i++) {
 		struct name_slot *all = name_slot(&p->all_names, src->names.v[i]);
-		name_slot(&set->names, src->names.v[i]);
+		name_slot(&set->names, src->names.v[i])->first = (int)i; /* found: not -1 */
 		if (all->first < 0) {
 			all->first = (int)p->n_source_names;
 			p->source_names[p->n_source_names++] = src->names.v[i];

@@ -151,15 +151,45 @@ def topo(engine):
     t.close()
 
 
+def http_script(host, port, path="/", headers="", timeout=10):
+    """bash's /dev/tcp sending one HTTP/1.1 request and printing the answer."""
+    return ('exec 3<>/dev/tcp/%s/%d || exit 7; printf "GET %s HTTP/1.1\\r\\nHost: %s\\r\\n'
+            '%sConnection: close\\r\\n\\r\\n" >&3; timeout %d cat <&3'
+            % (host, port, path, host, headers, timeout))
+
+
 def http_get(network, host, port, path="/", headers="", timeout=10):
     """One HTTP/1.1 request from a throwaway container on network (bash's
     /dev/tcp); the response text, or None when no 200 came back."""
-    script = ('exec 3<>/dev/tcp/%s/%d || exit 7; printf "GET %s HTTP/1.1\\r\\nHost: %s\\r\\n'
-              '%sConnection: close\\r\\n\\r\\n" >&3; timeout %d cat <&3'
-              % (host, port, path, host, headers, timeout))
     r = docker("run", "--rm", "--label", LABEL, "--network", network, CLIENT_IMAGE,
-               "timeout", str(timeout + 5), "bash", "-c", script, check=False, timeout=60)
+               "timeout", str(timeout + 5), "bash", "-c",
+               http_script(host, port, path, headers, timeout), check=False, timeout=60)
     return r.stdout if " 200 OK" in r.stdout else None
+
+
+def http_exec(container, host, port, path="/", headers="", timeout=10):
+    """The same request from a running container that has bash (one made
+    from CLIENT_IMAGE): the whole response text, "" when none came."""
+    r = docker("exec", container, "timeout", str(timeout + 5), "bash", "-c",
+               http_script(host, port, path, headers, timeout), check=False, timeout=60)
+    return r.stdout
+
+
+def admin_get(container, path, port=9090):
+    """GET path from the admin endpoint a container serves on its own
+    127.0.0.1 (gatekeeper's image has no shell): a throwaway container that
+    shares its network namespace asks. The whole response text."""
+    r = docker("run", "--rm", "--label", LABEL, "--network", "container:" + container,
+               CLIENT_IMAGE, "timeout", "15", "bash", "-c",
+               http_script("127.0.0.1", port, path), check=False, timeout=60)
+    return r.stdout
+
+
+def address(container, network):
+    """The container's IPv4 address on network ("" when not attached)."""
+    info = json.loads(docker("inspect", container).stdout)[0]
+    net = info["NetworkSettings"]["Networks"].get(network)
+    return net["IPAddress"] if net else ""
 
 
 def wait_until(fn, timeout=60, every=0.5, what="condition"):

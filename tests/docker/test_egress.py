@@ -1,12 +1,14 @@
-"""The egress scenarios of docker/ (egress-tunnel, egress-gateway), run with
-docker-compose as they are, against a stand-in internet (conftest.Internet):
-the scenario's outside network becomes an internal bridge with its own
-addresses, a dnsmasq the test controls, and TLS servers playing the allowed
-domains plus a canary that must never be reached."""
+"""The egress scenarios of docker/ (egress-tunnel, egress-gateway,
+egress-sources), run with docker-compose as they are, against a stand-in
+internet (conftest.Internet): the scenario's outside network becomes an
+internal bridge with its own addresses, a dnsmasq the test controls, and TLS
+servers playing the allowed domains plus a canary that must never be
+reached."""
 
 import pytest
 
-from conftest import TOOLS_IMAGE, Internet, Scenario, curl, jailed_audit, wait_until
+from conftest import (LABEL, TOOLS_IMAGE, Internet, Scenario, address, curl, docker,
+                      jailed_audit, wait_until)
 
 # service -> (last octet on the stand-in internet, the name it plays)
 HOSTS = {
@@ -23,8 +25,8 @@ def records(net):
             "files.pythonhosted.org": net.ip(13), "evil.example": net.ip(66)}
 
 
-def fetch(scenario, url, *args):
-    code, body, _ = curl(scenario, "app", url, *args)
+def fetch(scenario, url, *args, client="app"):
+    code, body, _ = curl(scenario, client, url, *args)
     return body.strip() if code == 0 else None
 
 
@@ -32,14 +34,20 @@ def canary_hits(scenario):
     return scenario.logs("canary").count("FILE:")
 
 
-def egress_scenario(name, gatekeepers, image, tools_image, subnet):
-    """Run docker/<name> against a stand-in internet on subnet: the app is a
-    curl container, each service in gatekeepers runs the local image, and
-    EGRESS_NAMESERVERS points at the internet's dnsmasq."""
+def egress_scenario(name, gatekeepers, image, tools_image, subnet, clients=("app",),
+                    docker_dns=False):
+    """Run docker/<name> against a stand-in internet on subnet: each of
+    clients is a curl container, each service in gatekeepers runs the local
+    image, and EGRESS_NAMESERVERS points at the internet's dnsmasq. With
+    docker_dns, the gatekeepers keep Docker's DNS as their resolver, and it
+    forwards outside names to that dnsmasq (compose `dns:`)."""
     net = Internet(tools_image, "egress", HOSTS, subnet)
-    services = dict(net.services(records(net)),
-                    app={"image": TOOLS_IMAGE, "entrypoint": ["sleep", "infinity"]})
-    services.update({g: {"image": image} for g in gatekeepers})
+    services = net.services(records(net))
+    services.update({c: {"image": TOOLS_IMAGE, "entrypoint": ["sleep", "infinity"]}
+                     for c in clients})
+    services.update({g: dict({"image": image},
+                             **({"dns": [net.nameserver()]} if docker_dns else {}))
+                     for g in gatekeepers})
     override = {"version": "3.8", "services": services, "networks": net.network_override()}
     s = Scenario(name, override, env={"EGRESS_NAMESERVERS": net.nameserver()})
     try:
@@ -169,3 +177,108 @@ def test_gateway_refuses_an_answer_pointing_inwards(gateway):
     assert "address_denied" in s.logs("gatekeeper")
     assert fetch(s, "https://api.github.com/name.txt") == "api.github.com"
     assert fetch(s, "https://api.github.com/name.txt", *PROXY) == "api.github.com"
+
+
+@pytest.fixture(scope="module")
+def by_source(image, tools_image):
+    yield from egress_scenario("egress-sources", ["gatekeeper"], image, tools_image,
+                               "93.184.218", clients=("agent", "builder"), docker_dns=True)
+
+
+def source_denied(s, client, url):
+    """client's CONNECT for url is refused because the name is another's,
+    and logged with client's address."""
+    code, _, verbose = curl(s, client, url)
+    assert code != 0, verbose
+    assert "< HTTP/1.1 403" in verbose and "X-Gatekeeper-Reason: source_denied" in verbose, verbose
+    ip = address(s.container(client), s.network("private"))
+    assert wait_until(lambda: [line for line in s.logs("gatekeeper").splitlines()
+                               if "msg=access" in line and "reason=source_denied" in line
+                               and "decision=deny" in line and "client=%s:" % ip in line],
+                      timeout=10, what="source_denied for %s (%s) logged" % (client, ip))
+
+
+def test_sources_give_each_workload_its_own_names(by_source):
+    s, net = by_source
+    # Each workload reaches its own names through the proxy (HTTPS_PROXY in
+    # the compose file; the server's own certificate comes back).
+    assert wait_until(lambda: fetch(s, "https://api.github.com/name.txt", client="agent"),
+                      what="api.github.com for the agent") == "api.github.com"
+    code, _, verbose = curl(s, "agent", "https://api.github.com/name.txt")
+    assert code == 0 and "CN=api.github.com" in verbose and "CONNECT api.github.com:443" in verbose
+    assert wait_until(lambda: fetch(s, "https://pypi.org/name.txt", client="builder"),
+                      what="pypi.org for the builder") == "pypi.org"
+    assert fetch(s, "https://files.pythonhosted.org/name.txt", client="builder") == \
+        "files.pythonhosted.org"
+
+    # ... and is refused the other's, which the other still reaches.
+    source_denied(s, "agent", "https://pypi.org/name.txt")
+    source_denied(s, "agent", "https://files.pythonhosted.org/name.txt")
+    source_denied(s, "builder", "https://api.github.com/name.txt")
+    assert fetch(s, "https://api.github.com/name.txt", client="agent") == "api.github.com"
+    assert fetch(s, "https://pypi.org/name.txt", client="builder") == "pypi.org"
+
+    # A name on no entry is not a source question: not_allowed, for both.
+    for client in ("agent", "builder"):
+        code, _, verbose = curl(s, client, "https://evil.example/name.txt")
+        assert code != 0 and "X-Gatekeeper-Reason: not_allowed" in verbose, verbose
+    assert canary_hits(s) == 0
+    logs = s.logs("gatekeeper")
+    agent_ip = address(s.container("agent"), s.network("private"))
+    assert [line for line in logs.splitlines() if "decision=allow" in line
+            and "client=%s:" % agent_ip in line and "api.github.com" in line], logs[-3000:]
+
+
+def test_sources_refuse_every_other_container(by_source):
+    """A container on `private` that the allowlist does not name reaches
+    none of the names, whatever it asks."""
+    s, net = by_source
+    r = docker("run", "--rm", "--label", LABEL, "--network", s.network("private"), TOOLS_IMAGE,
+               "sh", "-c", "for n in api.github.com pypi.org files.pythonhosted.org; do "
+               "curl -sSkv --max-time 10 -x http://gatekeeper:3128 https://$n/name.txt "
+               "2>&1 | grep -E '^< (HTTP/|X-Gatekeeper-Reason)'; done",
+               check=False, timeout=120)
+    lines = r.stdout.replace("\r", "").split("\n")
+    assert lines.count("< X-Gatekeeper-Reason: source_denied") == 3, r.stdout + r.stderr
+    assert not [line for line in lines if line.startswith("< HTTP/1.1 200")], r.stdout
+    assert canary_hits(s) == 0
+
+
+def test_sources_workloads_cannot_forge_addresses(by_source):
+    """cap_drop: [NET_RAW] in the compose file: neither workload holds the
+    capability that would let it pass for the other."""
+    s, _ = by_source
+    for client in ("agent", "builder"):
+        status = s.exec(client, "cat", "/proc/1/status").stdout
+        eff = int([line for line in status.splitlines() if line.startswith("CapEff:")][0]
+                  .split()[1], 16)
+        assert not eff & (1 << 13), "%s holds CAP_NET_RAW: %s" % (client, status)
+
+
+def test_sources_follow_a_restarted_workload(by_source):
+    """The agent restarts with a new address (another container holds its
+    old one): it reaches its name again after a refresh, the old address
+    does not, and the builder is refused all along."""
+    s, net = by_source
+    private = s.network("private")
+    agent = s.container("agent")
+    old = address(agent, private)
+    s.compose("stop", "-t", "1", "agent")
+    holder = docker("run", "-d", "--label", LABEL, "--network", private, TOOLS_IMAGE,
+                    "sleep", "infinity").stdout.strip()
+    try:
+        s.compose("start", "agent")
+        new = address(agent, private)
+        assert new and new != old, (old, new)
+        assert wait_until(lambda: fetch(s, "https://api.github.com/name.txt", client="agent"),
+                          timeout=90, what="the restarted agent (%s) let through" % new) == \
+            "api.github.com"
+        if address(holder, private) == old:
+            r = docker("exec", holder, "curl", "-sSkv", "--max-time", "10", "-x",
+                       "http://gatekeeper:3128", "https://api.github.com/name.txt",
+                       check=False, timeout=60)
+            assert r.returncode != 0 and "X-Gatekeeper-Reason: source_denied" in r.stderr, \
+                r.stderr
+        source_denied(s, "builder", "https://api.github.com/name.txt")
+    finally:
+        docker("rm", "-f", holder, check=False)

@@ -9,17 +9,24 @@
  *   r P [P]      a route with patterns P, upstream fixed; "R" for "$host"
  *   a ENTRY      an allow entry: name, *.suffix, *, ADDR[/LEN], [:PORT]
  *   + CIDR       allow_ranges;   - CIDR   deny_ranges
+ *   s CIDR       a source block of the route or allow entry added last
+ *   S CIDR       a source block of the listener's 'sources'
+ *   f ADDR       the client of the queries that follow ("-": unknown)
  *   q NAME PORT  route NAME (as the wire gave it; "-" for none), asked at PORT
  *   g ADDR       guard ADDR for the last query's verdict
+ *   p ADDR       is the peer ADDR admitted by the listener's 'sources'?
  *
  * Lines that configuration validation would refuse are skipped, as are
  * names that normalization refuses (the session closes those as
  * malformed before asking). The reference is the plain reading of the
  * documented precedence: every route pattern and allow entry scored, the
- * highest score wins, ties to the first listed, routes first. The
+ * highest score wins, ties to the first listed, routes first; a rule
+ * whose sources exclude the client is not scored; an IPv4 address and its
+ * mapped form are one address, in blocks of either form. The
  * compiled policy must agree on every field: matched, route, pattern,
  * allow, target, refusal, the refused port, and the guard's answer.
  */
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +45,11 @@ static struct config_route routes[MAX_ITEMS];
 static char *patterns[MAX_ITEMS][2];
 static struct config_allow allows[MAX_ITEMS];
 static struct config_cidr allow_ranges[MAX_ITEMS], deny_ranges[MAX_ITEMS];
+static struct config_cidr source_blocks[2 * MAX_ITEMS + 1][4];
+static size_t n_source_sets;
+static struct config_sources *last_sources; /* of the rule added last */
+static struct sockaddr_storage from_addr;
+static int from_known;
 static char store[MAX_ITEMS * 6][300];
 static size_t n_store;
 
@@ -122,12 +134,54 @@ guarded(void)
 	return L.egress || L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT;
 }
 
+/* same_contains: c holds sa, either being an IPv4 address or its mapped form. */
+static int
+same_contains(const struct config_cidr *c, const struct sockaddr *sa)
+{
+	struct sockaddr_in v4, c4;
+	const struct sockaddr *u = net_unmap_v4(sa, &v4);
+	struct config_cidr as_v4;
+
+	if (config_cidr_contains(c, sa) || (u != NULL && config_cidr_contains(c, u)))
+		return 1;
+	if (c->prefix < 96 || net_unmap_v4((const struct sockaddr *)&c->addr, &c4) == NULL)
+		return 0;
+	memset(&as_v4, 0, sizeof(as_v4));
+	memcpy(&as_v4.addr, &c4, sizeof(c4));
+	as_v4.prefix = c->prefix - 96;
+	return config_cidr_contains(&as_v4, sa) || (u != NULL && config_cidr_contains(&as_v4, u));
+}
+
+/* ref_in: may the client use a rule with these sources? */
+static int
+ref_in(const struct config_sources *src)
+{
+	if (src->n_blocks == 0)
+		return 1;
+	if (!from_known)
+		return 0;
+	for (size_t i = 0; i < src->n_blocks; i++)
+		if (same_contains(&src->blocks[i], (const struct sockaddr *)&from_addr))
+			return 1;
+	return 0;
+}
+
+static int ref_source_refused;
+
 static unsigned
 ref_pattern_score(const struct config_route *rt, const char *pattern, const char *name)
 {
+	unsigned score;
+
 	if (name != NULL && (guarded() || rt->upstream.sniffed_host) && route_name_is_ip(name))
-		return strcmp(pattern, name) == 0 ? route_pattern_score(pattern, name) : 0;
-	return route_pattern_score(pattern, name);
+		score = strcmp(pattern, name) == 0 ? route_pattern_score(pattern, name) : 0;
+	else
+		score = route_pattern_score(pattern, name);
+	if (score > 0 && !ref_in(&rt->sources)) {
+		ref_source_refused = 1;
+		return 0;
+	}
+	return score;
 }
 
 static unsigned
@@ -142,10 +196,16 @@ ref_allow_score(const struct config_allow *a, const char *name, uint16_t want, u
 	if (a->pattern != NULL)
 		score = route_name_is_ip(name) ? 0 : route_pattern_score(a->pattern, name);
 	else
+		/* the longest block first, an IPv4 prefix counted as its IPv6 length */
 		score = net_parse_ip(name, 0, &ss, &len) == 0 &&
-				config_cidr_contains(&a->cidr, (struct sockaddr *)&ss)
-			    ? SCORE_BLOCK + a->cidr.prefix
+				same_contains(&a->cidr, (struct sockaddr *)&ss)
+			    ? SCORE_BLOCK + a->cidr.prefix +
+				  (a->cidr.addr.ss_family == AF_INET ? 96 : 0)
 			    : 0;
+	if (score > 0 && !ref_in(&a->sources)) {
+		ref_source_refused = 1;
+		return 0;
+	}
 	if (score > 0 && want != 0 && want != (a->port ? a->port : 443)) {
 		*refused = want;
 		return 0;
@@ -159,7 +219,7 @@ struct ref {
 	uint16_t port;
 	enum reason refusal;
 	uint16_t port_refused;
-	int literal, guard;
+	int literal, guard, source_refused;
 };
 
 static void
@@ -173,6 +233,7 @@ ref_route(const char *name, uint16_t want, uint16_t listen_port, struct ref *r)
 	memset(r, 0, sizeof(*r));
 	r->route = r->pattern = r->allow = -1;
 	r->literal = literal;
+	ref_source_refused = 0;
 	for (size_t i = 0; i < L.n_routes; i++) {
 		host_route |= L.routes[i].upstream.sniffed_host;
 		for (size_t j = 0; j < L.routes[i].match.n; j++)
@@ -200,8 +261,10 @@ ref_route(const char *name, uint16_t want, uint16_t listen_port, struct ref *r)
 	}
 	t = r->route >= 0 ? &L.routes[r->route].upstream : L.upstream.host ? &L.upstream : NULL;
 	if (t == NULL) {
+		r->source_refused = ref_source_refused;
 		r->refusal =
-		    L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT || (literal && host_route)
+		    ref_source_refused ? REASON_SOURCE_DENIED
+		    : L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT || (literal && host_route)
 			? REASON_NOT_ALLOWED
 		    : name ? REASON_NO_ROUTE
 			   : REASON_NO_NAME;
@@ -229,21 +292,20 @@ ref_guard(const struct sockaddr *sa, int literal)
 	const char *class;
 
 	for (size_t i = 0; i < L.n_deny_ranges; i++) {
-		if (config_cidr_contains(&L.deny_ranges[i], sa))
+		if (same_contains(&L.deny_ranges[i], sa))
 			return "in deny_ranges";
 		for (size_t j = 0; j < n; j++)
-			if (config_cidr_contains(&L.deny_ranges[i], (struct sockaddr *)&v4[j]))
+			if (same_contains(&L.deny_ranges[i], (struct sockaddr *)&v4[j]))
 				return "in deny_ranges";
 	}
 	for (size_t i = 0; i < L.n_allow_ranges; i++)
-		if (config_cidr_contains(&L.allow_ranges[i], sa))
+		if (same_contains(&L.allow_ranges[i], sa))
 			return NULL;
 	if ((class = route_addr_class(sa)) == NULL)
 		return NULL;
 	if (literal)
 		for (size_t i = 0; i < L.n_allow; i++)
-			if (L.allow[i].pattern == NULL &&
-			    config_cidr_contains(&L.allow[i].cidr, sa))
+			if (L.allow[i].pattern == NULL && same_contains(&L.allow[i].cidr, sa))
 				return NULL;
 	return class;
 }
@@ -254,13 +316,15 @@ static void
 compare(const struct policy *p, const char *name, uint16_t want, struct ref *r)
 {
 	struct policy_verdict v;
-	int rc = policy_route(p, name, want, 8443, NULL, &v);
+	struct policy_source src = {from_known ? (const struct sockaddr *)&from_addr : NULL, NULL};
+	int rc = policy_route(p, name, want, 8443, &src, &v);
 
 	ref_route(name, want, 8443, r);
 	CHECK((rc == 0) == r->allowed);
 	CHECK(v.matched == r->matched);
 	CHECK(v.route == r->route && v.pattern == r->pattern && v.allow == r->allow);
 	CHECK(v.port_refused == r->port_refused);
+	CHECK(v.source_refused == r->source_refused);
 	CHECK(v.literal == r->literal);
 	CHECK((v.target == NULL) == (r->host == NULL));
 	if (v.target != NULL)
@@ -278,7 +342,12 @@ setup(uint8_t flags)
 						 CONFIG_MODE_CONNECT, CONFIG_MODE_TLS};
 
 	memset(&L, 0, sizeof(L));
+	memset(allows, 0, sizeof(allows));
 	n_store = 0;
+	n_source_sets = 1; /* [0]: the listener's */
+	last_sources = NULL;
+	from_known = 0;
+	L.sources.blocks = source_blocks[0];
 	L.name = "fuzz";
 	L.mode = modes[flags & 3];
 	L.egress = (flags >> 2) & 1;
@@ -345,6 +414,8 @@ add_route(char *args, int host)
 	rt->upstream.host = keep(host ? "$host" : "routed");
 	rt->upstream.port = (uint16_t)(host ? 443 : 1000 + L.n_routes);
 	rt->upstream.sniffed_host = host;
+	rt->sources.blocks = source_blocks[n_source_sets++];
+	last_sources = &rt->sources;
 	L.n_routes++;
 }
 
@@ -373,9 +444,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		case 'a':
 			if (p == NULL && L.n_allow < MAX_ITEMS &&
-			    parse_allow(arg, &allows[L.n_allow]) == 0)
-				L.n_allow++;
+			    parse_allow(arg, &allows[L.n_allow]) == 0) {
+				allows[L.n_allow].sources.blocks = source_blocks[n_source_sets++];
+				last_sources = &allows[L.n_allow++].sources;
+			}
 			continue;
+		case 's':
+		case 'S': {
+			struct config_sources *src = line[0] == 'S' ? &L.sources : last_sources;
+			if (p == NULL && src != NULL && src->n_blocks < 4 &&
+			    parse_cidr(arg, &src->blocks[src->n_blocks]) == 0)
+				src->n_blocks++;
+			continue;
+		}
+		case 'f': {
+			socklen_t len;
+			from_known = net_parse_ip(arg, 0, &from_addr, &len) == 0;
+			continue;
+		}
 		case '+':
 			if (p == NULL && L.n_allow_ranges < MAX_ITEMS &&
 			    parse_cidr(arg, &allow_ranges[L.n_allow_ranges]) == 0)
@@ -415,6 +501,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			}
 			compare(p, n, (uint16_t)port, &last);
 			have_query = 1;
+		} else if (line[0] == 'p') {
+			struct sockaddr_storage ss;
+			struct policy_source peer = {(const struct sockaddr *)&ss, NULL};
+			socklen_t len;
+			int want = L.sources.n_blocks == 0;
+			if (net_parse_ip(arg, 0, &ss, &len) == -1)
+				continue;
+			for (size_t i = 0; i < L.sources.n_blocks; i++)
+				want |= same_contains(&L.sources.blocks[i], (struct sockaddr *)&ss);
+			CHECK(policy_peer_admitted(p, &peer) == want);
 		} else if (line[0] == 'g' && have_query) {
 			struct sockaddr_storage ss;
 			socklen_t len;

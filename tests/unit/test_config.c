@@ -280,6 +280,82 @@ round_trip(const struct config *cfg)
 	assert_string_equal(text, again);
 }
 
+/* ---- sources ---- */
+
+static void
+test_sources(void **state)
+{
+	struct config *cfg;
+	const struct config_listener *l;
+
+	(void)state;
+	cfg = load_ok("listeners:\n"
+		      "  - name: web\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "    sources: [Traefik., 10.0.0.0/8, \"::ffff:10.1.0.0/112\", \"::1\"]\n"
+		      "    client_sources: 172.30.0.0/16\n"
+		      "    max_connections_per_source: 256\n"
+		      "  - name: egress\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    mode: tls\n"
+		      "    allow:\n"
+		      "      - api.github.com\n"
+		      "      - match: \"*.pythonhosted.org\"\n"
+		      "        sources: [builder, 172.30.5.0/24]\n"
+		      "      - {sources: [10.0.0.7], match: 10.50.0.0/16}\n"
+		      "    routes:\n"
+		      "      - match: admin.example\n"
+		      "        upstream: admin:443\n"
+		      "        sources: builder\n");
+	l = &cfg->listeners[0];
+	assert_int_equal(l->sources.n_blocks, 3);
+	assert_int_equal(l->sources.names.n, 1);
+	assert_string_equal(l->sources.names.v[0], "traefik"); /* lower case, no trailing dot */
+	assert_int_equal(l->sources.blocks[1].prefix, 112);
+	assert_int_equal(l->client_sources.n_blocks, 1);
+	assert_int_equal(l->max_connections_per_source, 256);
+	l = &cfg->listeners[1];
+	assert_int_equal(l->n_allow, 3);
+	assert_int_equal(l->allow[0].sources.n_blocks + l->allow[0].sources.names.n, 0);
+	assert_string_equal(l->allow[1].pattern, "*.pythonhosted.org");
+	assert_string_equal(l->allow[1].sources.names.v[0], "builder");
+	assert_int_equal(l->allow[1].sources.n_blocks, 1);
+	assert_null(l->allow[2].pattern); /* 'match' after 'sources': both kept */
+	assert_int_equal(l->allow[2].cidr.prefix, 16);
+	assert_int_equal(l->allow[2].sources.n_blocks, 1);
+	assert_string_equal(l->routes[0].sources.names.v[0], "builder");
+	round_trip(cfg);
+
+	expect_errors("listeners:\n"
+		      "  - name: web\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    upstream: whoami:80\n"
+		      "    sources: [10.0.0.0/33, 300.1.1.1, \"*.x\", \"bad name!\", \"\", a/b]\n"
+		      "    client_sources: [10.0.0.256]\n"
+		      "    max_connections_per_source: -1\n"
+		      "  - name: egress\n"
+		      "    listen: 127.0.0.1:0\n"
+		      "    mode: tls\n"
+		      "    allow:\n"
+		      "      - sources: [a]\n"
+		      "      - match: x.example\n"
+		      "        sourcez: [a]\n"
+		      "      - [a]\n"
+		      "      - match: \"bad pattern!\"\n",
+		      NAME
+		      ":5:15: invalid source '10.0.0.0/33' in 'sources' (use a name, an address "
+		      "or ADDRESS/PREFIX, like traefik, 172.30.5.0/24 or ::1)$",
+		      NAME ":5:28: invalid source '300.1.1.1'", NAME ":5:39: invalid source '*.x'",
+		      NAME ":5:46: invalid source 'bad name!'", NAME ":5:59: invalid source ''",
+		      NAME ":5:63: invalid source 'a/b'",
+		      NAME ":6:22: invalid source '10.0.0.256' in 'client_sources'",
+		      NAME ":7:33: invalid", NAME ":12:9: allow[0] needs 'match'",
+		      NAME ":14:9: unknown key 'sourcez' in allow[1] (did you mean 'sources'?)$",
+		      NAME ":15:9: 'allow' items must be entries or {match, sources} mappings",
+		      NAME ":16:16: invalid");
+}
+
 /* ---- unknown keys and did-you-mean ---- */
 
 static void
@@ -2111,6 +2187,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_sources, free_owned),
 	    cmocka_unit_test_teardown(test_unknown_keys_did_you_mean, free_owned),
 	    cmocka_unit_test_teardown(test_unknown_keys_in_sections, free_owned),
 	    cmocka_unit_test_teardown(test_unknown_key_in_second_listener, free_owned),

@@ -3,7 +3,8 @@
  * precedence rule of routing and the allowlist, the port rules of mode
  * connect, every address-guard class with allow_ranges, deny_ranges and
  * the translation forms, PROXY and forwarding trust, proxy credentials,
- * and a large list checked against the rule it must pick.
+ * sources (the listener's, the client's, per route and per entry, names
+ * and the IPv4-mapped form), and large lists checked entry by entry.
  *
  * Links policy.o with route.o and net.o only: the listeners are built
  * here by hand, as the configuration would build them.
@@ -36,6 +37,10 @@ struct fixture {
 	struct config_cidr allow_ranges[MAX_ITEMS], deny_ranges[MAX_ITEMS];
 	struct config_cidr proxy_trusted[MAX_ITEMS], http_trusted[MAX_ITEMS];
 	char *creds[MAX_ITEMS];
+	/* source sets: [0] the listener's, [1] client_sources, then per route or entry */
+	struct config_cidr src_blocks[2 + 2 * MAX_ITEMS][MAX_ITEMS];
+	char *src_names[2 + 2 * MAX_ITEMS][MAX_ITEMS];
+	size_t n_src_sets;
 	struct policy *p;
 };
 
@@ -55,6 +60,9 @@ release(void)
 		free(F.allow[i].pattern);
 	for (size_t i = 0; i < F.l.proxy_auth_b64.n; i++)
 		free(F.creds[i]);
+	for (size_t i = 0; i < 2 + 2 * MAX_ITEMS; i++)
+		for (size_t j = 0; j < MAX_ITEMS; j++)
+			free(F.src_names[i][j]);
 	free(F.l.upstream.host);
 	memset(&F, 0, sizeof(F));
 }
@@ -346,8 +354,10 @@ test_allowlist(void **state)
 	    OK("10.1.2.4", -1, 6, "10.1.2.4/32", "$host:8443"),
 	    OK("2001:db8::5", -1, 7, "2001:db8::/32", "$host:8443"),
 	    NO("11.0.0.1", REASON_NOT_ALLOWED, NULL),
-	    /* an IPv4 block never holds an IPv6 literal, nor the reverse */
-	    NO("::ffff:10.1.2.3", REASON_NOT_ALLOWED, NULL),
+	    /* an IPv4-mapped literal is its IPv4 address: the same destination */
+	    OK("::ffff:10.1.2.3", -1, 4, "10.1.0.0/16", "$host:8443"),
+	    /* an IPv4 block never holds another IPv6 literal */
+	    NO("::a01:203", REASON_NOT_ALLOWED, NULL),
 	};
 
 	(void)state;
@@ -561,11 +571,21 @@ test_guard_ranges(void **state)
 	    {"192.168.7.7", 1, NULL},
 	    {"192.168.7.7", 0, "private"},
 	    {"192.168.7.8", 1, "private"},
+	    /* a block written in the mapped form is the IPv4 block: both spellings caught */
+	    {"10.9.0.1", 0, "in deny_ranges"},
+	    {"::ffff:10.9.0.1", 0, "in deny_ranges"},
+	    {"10.9.1.1", 0, "private"},
+	    /* and re-allowed likewise: an answer in the mapped form is the same address */
+	    {"::ffff:10.1.2.3", 0, NULL},
+	    {"10.3.0.7", 0, NULL},
+	    {"::ffff:10.3.0.7", 0, NULL},
 	};
 
 	(void)state;
 	reset(CONFIG_MODE_TLS);
 	allow("192.168.7.7");
+	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "::ffff:10.3.0.0/120");
+	cidr(&F.deny_ranges[F.l.n_deny_ranges++], "::ffff:10.9.0.0/112");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "10.1.0.0/16");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "fd00::/64");
 	cidr(&F.allow_ranges[F.l.n_allow_ranges++], "8.8.8.0/24");
@@ -607,7 +627,9 @@ test_trust(void **state)
 	assert_true(trusted(policy_proxy_trusted, "172.30.9.9"));
 	assert_true(trusted(policy_proxy_trusted, "::1"));
 	assert_false(trusted(policy_proxy_trusted, "172.31.0.1"));
-	assert_false(trusted(policy_proxy_trusted, "::ffff:172.30.9.9"));
+	/* a dual-stack socket sees IPv4 peers mapped: the same peer */
+	assert_true(trusted(policy_proxy_trusted, "::ffff:172.30.9.9"));
+	assert_false(trusted(policy_proxy_trusted, "::ffff:172.31.0.1"));
 	assert_true(trusted(policy_forwarding_trusted, "10.0.0.7"));
 	assert_false(trusted(policy_forwarding_trusted, "10.0.0.8"));
 }
@@ -683,6 +705,307 @@ teardown(void **state)
 	return 0;
 }
 
+/* ---- sources ---- */
+
+/*
+ * sources fills src from a comma-separated list of names, addresses and
+ * blocks (an item with a digit first or a ':' is an address).
+ */
+static void
+sources(struct config_sources *src, const char *list)
+{
+	size_t set = F.n_src_sets++;
+	char *copy = strdup(list), *save = NULL;
+
+	src->blocks = F.src_blocks[set];
+	src->names.v = F.src_names[set];
+	for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+		if ((tok[0] >= '0' && tok[0] <= '9') || strchr(tok, ':') != NULL)
+			cidr(&src->blocks[src->n_blocks++], tok);
+		else
+			src->names.v[src->names.n++] = strdup(tok);
+	free(copy);
+}
+
+static struct sockaddr_storage source_addr;
+
+/* from: a source at address text (NULL: unknown), with what the names resolve to. */
+static struct policy_source
+from(const char *text, const struct policy_names *names)
+{
+	struct policy_source src = {NULL, names};
+	socklen_t len;
+
+	if (text != NULL) {
+		assert_int_equal(net_parse_ip(text, 0, &source_addr, &len), 0);
+		src.addr = (const struct sockaddr *)&source_addr;
+	}
+	return src;
+}
+
+/* names_index builds what "name=addr" pairs say the names resolve to now. */
+static struct policy_names *
+names_index(const char *const *pairs, size_t n, struct sockaddr_storage *store)
+{
+	struct policy_name_addr pa[16];
+	static char kept[16][64];
+	socklen_t len;
+
+	assert_true(n <= 16);
+	for (size_t i = 0; i < n; i++) {
+		const char *eq = strchr(pairs[i], '=');
+		snprintf(kept[i], sizeof(kept[i]), "%.*s", (int)(eq - pairs[i]), pairs[i]);
+		assert_int_equal(net_parse_ip(eq + 1, 0, &store[i], &len), 0);
+		pa[i].addr = (const struct sockaddr *)&store[i];
+		pa[i].name = kept[i];
+	}
+	return policy_names_new(pa, n);
+}
+
+static int
+peer_ok(const char *addr, const struct policy_names *names)
+{
+	struct policy_source src = from(addr, names);
+
+	return policy_peer_admitted(F.p, &src);
+}
+
+static void
+test_listener_sources(void **state)
+{
+	static const char *const resolved[] = {"traefik=172.20.0.5", "traefik=2001:db8::5",
+					       "builder=10.200.0.9", "other=192.0.2.1"};
+	struct sockaddr_storage store[16];
+	struct policy_names *names = names_index(resolved, 4, store);
+	const char *const *listed;
+	struct policy_source src;
+
+	(void)state;
+	assert_non_null(names);
+	reset(CONFIG_MODE_TCP);
+	upstream("app:80");
+	compile();
+	/* no 'sources': anyone, even a client whose address is unknown */
+	assert_true(peer_ok("203.0.113.9", NULL));
+	assert_true(peer_ok(NULL, NULL));
+	assert_int_equal(policy_source_names(F.p, &listed), 0);
+
+	reset(CONFIG_MODE_TCP);
+	upstream("app:80");
+	sources(&F.l.sources, "10.0.0.0/8,::ffff:172.30.0.0/112,fd00::/8,traefik,builder");
+	compile();
+	assert_int_equal(policy_source_names(F.p, &listed), 2);
+	assert_string_equal(listed[0], "traefik");
+	assert_string_equal(listed[1], "builder");
+	assert_true(peer_ok("10.1.2.3", names));
+	assert_false(peer_ok("11.0.0.1", names));
+	/* an IPv4 address and its mapped form are one source, in blocks of either form */
+	assert_true(peer_ok("::ffff:10.1.2.3", names));
+	assert_false(peer_ok("::ffff:11.0.0.1", names));
+	assert_true(peer_ok("172.30.1.1", names));
+	assert_true(peer_ok("::ffff:172.30.1.1", names));
+	assert_false(peer_ok("172.31.0.1", names));
+	assert_true(peer_ok("fd12::1", names));
+	assert_false(peer_ok("fe80::1", names));
+	/* names: the addresses they resolve to now, both families and the mapped form */
+	assert_true(peer_ok("172.20.0.5", names));
+	assert_true(peer_ok("::ffff:172.20.0.5", names));
+	assert_true(peer_ok("2001:db8::5", names));
+	assert_true(peer_ok("10.200.0.9", names));
+	assert_false(peer_ok("2001:db8::6", names));
+	assert_false(peer_ok("172.20.0.6", names));
+	/* a name not in this set does not admit its address */
+	assert_false(peer_ok("192.0.2.1", names));
+	/* nothing resolved: names admit nobody, blocks still do */
+	assert_false(peer_ok("172.20.0.5", NULL));
+	assert_true(peer_ok("10.1.2.3", NULL));
+	assert_false(peer_ok(NULL, names));
+	/* client_sources is its own set: absent here, so every client */
+	src = from("192.0.2.77", names);
+	assert_true(policy_client_admitted(F.p, &src));
+
+	reset(CONFIG_MODE_TCP);
+	upstream("app:80");
+	sources(&F.l.client_sources, "other");
+	compile();
+	assert_true(peer_ok("198.51.100.1", names));
+	src = from("192.0.2.1", names);
+	assert_true(policy_client_admitted(F.p, &src));
+	src = from("::ffff:192.0.2.1", names);
+	assert_true(policy_client_admitted(F.p, &src));
+	src = from("192.0.2.2", names);
+	assert_false(policy_client_admitted(F.p, &src));
+	policy_names_free(names);
+}
+
+/* route_from: policy_route for name from address addr; returns the verdict's target text. */
+static const char *
+route_from(const char *name, uint16_t want, const char *addr, const struct policy_names *names,
+	   struct policy_verdict *v)
+{
+	static char target[300];
+	struct policy_source src = from(addr, names);
+
+	if (policy_route(F.p, name, want, LISTEN_PORT, &src, v) == -1)
+		return NULL;
+	snprintf(target, sizeof(target), "%s:%u", v->target->host, v->target->port);
+	return target;
+}
+
+static void
+test_rule_sources(void **state)
+{
+	static const char *const resolved[] = {"builder=10.0.0.9", "builder=fd00::9"};
+	struct sockaddr_storage store[16];
+	struct policy_names *names = names_index(resolved, 2, store);
+	struct policy_verdict v;
+
+	(void)state;
+	/* the egress gateway of the issue: one list for all, one entry for the builder */
+	reset(CONFIG_MODE_TLS);
+	allow("api.github.com");
+	allow("*.pythonhosted.org");
+	sources(&F.allow[1].sources, "builder,172.30.5.0/24");
+	allow("files.pythonhosted.org");
+	sources(&F.allow[2].sources, "10.0.0.7");
+	allow("10.50.0.0/16");
+	sources(&F.allow[3].sources, "10.0.0.7");
+	compile();
+	assert_non_null(route_from("api.github.com", 0, "10.0.0.1", names, &v));
+	assert_non_null(route_from("x.pythonhosted.org", 0, "10.0.0.9", names, &v));
+	assert_int_equal(v.allow, 1);
+	assert_non_null(route_from("x.pythonhosted.org", 0, "fd00::9", names, &v));
+	assert_non_null(route_from("x.pythonhosted.org", 0, "::ffff:172.30.5.20", names, &v));
+	assert_null(route_from("x.pythonhosted.org", 0, "10.0.0.1", names, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+	assert_true(v.source_refused);
+	assert_int_equal(v.allow, -1);
+	/* unresolved, the builder is nobody */
+	assert_null(route_from("x.pythonhosted.org", 0, "10.0.0.9", NULL, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+	/* an exact name for another client: the wildcard that applies decides */
+	assert_non_null(route_from("files.pythonhosted.org", 0, "10.0.0.9", names, &v));
+	assert_int_equal(v.allow, 1);
+	assert_non_null(route_from("files.pythonhosted.org", 0, "10.0.0.7", names, &v));
+	assert_int_equal(v.allow, 2);
+	/* a name nobody may reach is still not_allowed */
+	assert_null(route_from("evil.example", 0, "10.0.0.9", names, &v));
+	assert_int_equal(v.refusal, REASON_NOT_ALLOWED);
+	assert_false(v.source_refused);
+	/* an allow block with sources */
+	assert_non_null(route_from("10.50.1.1", 0, "10.0.0.7", names, &v));
+	assert_int_equal(v.allow, 3);
+	assert_null(route_from("10.50.1.1", 0, "10.0.0.8", names, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+	/* unknown client: only the entries without sources */
+	assert_non_null(route_from("api.github.com", 0, NULL, names, &v));
+	assert_null(route_from("x.pythonhosted.org", 0, NULL, names, &v));
+
+	/* routes: a route with sources, the listener's upstream for everyone else */
+	reset(CONFIG_MODE_HTTP);
+	upstream("app:80");
+	route("admin:8080", "admin.example", NULL);
+	sources(&F.routes[0].sources, "10.0.0.2");
+	route("$host:80", "*.internal.example", NULL);
+	sources(&F.routes[1].sources, "builder");
+	compile();
+	assert_string_equal(route_from("admin.example", 0, "10.0.0.2", names, &v), "admin:8080");
+	assert_int_equal(v.route, 0);
+	assert_string_equal(route_from("admin.example", 0, "10.0.0.3", names, &v), "app:80");
+	assert_int_equal(v.route, -1);
+	assert_string_equal(route_from("a.internal.example", 0, "10.0.0.9", names, &v), "$host:80");
+	assert_string_equal(route_from("a.internal.example", 0, "10.0.0.3", names, &v), "app:80");
+
+	/* no fallback: a route for others is source_denied, a name with no route no_route */
+	reset(CONFIG_MODE_TLS);
+	route("admin:443", "admin.example", NULL);
+	sources(&F.routes[0].sources, "10.0.0.2");
+	route("www:443", "*", NULL);
+	sources(&F.routes[1].sources, "10.0.0.0/24");
+	compile();
+	assert_non_null(route_from("admin.example", 0, "10.0.0.2", names, &v));
+	assert_string_equal(route_from("admin.example", 0, "10.0.0.3", names, &v), "www:443");
+	assert_null(route_from("admin.example", 0, "10.0.1.3", names, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+	/* a nameless client only reaches a "*" route that applies to it */
+	assert_non_null(route_from(NULL, 0, "10.0.0.4", names, &v));
+	assert_null(route_from(NULL, 0, "10.0.1.4", names, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+
+	/* connect: ports and sources together */
+	reset(CONFIG_MODE_CONNECT);
+	allow("api.example:443");
+	sources(&F.allow[0].sources, "10.0.0.2");
+	allow("api.example:8443");
+	compile();
+	assert_non_null(route_from("api.example", 443, "10.0.0.2", names, &v));
+	assert_null(route_from("api.example", 443, "10.0.0.3", names, &v));
+	assert_int_equal(v.refusal, REASON_SOURCE_DENIED);
+	assert_non_null(route_from("api.example", 8443, "10.0.0.3", names, &v));
+	policy_names_free(names);
+}
+
+/* 10,000 blocks and 10,000 names in one set: each found, others not. */
+static void
+test_sources_scale(void **state)
+{
+	enum { N = 10000 };
+	static struct config_cidr blocks[N];
+	static char *listed[N];
+	static struct policy_name_addr pairs[N];
+	static struct sockaddr_storage addrs[N];
+	struct config_listener l;
+	struct policy *p;
+	struct policy_names *names;
+	char err[128], text[64];
+	socklen_t len;
+
+	(void)state;
+	memset(&l, 0, sizeof(l));
+	l.name = "scale";
+	l.mode = CONFIG_MODE_TCP;
+	l.upstream.host = "app";
+	l.upstream.port = 80;
+	for (int i = 0; i < N; i++) {
+		snprintf(text, sizeof(text), "10.%d.%d.0", i / 256, i % 256);
+		assert_int_equal(net_parse_ip(text, 0, &blocks[i].addr, &len), 0);
+		blocks[i].prefix = 24 + (unsigned)(i % 9);
+		snprintf(text, sizeof(text), "svc%d", i);
+		listed[i] = strdup(text);
+		snprintf(text, sizeof(text), "fd00::%x:%x", i / 65536, i % 65536 + 1);
+		assert_int_equal(net_parse_ip(text, 0, &addrs[i], &len), 0);
+		pairs[i].addr = (const struct sockaddr *)&addrs[i];
+		pairs[i].name = listed[i];
+	}
+	l.sources.blocks = blocks;
+	l.sources.n_blocks = N;
+	l.sources.names.v = listed;
+	l.sources.names.n = N;
+	assert_non_null(p = policy_new(&l, err, sizeof(err)));
+	assert_non_null(names = policy_names_new(pairs, N));
+	for (int i = 0; i < N; i += 7) {
+		struct sockaddr_storage ss;
+		struct policy_source src = {(const struct sockaddr *)&ss, names};
+		snprintf(text, sizeof(text), "10.%d.%d.0", i / 256, i % 256);
+		assert_int_equal(net_parse_ip(text, 0, &ss, &len), 0);
+		assert_true(policy_peer_admitted(p, &src));
+		src.addr = (const struct sockaddr *)&addrs[i];
+		assert_true(policy_peer_admitted(p, &src));
+	}
+	{
+		struct sockaddr_storage ss;
+		struct policy_source src = {(const struct sockaddr *)&ss, names};
+		assert_int_equal(net_parse_ip("11.0.0.1", 0, &ss, &len), 0);
+		assert_false(policy_peer_admitted(p, &src));
+		assert_int_equal(net_parse_ip("fd00::1:0", 0, &ss, &len), 0);
+		assert_false(policy_peer_admitted(p, &src));
+	}
+	policy_names_free(names);
+	policy_free(p);
+	for (int i = 0; i < N; i++)
+		free(listed[i]);
+}
+
 int
 main(void)
 {
@@ -700,6 +1023,9 @@ main(void)
 	    cmocka_unit_test_teardown(test_guard_ranges, teardown),
 	    cmocka_unit_test_teardown(test_trust, teardown),
 	    cmocka_unit_test_teardown(test_credentials, teardown),
+	    cmocka_unit_test_teardown(test_listener_sources, teardown),
+	    cmocka_unit_test_teardown(test_rule_sources, teardown),
+	    cmocka_unit_test(test_sources_scale),
 	    cmocka_unit_test_teardown(test_proxy_request_form, teardown),
 	};
 

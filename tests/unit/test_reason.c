@@ -62,7 +62,8 @@ test_decisions(void **state)
 	for (int r = 0; r < REASON_COUNT; r++) {
 		enum decision d = reason_info((enum reason)r)->decision;
 		int policy = r == REASON_NO_NAME || r == REASON_NO_ROUTE ||
-			     r == REASON_NOT_ALLOWED || r == REASON_ADDRESS_DENIED;
+			     r == REASON_NOT_ALLOWED || r == REASON_ADDRESS_DENIED ||
+			     r == REASON_SOURCE_DENIED;
 		if (d != (policy ? DECISION_DENY : DECISION_NONE))
 			fail_msg("%s records decision %d", reason_name((enum reason)r), (int)d);
 	}
@@ -169,6 +170,7 @@ test_tls_alerts(void **state)
 			want = SNIFF_TLS_ALERT_UNRECOGNIZED_NAME;
 			break;
 		case REASON_ADDRESS_DENIED:
+		case REASON_SOURCE_DENIED:
 			want = SNIFF_TLS_ALERT_ACCESS_DENIED;
 			break;
 		case REASON_NO_ADDRESS:
