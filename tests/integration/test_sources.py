@@ -1462,6 +1462,83 @@ def test_per_source_limit_counts_the_proxy_client(pp_env):
     assert g.alive()
 
 
+def test_client_sources_in_tls_and_connect_modes_behind_a_proxy(gk, backends, cert):
+    """The client a PROXY header names is refused as its listener's mode
+    says: a tls client hears access_denied after its ClientHello, a
+    connect client 403; the one that client_sources holds is relayed."""
+    tb = backends(t.TlsBackend, cert, "a")
+    echo = backends(h.EchoServer)
+    pp = {"accept": True, "trusted": ["127.0.0.2/32"]}
+    g = gk(cfg(L("tls", "tls", proxy_protocol=pp, client_sources=["10.9.9.0/24"],
+                 routes=[{"match": "a.gk.test", "upstream": tb.addr}]),
+               L("proxy", "connect", proxy_protocol=pp, client_sources=["10.9.9.0/24"],
+                 allow=["127.0.0.1:%d" % echo.port], allow_ranges=LOOPBACK_OK)))
+    good = t.proxy_v2(("10.9.9.1", 7001), ("10.0.0.1", 443))
+    bad = t.proxy_v1(("10.8.0.1", 7002), ("10.0.0.1", 443))
+
+    c = Conn(g, g.addr("tls"), C2)
+    c.sock.sendall(good)
+    tls = t.client_context().wrap_socket(c.sock, server_hostname="a.gk.test")
+    line = b""
+    while not line.endswith(b"\n"):
+        line += tls.recv(100)
+    assert line == b"tag=a sni=a.gk.test\n"
+    tls.close()
+    c = Conn(g, g.addr("tls"), C2)
+    c.send(bad + t.raw_client_hello("a.gk.test"))
+    assert c.until_close() == ALERT_ACCESS_DENIED
+    c.close()
+    acc = access(g, "10.8.0.1:7002", c.mark)
+    assert_refused(acc, "source_denied", "10.8.0.1:7002", peer=c.client)
+    assert acc["name"] in ("a.gk.test", "-"), acc
+    assert tb.accepted == 1
+
+    c = Conn(g, g.addr("proxy"), C2)
+    c.sock.sendall(t.proxy_v1(("10.9.9.2", 7003), ("10.0.0.1", 80)) +
+                   connect_request("127.0.0.1:%d" % echo.port))
+    assert read_head(c.sock)[0] == 200
+    assert c.roundtrip(b"in") == b"in"
+    c.close()
+    c = Conn(g, g.addr("proxy"), C2)
+    http_refusal(c, t.proxy_v1(("10.8.0.2", 7004), ("10.0.0.1", 80)) +
+                 connect_request("127.0.0.1:%d" % echo.port), 403, "source_denied")
+    c.close()
+    assert_refused(access(g, "10.8.0.2:7004", c.mark), "source_denied", "10.8.0.2:7004", peer=c.client)
+    assert echo.accepted == 1
+    assert g.alive()
+
+
+def test_a_source_name_that_is_also_the_upstream(gk, dns, backends):
+    """One name as the upstream and as a source: two uses, both resolved,
+    and a reload that drops one keeps the other working."""
+    be = backends(h.EchoServer)
+    dns.set("svc.gk.test", [C1])
+    port = h.free_port()
+
+    def text(sources):
+        return cfg(L("svc", upstream="svc.gk.test:%d" % be.port, listen="127.0.0.1:%d" % port,
+                     sources=sources), dns=dns)
+
+    g = gk(text(["svc.gk.test"]))
+    addr = ("127.0.0.1", port)
+    assert poll(lambda: settled(g, addr, {C1: True, C2: False}, rounds=2)), g.tail()
+    n = sum(1 for d in g.parsed() if d.get("msg") == "reloaded")
+    tmp = g.config_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(h.as_root_ok(text([C2])))
+    os.replace(tmp, g.config_path)
+    g.signal(signal.SIGHUP)
+    assert poll(lambda: sum(1 for d in g.parsed() if d.get("msg") == "reloaded") > n), g.tail()
+    # the upstream still resolves, the source is now .2 alone
+    assert poll(lambda: settled(g, addr, {C2: True, C1: False}, rounds=2)), g.tail()
+    # once the name answers .3 too, .3 is still no source here
+    mark = g.mark()
+    dns.set("svc.gk.test", [C1, C3])
+    g.wait_log(r"msg=resolved .*svc\.gk\.test.*127\.0\.0\.3", timeout=15, after=mark)
+    assert settled(g, addr, {C2: True, C3: False, C1: False}, rounds=3)
+    assert g.alive()
+
+
 def test_mapped_and_plain_ipv4_are_one_source_for_every_block(gk, backends):
     """The same client in its two forms (a PROXY header of TCP4 10.9.9.1 and
     of TCP6 ::ffff:10.9.9.1) gets the same verdict from each list, whether
