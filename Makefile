@@ -85,10 +85,13 @@ $(B)/whoami: demo/whoami.c
 # <test>_OBJS: test_listener is the worker of listener.c and session.c (a
 # fake one), so it links them and the leaves below them, never worker.o;
 # test_worker links the real one over them.
-test_listener_OBJS = listener session policy relay http sniff_tls sniff_http proxyproto route \
+test_listener_OBJS = listener session policy observed relay http sniff_tls sniff_http proxyproto route \
                      resolver config config_keys config_value config_quick reason net log pool
 # the policy is pure: the module and the two leaves it reads names and addresses with
 test_policy_OBJS   = policy route net
+# learning an allowlist is text in, text out
+test_learn_OBJS    = learn
+test_observed_OBJS = observed net
 test_worker_OBJS   = worker config_yaml $(test_listener_OBJS)
 unit_link = $(if $($(1)_OBJS),$(patsubst %,$(B)/obj/%.o,$($(1)_OBJS)),$(B)/libgk.a)
 

@@ -38,4 +38,16 @@ void admin_free(struct admin *a);
 int admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *why,
 		 size_t whylen);
 
+/* The largest answer admin_get takes. */
+#define ADMIN_GET_MAX (64 * 1024 * 1024)
+
+/*
+ * admin_get asks addr (as admin_health does) for path and waits at most
+ * timeout_ms for the whole answer. Returns the HTTP status with the body in
+ * *body (NUL-terminated, the caller frees it), or -1 with the reason in why
+ * and *body NULL.
+ */
+int admin_get(const struct sockaddr *addr, socklen_t len, const char *path, int timeout_ms,
+	      char **body, char *why, size_t whylen);
+
 #endif

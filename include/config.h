@@ -137,6 +137,7 @@ struct config_listener {
 	struct config_sources sources;	      /* TCP peers that may connect; none = anyone */
 	struct config_sources client_sources; /* clients (PROXY's address, else the peer) */
 	int64_t max_connections_per_source;   /* per client address, all workers; 0 = no limit */
+	int report;			      /* action: report (a policy refusal passes, noted) */
 	struct config_http http;
 	int line, col;	       /* where it was defined, for messages */
 	unsigned seen;	       /* keys present in the file (or set in quick mode) */
@@ -170,6 +171,7 @@ struct config {
 	struct config_resolver resolver;
 	struct config_defaults defaults;
 	struct config_addr admin_listen; /* the admin endpoint; len 0 = off */
+	int64_t observed_max;		 /* entries of the observed table (report mode) */
 	struct config_listener *listeners;
 	size_t n_listeners;
 	char *user;	/* started as root: switch to it once bound (name or uid) */

@@ -120,6 +120,9 @@ struct listener_outcome {
 };
 void listener_session_end(struct listener *l, const struct listener_outcome *o);
 
+/* listener_count_would_deny counts one refusal that action: report let through. */
+void listener_count_would_deny(struct listener *l);
+
 /* listener_connect_failed counts one failed attempt to reach an upstream address. */
 void listener_connect_failed(struct listener *l);
 
@@ -135,6 +138,7 @@ struct listener_stats {
 	uint64_t denied;	      /* refused by routes, allowlist or address guard */
 	uint64_t bytes_in, bytes_out; /* from clients, from upstreams */
 	uint64_t connect_failures;
+	uint64_t would_deny; /* refusals report mode let through (one per request) */
 	int64_t active;
 	/* closed[d][r]: sessions ended with decision d and reason r (both sets are closed) */
 	uint64_t closed[DECISION_COUNT][REASON_COUNT];

@@ -104,6 +104,13 @@ struct policy_verdict {
 	enum reason refusal;   /* when refused: no_name, no_route, not_allowed or source_denied */
 	uint16_t port_refused; /* an allow entry matched the name, but not this port (connect) */
 	int source_refused;    /* refused: rules matched the name, none for this client */
+	/*
+	 * action: report: the refusal let through (not_allowed or
+	 * source_denied), else REASON_NONE. The target is then the rule's as
+	 * if it applied to this client, or "$host" at the port asked for,
+	 * always guarded.
+	 */
+	enum reason would_deny;
 };
 
 /*
@@ -113,8 +120,8 @@ struct policy_verdict {
  * connected to (an allow entry's upstream port when neither want_port nor
  * the listener's 'port' gives one); client who asks (a rule with 'sources'
  * applies only to the clients in them; NULL: an unknown client). Fills v, which must stay where it
- * is while v->target is used (it may point at v->allow_target). Returns 0 when allowed, or -1 with
- * v->refusal set.
+ * is while v->target is used (it may point at v->allow_target). Returns 0 when allowed (or
+ * let through by action: report, v->would_deny naming the refusal), or -1 with v->refusal set.
  */
 int policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
 		 const struct policy_source *client, struct policy_verdict *v);

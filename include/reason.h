@@ -17,9 +17,10 @@
 
 /* The routing decision a session records (the access line's `decision`). */
 enum decision {
-	DECISION_NONE,	/* not decided: logged as "-", counted as "none" */
-	DECISION_ALLOW, /* a route, upstream or allow entry was chosen */
-	DECISION_DENY,	/* the policy refused */
+	DECISION_NONE,	     /* not decided: logged as "-", counted as "none" */
+	DECISION_ALLOW,	     /* a route, upstream or allow entry was chosen */
+	DECISION_DENY,	     /* the policy refused */
+	DECISION_WOULD_DENY, /* action: report let through what the policy refuses */
 	DECISION_COUNT
 };
 

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "observed.h"
 #include "resolver.h"
 #include "worker.h"
 
@@ -88,6 +90,70 @@ not_ready(struct admin *a, struct evbuffer *body)
 	return missing > 0;
 }
 
+/* json_string writes s as a JSON string (names are normalized already; escape anyway). */
+static void
+json_string(struct evbuffer *out, const char *s)
+{
+	evbuffer_add(out, "\"", 1);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(out, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			evbuffer_add_printf(out, "\\u%04x", c);
+		else
+			evbuffer_add(out, s, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+static const char *
+rfc3339(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+/*
+ * observed_json writes the observed table as a JSON array, one object per
+ * line, highest count first. Returns -1 when out of memory.
+ */
+static int
+observed_json(struct evbuffer *out)
+{
+	size_t n;
+	struct observed_entry *e = observed_snapshot(&n);
+	char addr[NET_ADDRSTRLEN], first[32], last[32];
+
+	if (e == NULL && n > 0)
+		return -1;
+	evbuffer_add_printf(out, "[");
+	for (size_t i = 0; i < n; i++) {
+		evbuffer_add_printf(out, "%s\n  {\"listener\": ", i ? "," : "");
+		json_string(out, e[i].listener);
+		evbuffer_add_printf(out, ", \"mode\": \"%s\", \"name\": ", e[i].mode);
+		if (e[i].name[0] != '\0')
+			json_string(out, e[i].name);
+		else
+			evbuffer_add_printf(out, "null");
+		evbuffer_add_printf(
+		    out,
+		    ", \"port\": %u, \"source\": \"%s\", \"reason\": \"%s\", \"count\": %" PRIu64
+		    ", \"first_seen\": \"%s\", \"last_seen\": \"%s\"}",
+		    e[i].port,
+		    net_addr_format((const struct sockaddr *)&e[i].source, addr, sizeof(addr)),
+		    reason_name(e[i].reason), e[i].count,
+		    rfc3339(e[i].first_seen, first, sizeof(first)),
+		    rfc3339(e[i].last_seen, last, sizeof(last)));
+	}
+	evbuffer_add_printf(out, "%s]\n", n ? "\n" : "");
+	free(e);
+	return 0;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -125,8 +191,14 @@ on_request(struct evhttp_request *req, void *arg)
 		} else {
 			reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body);
 		}
+	} else if (path != NULL && strcmp(path, "/observed") == 0) {
+		if (observed_json(body) == -1)
+			evhttp_send_error(req, 500, "out of memory");
+		else
+			reply(req, 200, "OK", "application/json", body);
 	} else {
-		evbuffer_add_printf(body, "not found: try /healthz, /readyz or /metrics\n");
+		evbuffer_add_printf(body,
+				    "not found: try /healthz, /readyz, /metrics or /observed\n");
 		reply(req, 404, "Not Found", "text/plain", body);
 	}
 	evbuffer_free(body);
@@ -203,16 +275,17 @@ wait_fd(int fd, short events, int64_t deadline)
 }
 
 int
-admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *why, size_t whylen)
+admin_get(const struct sockaddr *addr, socklen_t len, const char *path, int timeout_ms, char **body,
+	  char *why, size_t whylen)
 {
-	static const char request[] = "GET /healthz HTTP/1.0\r\nHost: gatekeeper\r\n\r\n";
 	struct sockaddr_storage to;
 	int64_t deadline = clock_now_ms() + timeout_ms;
-	char buf[256], abuf[NET_ADDRSTRLEN];
-	size_t got = 0;
+	char request[300], abuf[NET_ADDRSTRLEN], *buf = NULL, *grown, *head_end;
+	size_t got = 0, cap = 0;
 	ssize_t n;
-	int fd, err, rc = -1;
+	int fd, err, status = -1, rlen;
 
+	*body = NULL;
 	/* A wildcard listen address is reached through this host's loopback. */
 	memcpy(&to, addr, len);
 	if (to.ss_family == AF_INET && ((struct sockaddr_in *)&to)->sin_addr.s_addr == INADDR_ANY)
@@ -221,6 +294,8 @@ admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *w
 		 IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&to)->sin6_addr))
 		((struct sockaddr_in6 *)&to)->sin6_addr = in6addr_loopback;
 	net_format((struct sockaddr *)&to, abuf, sizeof(abuf));
+	rlen =
+	    snprintf(request, sizeof(request), "GET %s HTTP/1.0\r\nHost: gatekeeper\r\n\r\n", path);
 	if ((fd = net_connect((struct sockaddr *)&to, len)) == -1) {
 		snprintf(why, whylen, "%s: %s", abuf, strerror(errno));
 		return -1;
@@ -233,30 +308,66 @@ admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *w
 		snprintf(why, whylen, "%s: %s", abuf, strerror(err));
 		goto done;
 	}
-	if (write(fd, request, sizeof(request) - 1) != (ssize_t)sizeof(request) - 1) {
+	if (write(fd, request, (size_t)rlen) != rlen) {
 		snprintf(why, whylen, "%s: %s", abuf, strerror(errno));
 		goto done;
 	}
-	while (got < sizeof(buf) - 1 && memchr(buf, '\n', got) == NULL) {
+	/* HTTP/1.0: the answer ends where the connection does. */
+	for (;;) {
+		if (got + 4096 + 1 > cap) {
+			if (cap >= ADMIN_GET_MAX) {
+				snprintf(why, whylen, "%s: answer larger than %d bytes", abuf,
+					 ADMIN_GET_MAX);
+				goto done;
+			}
+			if ((grown = realloc(buf, cap = cap ? cap * 2 : 8192)) == NULL) {
+				snprintf(why, whylen, "out of memory");
+				goto done;
+			}
+			buf = grown;
+		}
 		if (wait_fd(fd, POLLIN, deadline) != 1) {
 			snprintf(why, whylen, "%s: no answer within %d ms", abuf, timeout_ms);
 			goto done;
 		}
-		if ((n = read(fd, buf + got, sizeof(buf) - 1 - got)) <= 0) {
-			if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		if ((n = read(fd, buf + got, cap - 1 - got)) == 0)
+			break;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
 				continue;
-			snprintf(why, whylen, "%s: connection closed without an answer", abuf);
+			snprintf(why, whylen, "%s: %s", abuf, strerror(errno));
 			goto done;
 		}
 		got += (size_t)n;
 	}
 	buf[got] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 8, " 200", 4) == 0)
-		rc = 0;
-	else
-		snprintf(why, whylen, "%s: /healthz answered \"%.60s\"", abuf, buf);
+	if (got < 12 || strncmp(buf, "HTTP/1.", 7) != 0 ||
+	    (head_end = strstr(buf, "\r\n\r\n")) == NULL) {
+		snprintf(why, whylen, "%s: %s answered \"%.60s\"", abuf, path, got ? buf : "");
+		goto done;
+	}
+	status = atoi(buf + 9);
+	memmove(buf, head_end + 4, got - (size_t)(head_end + 4 - buf) + 1);
+	*body = buf;
+	buf = NULL;
 done:
+	free(buf);
 	close(fd);
-	return rc;
+	return status;
+}
+
+int
+admin_health(const struct sockaddr *addr, socklen_t len, int timeout_ms, char *why, size_t whylen)
+{
+	char *body;
+	int status = admin_get(addr, len, "/healthz", timeout_ms, &body, why, whylen);
+
+	free(body);
+	if (status == -1)
+		return -1;
+	if (status != 200) {
+		snprintf(why, whylen, "/healthz answered %d", status);
+		return -1;
+	}
+	return 0;
 }

@@ -19,6 +19,8 @@
 
 const char *const config_mode_names[] = {"tcp", "tls", "http", "connect", NULL};
 const char *const config_send_names[] = {"none", "v1", "v2", NULL};
+/* In the order of config_listener.report: 0 enforce, 1 report. */
+static const char *const action_names[] = {"enforce", "report", NULL};
 /* In the order of enum relay_splice. */
 const char *const config_splice_names[] = {"auto", "on", "off", NULL};
 /* In the order of enum log_level and enum log_format. */
@@ -62,6 +64,14 @@ static const struct key admin_keys[] = {
      .flags = KF_OMIT_UNSET,
      .opt = OPT("admin", "GATEKEEPER_ADMIN", "ADDR:PORT"),
      .help = "the admin endpoint (default: off)"},
+    {.name = "observed_max",
+     .type = K_COUNT,
+     .off = CFG(observed_max),
+     .min = 0,
+     .max = 10000000,
+     .def = "4096",
+     .opt = OPT("observed-max", "GATEKEEPER_OBSERVED_MAX", "N"),
+     .help = "entries of the table of what report mode let through (/observed)"},
     END,
 };
 
@@ -319,6 +329,13 @@ const struct key config_listener_keys[] = {
      .flags = KF_OMIT_UNSET,
      .opt = OPT("client-sources", "GATEKEEPER_CLIENT_SOURCES", "NAME|CIDR,.."),
      .help = "clients that may connect: a PROXY header's address, else the peer"},
+    {.name = "action",
+     .type = K_ENUM,
+     .off = LST(report),
+     .choices = action_names,
+     .def = "enforce",
+     .opt = OPT("action", "GATEKEEPER_ACTION", "enforce|report"),
+     .help = "report: allowlist and sources refusals pass, and are noted (/observed)"},
     {.name = "allow",
      .type = K_ALLOWLIST,
      .off = LST(allow),

@@ -647,6 +647,12 @@ listener_session_end(struct listener *l, const struct listener_outcome *o)
 }
 
 void
+listener_count_would_deny(struct listener *l)
+{
+	COUNT(l->stats.would_deny, 1);
+}
+
+void
 listener_connect_failed(struct listener *l)
 {
 	COUNT(l->stats.connect_failures, 1);
@@ -665,6 +671,7 @@ listener_stats_read(const struct listener *l, struct listener_stats *out)
 	out->bytes_in = __atomic_load_n(&st->bytes_in, __ATOMIC_RELAXED);
 	out->bytes_out = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
 	out->connect_failures = __atomic_load_n(&st->connect_failures, __ATOMIC_RELAXED);
+	out->would_deny = __atomic_load_n(&st->would_deny, __ATOMIC_RELAXED);
 	out->active = __atomic_load_n(&st->active, __ATOMIC_RELAXED);
 	for (int d = 0; d < DECISION_COUNT; d++)
 		for (int r = 0; r < REASON_COUNT; r++)

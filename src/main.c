@@ -26,8 +26,10 @@
 #include "audit.h"
 #include "clock.h"
 #include "config.h"
+#include "learn.h"
 #include "log.h"
 #include "net.h"
+#include "observed.h"
 #include "pool.h"
 #include "privilege.h"
 #include "worker.h"
@@ -56,6 +58,10 @@ usage(FILE *out)
 	    "\n"
 	    "gatekeeper health [ADDR:PORT]   exit 0 when the admin endpoint's /healthz\n"
 	    "                                answers (default: admin.listen of the config)\n"
+	    "gatekeeper observed [ADDR:PORT] [--listener NAME] [--format yaml|json] [--collapse "
+	    "N]\n"
+	    "                                what action: report let through, as an allow\n"
+	    "                                list to paste (from the admin endpoint)\n"
 	    "gatekeeper audit --expect-open|--expect-closed HOST:PORT --expect-no-dns NAME ...\n"
 	    "                                check what this container can reach; exit 1\n"
 	    "                                when reality differs\n");
@@ -284,6 +290,7 @@ reload(struct process *p)
 		return;
 	}
 	log_setup(cfg->log.level, cfg->log.format);
+	observed_set_max((size_t)cfg->observed_max);
 	/* The other workers bind what the first one bound (port 0 included). */
 	for (size_t i = 1; i < p->n; i++)
 		worker_ask_reload(&p->workers[i], cfg, first);
@@ -372,6 +379,7 @@ run(struct config *cfg, int reloadable)
 	int rc = 0;
 
 	p.n = (size_t)worker_count(cfg);
+	observed_set_max((size_t)cfg->observed_max);
 	/* Before anything opens a descriptor: the soft limit up to the hard one. */
 	privilege_fd_budget(cfg, privilege_raise_fd_limit(), (int)p.n);
 	p.admin = NULL;
@@ -464,32 +472,30 @@ cannot_start:
 }
 
 /*
- * health is `gatekeeper health [ADDR]`: the HEALTHCHECK of an image with
- * no shell. Without ADDR the admin address comes from the config that
- * `gatekeeper` would run with ($GATEKEEPER_CONFIG, the default file, or
- * GATEKEEPER_ADMIN). Exit 0 when /healthz answers 200, 1 otherwise.
+ * admin_address finds the admin endpoint a client command talks to: addr
+ * when given ("IP:PORT" or ":PORT"), else GATEKEEPER_ADMIN, else the
+ * admin.listen of the config `gatekeeper` would run with
+ * ($GATEKEEPER_CONFIG or the default file). Returns 0, or -1 after saying
+ * why on stderr, as cmd.
  */
 static int
-health(int argc, char **argv)
+admin_address(const char *cmd, const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = 0;
-	char host[NET_HOSTMAX + 1], err[256], why[320];
-	const char *addr = argc > 2 ? argv[2] : getenv("GATEKEEPER_ADMIN");
+	char host[NET_HOSTMAX + 1], err[256];
 	uint16_t port;
 
-	if (argc > 3) {
-		fprintf(stderr, "usage: gatekeeper health [ADDR:PORT]\n");
-		return 1;
-	}
+	*len = 0;
+	if (addr == NULL || *addr == '\0')
+		addr = getenv("GATEKEEPER_ADMIN");
 	if (addr != NULL && *addr != '\0') {
 		if (net_split_hostport(addr, host, sizeof(host), &port, err, sizeof(err)) == -1 ||
-		    net_parse_ip(host[0] ? host : "127.0.0.1", port, &ss, &len) == -1 ||
-		    port == 0) {
-			fprintf(stderr, "gatekeeper health: '%s' is not IP:PORT\n", addr);
-			return 1;
+		    net_parse_ip(host[0] ? host : "127.0.0.1", port, ss, len) == -1 || port == 0) {
+			fprintf(stderr, "gatekeeper %s: '%s' is not IP:PORT\n", cmd, addr);
+			return -1;
 		}
-	} else {
+		return 0;
+	}
+	{
 		const char *path = getenv("GATEKEEPER_CONFIG");
 		FILE *quiet = fopen("/dev/null", "w");
 		struct config *cfg =
@@ -497,22 +503,117 @@ health(int argc, char **argv)
 		if (quiet)
 			fclose(quiet);
 		if (cfg != NULL && cfg->admin_listen.len > 0) {
-			memcpy(&ss, &cfg->admin_listen.ss, sizeof(ss));
-			len = cfg->admin_listen.len;
+			memcpy(ss, &cfg->admin_listen.ss, sizeof(*ss));
+			*len = cfg->admin_listen.len;
 		}
 		config_free(cfg);
-		if (len == 0) {
-			fprintf(stderr,
-				"gatekeeper health: no admin address (give ADDR:PORT, or set "
-				"admin.listen in the config)\n");
-			return 1;
-		}
 	}
+	if (*len == 0) {
+		fprintf(stderr,
+			"gatekeeper %s: no admin address (give ADDR:PORT, or set admin.listen in "
+			"the config)\n",
+			cmd);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * health is `gatekeeper health [ADDR]`: the HEALTHCHECK of an image with
+ * no shell. Exit 0 when /healthz answers 200, 1 otherwise.
+ */
+static int
+health(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[320];
+
+	if (argc > 3) {
+		fprintf(stderr, "usage: gatekeeper health [ADDR:PORT]\n");
+		return 1;
+	}
+	if (admin_address("health", argc > 2 ? argv[2] : NULL, &ss, &len) == -1)
+		return 1;
 	if (admin_health((struct sockaddr *)&ss, len, 3000, why, sizeof(why)) == -1) {
 		fprintf(stderr, "gatekeeper health: %s\n", why);
 		return 1;
 	}
 	return 0;
+}
+
+#define OBSERVED_USAGE                                                                             \
+	"usage: gatekeeper observed [ADDR:PORT] [--listener NAME] [--format yaml|json] "           \
+	"[--collapse N]\n"
+
+/*
+ * observed is `gatekeeper observed ...`: what report mode let through,
+ * fetched from the admin endpoint's /observed, as an allow list to paste
+ * (or as JSON). Exit 0, or 1 with a message.
+ */
+static int
+observed(int argc, char **argv)
+{
+	struct learn_options o = {NULL, LEARN_YAML, 0};
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *addr = NULL;
+	char why[320], *body = NULL;
+	int status, rc;
+
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i], *v = strchr(a, '=');
+		size_t klen = v ? (size_t)(v - a) : strlen(a);
+		if (strncmp(a, "--", 2) != 0) {
+			if (addr != NULL) {
+				fprintf(stderr, OBSERVED_USAGE);
+				return 1;
+			}
+			addr = a;
+			continue;
+		}
+		if (v == NULL) {
+			if (i + 1 >= argc) {
+				fprintf(stderr,
+					"gatekeeper observed: %s needs a value\n" OBSERVED_USAGE,
+					a);
+				return 1;
+			}
+			v = argv[++i];
+		} else {
+			v++;
+		}
+		if (klen == 10 && strncmp(a, "--listener", klen) == 0) {
+			o.listener = v;
+		} else if (klen == 8 && strncmp(a, "--format", klen) == 0 &&
+			   (strcmp(v, "yaml") == 0 || strcmp(v, "json") == 0)) {
+			o.format = strcmp(v, "json") == 0 ? LEARN_JSON : LEARN_YAML;
+		} else if (klen == 10 && strncmp(a, "--collapse", klen) == 0 && v[0] >= '0' &&
+			   v[0] <= '9' && strspn(v, "0123456789") == strlen(v) && strlen(v) < 6) {
+			o.collapse = (unsigned)atoi(v);
+		} else {
+			fprintf(stderr, "gatekeeper observed: bad option '%s'\n" OBSERVED_USAGE, a);
+			return 1;
+		}
+	}
+	if (admin_address("observed", addr, &ss, &len) == -1)
+		return 1;
+	status = admin_get((struct sockaddr *)&ss, len, "/observed", 5000, &body, why, sizeof(why));
+	if (status != 200) {
+		if (status == -1)
+			fprintf(stderr, "gatekeeper observed: %s\n", why);
+		else
+			fprintf(stderr, "gatekeeper observed: /observed answered %d\n", status);
+		free(body);
+		return 1;
+	}
+	rc = learn_print(body, strlen(body), &o, stdout, why, sizeof(why));
+	free(body);
+	if (rc == -1) {
+		fprintf(stderr, "gatekeeper observed: %s\n", why);
+		return 1;
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
 }
 
 int
@@ -528,6 +629,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "health") == 0)
 		return health(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "observed") == 0)
+		return observed(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "audit") == 0)
 		return audit_main(argc - 1, argv + 1, stdout);
 	/* One flag per argument at most; getopt's table comes from the key table. */

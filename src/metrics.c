@@ -17,6 +17,7 @@
 #include "config.h"
 #include "listener.h"
 #include "metrics.h"
+#include "observed.h"
 #include "reason.h"
 #include "resolver.h"
 #include "worker.h"
@@ -74,6 +75,7 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 		sum->bytes_in += one.bytes_in;
 		sum->bytes_out += one.bytes_out;
 		sum->connect_failures += one.connect_failures;
+		sum->would_deny += one.would_deny;
 		sum->active += one.active;
 		for (int d = 0; d < DECISION_COUNT; d++)
 			for (int r = 0; r < REASON_COUNT; r++)
@@ -136,7 +138,8 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	struct listener_stats *sums;
 	struct resolver_stats rs, one;
 	struct addr_ctx ctx = {out};
-	uint64_t reloads_ok, reloads_failed;
+	uint64_t reloads_ok, reloads_failed, evicted;
+	size_t observed;
 
 	if ((sums = calloc(n_listeners ? n_listeners : 1, sizeof(*sums))) == NULL)
 		return -1;
@@ -162,6 +165,10 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	LISTENER_FAMILY("gatekeeper_upstream_connect_failures_total", "counter",
 			"Connection attempts to an upstream address that failed or timed out.",
 			connect_failures);
+	LISTENER_FAMILY("gatekeeper_would_deny_total", "counter",
+			"Refusals that action: report let through (per connection, and per "
+			"later request on one).",
+			would_deny);
 
 	family(out, "gatekeeper_connections_closed_total", "counter",
 	       "Connections ended, by routing decision (allow, deny, none) and the access line's "
@@ -220,6 +227,13 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 	       "Addresses held now for each upstream name in use.");
 	if (worker_resolver(&workers[0]) != NULL)
 		resolver_foreach(worker_resolver(&workers[0]), upstream_addresses, &ctx);
+	observed_stats(&observed, &evicted);
+	family(out, "gatekeeper_observed_entries", "gauge",
+	       "Entries of the observed table (GET /observed).");
+	evbuffer_add_printf(out, "gatekeeper_observed_entries %zu\n", observed);
+	family(out, "gatekeeper_observed_evicted_total", "counter",
+	       "Observed entries pushed out by admin.observed_max, least recently seen first.");
+	evbuffer_add_printf(out, "gatekeeper_observed_evicted_total %" PRIu64 "\n", evicted);
 	fd_samples(out);
 	free(sums);
 	return 0;

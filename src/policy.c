@@ -684,6 +684,7 @@ struct query {
 	uint16_t want_port;
 	int literal; /* name is an IP literal */
 	const struct policy_source *src;
+	int any_source;	       /* report mode's second look: sources do not matter */
 	uint16_t port_refused; /* a rule matched the name but not want_port */
 	int source_refused;    /* a rule matched the name but not the client */
 };
@@ -699,7 +700,7 @@ applies(struct query *q, const struct rule *r)
 		return 0; /* only a route "*" takes a nameless client */
 	if (q->literal && r->route < 0)
 		return 0; /* an IP literal matches allow blocks, never allow patterns */
-	if (!in_set(q->p, r->sources, q->src)) {
+	if (!q->any_source && !in_set(q->p, r->sources, q->src)) {
 		q->source_refused = 1;
 		return 0;
 	}
@@ -746,7 +747,7 @@ block_port_ok(void *ctx, int entry)
 	struct query *q = ctx;
 	const struct config_allow *a = &q->p->conf->allow[entry];
 
-	if (!in_set(q->p, q->p->allow_sets[entry], q->src)) {
+	if (!q->any_source && !in_set(q->p, q->p->allow_sets[entry], q->src)) {
 		q->source_refused = 1;
 		return 0;
 	}
@@ -799,24 +800,32 @@ refuse(struct policy_verdict *v, enum reason why)
 	return -1;
 }
 
-int
-policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
-	     const struct policy_source *src, struct policy_verdict *v)
+/* admitted_port: the port a "$host" target dials: asked for, else 'port', else the listen port. */
+static uint16_t
+admitted_port(const struct policy *p, uint16_t want_port, uint16_t listen_port)
+{
+	return want_port ? want_port : p->conf->port ? (uint16_t)p->conf->port : listen_port;
+}
+
+/* decide is policy_route as enforced; any_source: every rule applies to this client. */
+static int
+decide(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
+       const struct policy_source *src, int any_source, struct policy_verdict *v)
 {
 	const struct config_listener *c = p->conf;
-	struct query q = {p, name, want_port, name != NULL && route_name_is_ip(name), src, 0, 0};
+	struct query q = {p,   name,	   want_port, name != NULL && route_name_is_ip(name),
+			  src, any_source, 0,	      0};
 
 	memset(v, 0, sizeof(*v));
 	v->route = v->pattern = v->allow = -1;
+	v->would_deny = REASON_NONE;
 	v->literal = q.literal;
 	match(&q, v);
 	v->port_refused = v->allow < 0 ? q.port_refused : 0;
 	if (v->allow >= 0) {
 		v->allow_target.host = "$host";
 		v->allow_target.sniffed_host = 1;
-		v->allow_target.port = want_port ? want_port
-				       : c->port ? (uint16_t)c->port
-						 : listen_port;
+		v->allow_target.port = admitted_port(p, want_port, listen_port);
 		v->target = &v->allow_target;
 	} else {
 		v->target = v->route >= 0	       ? &c->routes[v->route].upstream
@@ -839,6 +848,37 @@ policy_route(const struct policy *p, const char *name, uint16_t want_port, uint1
 	if (v->target == &c->upstream && c->upstream.sniffed_host && q.literal)
 		return refuse(v, REASON_NOT_ALLOWED);
 	v->guarded = p->guarded || v->target->sniffed_host;
+	return 0;
+}
+
+int
+policy_route(const struct policy *p, const char *name, uint16_t want_port, uint16_t listen_port,
+	     const struct policy_source *src, struct policy_verdict *v)
+{
+	enum reason refusal;
+	int rc = decide(p, name, want_port, listen_port, src, 0, v);
+
+	if (rc == 0 || !p->conf->report || name == NULL)
+		return rc;
+	refusal = v->refusal;
+	if (refusal == REASON_SOURCE_DENIED &&
+	    decide(p, name, want_port, listen_port, src, 1, v) == 0) {
+		/* Report mode: as if the rule applied to this client too. */
+		v->would_deny = refusal;
+		return 0;
+	}
+	if (refusal != REASON_NOT_ALLOWED && refusal != REASON_SOURCE_DENIED)
+		return -1;
+	/* Report mode: on to the name asked for, through the address guard like any egress. */
+	memset(v, 0, sizeof(*v));
+	v->route = v->pattern = v->allow = -1;
+	v->literal = route_name_is_ip(name);
+	v->allow_target.host = "$host";
+	v->allow_target.sniffed_host = 1;
+	v->allow_target.port = admitted_port(p, want_port, listen_port);
+	v->target = &v->allow_target;
+	v->guarded = 1;
+	v->would_deny = refusal;
 	return 0;
 }
 

@@ -97,6 +97,8 @@ decision_name(enum decision d)
 		return "allow";
 	case DECISION_DENY:
 		return "deny";
+	case DECISION_WOULD_DENY:
+		return "would_deny";
 	default:
 		return NULL;
 	}

@@ -54,6 +54,8 @@ struct sock_watch {
 struct resolver_name {
 	struct resolver *res; /* NULL once unwatched while a lookup is in flight */
 	TAILQ_ENTRY(resolver_name) entry;
+	struct resolver_name *hash_next; /* the next in its bucket of res->buckets */
+	uint32_t hash;
 	char *host;
 	uint16_t port;
 	unsigned refs;
@@ -75,6 +77,8 @@ struct resolver {
 	struct event *timeout_ev;
 	LIST_HEAD(, sock_watch) socks;
 	TAILQ_HEAD(, resolver_name) names;
+	struct resolver_name **buckets; /* the same names, by (host, port, how) */
+	size_t n_buckets, n_names;
 	int64_t refresh_ms, min_ttl_ms;
 	unsigned in_flight;
 	uint64_t generation;	     /* counts changes of any name's addresses */
@@ -218,6 +222,91 @@ fail:
 	return -1;
 }
 
+/* ---- the names, listed and hashed ---- */
+
+static uint32_t
+name_hash(const char *host, uint16_t port, enum resolver_lookup how)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *c = host; *c != '\0'; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	h = (h ^ port) * 16777619u;
+	return (h ^ (uint32_t)how) * 16777619u;
+}
+
+/*
+ * names_rehash puts every listed name into twice as many buckets, once
+ * there are twice as many names as buckets (or none yet). When memory is
+ * short the old buckets stay; names_find walks the list if there are none.
+ */
+static int
+names_rehash(struct resolver *res)
+{
+	size_t n = res->n_buckets ? res->n_buckets * 2 : 64;
+	struct resolver_name **b, *e;
+
+	if ((b = calloc(n, sizeof(*b))) == NULL)
+		return -1;
+	TAILQ_FOREACH(e, &res->names, entry)
+	{
+		e->hash_next = b[e->hash & (n - 1)];
+		b[e->hash & (n - 1)] = e;
+	}
+	free(res->buckets);
+	res->buckets = b;
+	res->n_buckets = n;
+	return 0;
+}
+
+static void
+names_add(struct resolver *res, struct resolver_name *n)
+{
+	n->hash = name_hash(n->host, n->port, n->how);
+	TAILQ_INSERT_TAIL(&res->names, n, entry);
+	if ((++res->n_names > 2 * res->n_buckets || res->buckets == NULL) && names_rehash(res) == 0)
+		return; /* n is in them now */
+	if (res->buckets == NULL)
+		return;
+	n->hash_next = res->buckets[n->hash & (res->n_buckets - 1)];
+	res->buckets[n->hash & (res->n_buckets - 1)] = n;
+}
+
+static void
+names_remove(struct resolver *res, struct resolver_name *n)
+{
+	TAILQ_REMOVE(&res->names, n, entry);
+	res->n_names--;
+	if (res->buckets == NULL)
+		return;
+	for (struct resolver_name **pp = &res->buckets[n->hash & (res->n_buckets - 1)]; *pp != NULL;
+	     pp = &(*pp)->hash_next)
+		if (*pp == n) {
+			*pp = n->hash_next;
+			return;
+		}
+}
+
+/* names_find: the watched name (host, port, how), or NULL; a list walk if the buckets are missing.
+ */
+static struct resolver_name *
+names_find(struct resolver *res, const char *host, uint16_t port, enum resolver_lookup how)
+{
+	struct resolver_name *n;
+
+	if (res->buckets == NULL) {
+		TAILQ_FOREACH(n, &res->names, entry)
+		if (n->port == port && n->how == how && strcmp(n->host, host) == 0)
+			return n;
+		return NULL;
+	}
+	for (n = res->buckets[name_hash(host, port, how) & (res->n_buckets - 1)]; n != NULL;
+	     n = n->hash_next)
+		if (n->port == port && n->how == how && strcmp(n->host, host) == 0)
+			return n;
+	return NULL;
+}
+
 struct resolver *
 resolver_new(struct event_base *base, const struct config_resolver *cfg)
 {
@@ -318,9 +407,10 @@ resolver_free(struct resolver *res)
 	ares_destroy(res->chan[0].ch);
 	ares_destroy(res->chan[1].ch);
 	while ((n = TAILQ_FIRST(&res->names)) != NULL) {
-		TAILQ_REMOVE(&res->names, n, entry);
+		names_remove(res, n);
 		name_free(n);
 	}
+	free(res->buckets);
 	while ((sw = LIST_FIRST(&res->socks)) != NULL) {
 		LIST_REMOVE(sw, entry);
 		if (sw->ev)
@@ -584,7 +674,7 @@ on_refresh_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (n->refs == 0) {
 		/* Unused for a whole refresh period: forget it. */
-		TAILQ_REMOVE(&n->res->names, n, entry);
+		names_remove(n->res, n);
 		name_free(n);
 		return;
 	}
@@ -604,12 +694,9 @@ resolver_watch_as(struct resolver *res, const char *host, uint16_t port, enum re
 	struct sockaddr_storage ss;
 	socklen_t len;
 
-	TAILQ_FOREACH(n, &res->names, entry)
-	{
-		if (n->port == port && n->how == how && strcmp(n->host, host) == 0) {
-			n->refs++;
-			return n;
-		}
+	if ((n = names_find(res, host, port, how)) != NULL) {
+		n->refs++;
+		return n;
 	}
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return NULL;
@@ -630,7 +717,7 @@ resolver_watch_as(struct resolver *res, const char *host, uint16_t port, enum re
 		n->addrs->n = 1;
 		n->addrs->addr[0] = ss;
 	}
-	TAILQ_INSERT_TAIL(&res->names, n, entry);
+	names_add(res, n);
 	if (!n->literal)
 		lookup_start(n);
 	return n;
@@ -659,7 +746,7 @@ resolver_unwatch(struct resolver_name *n)
 	 */
 	if (!n->literal && (n->addrs != NULL || n->failures > 0) && evtimer_pending(n->timer, NULL))
 		return;
-	TAILQ_REMOVE(&n->res->names, n, entry);
+	names_remove(n->res, n);
 	if (n->in_flight) {
 		/* c-ares cannot cancel one query: free it when its answer comes. */
 		evtimer_del(n->timer);

@@ -41,6 +41,7 @@
 #include "net.h"
 #include "policy.h"
 #include "pool.h"
+#include "observed.h"
 #include "proxyproto.h"
 #include "reason.h"
 #include "relay.h"
@@ -78,6 +79,9 @@ struct session {
 	int client_checked;	       /* client_sources and the per-source limit, done */
 	int source_counted;	       /* holds a count of max_connections_per_source */
 	enum reason source_refusal;    /* told once the first message is in, or REASON_NONE */
+	enum reason source_would;      /* report mode: 'sources' refused it, let through */
+	enum reason would_deny;	       /* report mode: what it was let through despite */
+	int would_noted;	       /* and it is in the observed table */
 	char name[ROUTE_NAME_MAX + 1]; /* sniffed, normalized; "" if none */
 	enum decision decision;
 	char rule[ROUTE_NAME_MAX + 16];	      /* the route pattern or allow entry that matched */
@@ -181,7 +185,7 @@ static void
 log_access(struct session *s, enum reason reason)
 {
 	char client[NET_ADDRSTRLEN], upstream[NET_ADDRSTRLEN], peer[NET_ADDRSTRLEN];
-	struct log_field f[16];
+	struct log_field f[17];
 	struct timeval now;
 	uint16_t port;
 	size_t n = 0;
@@ -206,7 +210,13 @@ log_access(struct session *s, enum reason reason)
 	f[n++] = LOG_NUM("duration_ms", clock_ms_between(&s->started, &now));
 	if (s->conf->mode == CONFIG_MODE_HTTP || proxy_requests(s))
 		f[n++] = LOG_NUM("requests", s->http ? http_stream_requests(s->http) : 0);
-	f[n++] = LOG_STR("reason", reason_name(reason));
+	if (s->decision == DECISION_WOULD_DENY) {
+		/* Report mode: why enforce mode would have refused it, and how it really ended. */
+		f[n++] = LOG_STR("reason", reason_name(s->would_deny));
+		f[n++] = LOG_STR("end", reason_name(reason));
+	} else {
+		f[n++] = LOG_STR("reason", reason_name(reason));
+	}
 	if (s->error[0] != '\0')
 		f[n++] = LOG_STR("error", s->error);
 	log_fields(LOG_LEVEL_INFO, "access", f, n);
@@ -234,7 +244,7 @@ session_close(struct session *s, enum reason reason)
 	TAILQ_REMOVE(&gk->sessions, s, entry);
 	gk->n_sessions--;
 	outcome.decision = s->decision;
-	outcome.reason = reason;
+	outcome.reason = s->decision == DECISION_WOULD_DENY ? s->would_deny : reason;
 	outcome.bytes_in = s->relay.bytes[RELAY_CLIENT];
 	outcome.bytes_out = s->relay.bytes[RELAY_UPSTREAM];
 	listener_session_end(s->listener, &outcome);
@@ -346,6 +356,10 @@ client_source(const struct session *s)
 static int
 source_refused(struct session *s, enum reason why)
 {
+	if (why == REASON_SOURCE_DENIED && s->conf->report) {
+		s->source_would = why; /* noted once the destination is known */
+		return 0;
+	}
 	if (s->conf->mode == CONFIG_MODE_HTTP || s->conf->mode == CONFIG_MODE_CONNECT ||
 	    (s->conf->mode == CONFIG_MODE_TLS && why == REASON_SOURCE_DENIED)) {
 		if (s->source_refusal == REASON_NONE)
@@ -371,8 +385,11 @@ admit_client(struct session *s)
 	s->client_checked = 1;
 	if (s->source_refusal != REASON_NONE)
 		return 0;
-	if (!policy_client_admitted(s->conf->policy, &client))
-		return source_refused(s, REASON_SOURCE_DENIED);
+	if (!policy_client_admitted(s->conf->policy, &client) &&
+	    source_refused(s, REASON_SOURCE_DENIED))
+		return 1;
+	if (s->source_refusal != REASON_NONE)
+		return 0;
 	why = listener_source_acquire(s->listener, s->conf, (const struct sockaddr *)&s->client);
 	if (why == REASON_OUT_OF_MEMORY) {
 		session_close(s, why);
@@ -382,6 +399,18 @@ admit_client(struct session *s)
 		return source_refused(s, why);
 	s->source_counted = s->conf->max_connections_per_source > 0;
 	return 0;
+}
+
+/*
+ * note_would_deny records what report mode let through: the observed
+ * table (name, port, client) and the listener's count.
+ */
+static void
+note_would_deny(struct session *s, enum reason why, const char *name, uint16_t port)
+{
+	observed_record(s->conf->name, config_mode_name(s->conf->mode), name, port,
+			(const struct sockaddr *)&s->client, why);
+	listener_count_would_deny(s->listener);
 }
 
 /* ---- connecting ---- */
@@ -518,6 +547,7 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	char name[ROUTE_NAME_MAX + 1] = "";
 	struct policy_verdict v;
 	struct policy_source client;
+	int rc;
 
 	if (s->conf->mode == CONFIG_MODE_CONNECT)
 		return proxy_admit(s, req, buf);
@@ -527,18 +557,21 @@ http_admit(void *arg, const struct sniff_http_request *req, const uint8_t *buf)
 	    route_normalize_name(req->host, req->host_len, name, sizeof(name)) == -1)
 		return REASON_MALFORMED;
 	client = client_source(s);
-	if (policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s),
-			 &client, &v) == -1 &&
-	    v.refusal == REASON_SOURCE_DENIED) {
+	rc = policy_route(s->conf->policy, name[0] ? name : NULL, s->want_port, listen_port(s),
+			  &client, &v);
+	if (rc == -1 && v.refusal == REASON_SOURCE_DENIED) {
 		s->decision = reason_info(v.refusal)->decision;
 		return v.refusal;
 	}
-	if (!v.matched && s->conf->upstream.host == NULL)
+	if (!v.matched && v.would_deny == REASON_NONE && s->conf->upstream.host == NULL)
 		return name[0] ? REASON_NO_ROUTE : REASON_NO_NAME;
 	/* The same rule, and for "$host" the same name: else another upstream. */
 	if (v.route != s->verdict.route || v.allow != s->verdict.allow ||
+	    v.would_deny != s->verdict.would_deny ||
 	    (s->target->sniffed_host && strcmp(name, s->name) != 0))
 		return REASON_MISDIRECTED;
+	if (v.would_deny != REASON_NONE)
+		note_would_deny(s, v.would_deny, name[0] ? name : NULL, requested_port(s));
 	return REASON_NONE;
 }
 
@@ -760,6 +793,10 @@ guard_addresses(struct session *s)
 		return -1;
 	}
 	s->error[0] = '\0';
+	if (s->would_deny != REASON_NONE && !s->would_noted) {
+		s->would_noted = 1;
+		note_would_deny(s, s->would_deny, s->name[0] ? s->name : NULL, requested_port(s));
+	}
 	return 0;
 }
 
@@ -800,7 +837,7 @@ upstream_chosen(struct session *s)
 {
 	struct timeval budget;
 
-	s->decision = DECISION_ALLOW;
+	s->decision = s->would_deny != REASON_NONE ? DECISION_WOULD_DENY : DECISION_ALLOW;
 	budget = clock_tv(s->conf->connect_timeout);
 	clock_now_tv(&s->deadline);
 	timeradd(&s->deadline, &budget, &s->deadline);
@@ -868,6 +905,13 @@ route(struct session *s)
 		deny(s, v->refusal);
 		return;
 	}
+	s->would_deny = v->would_deny != REASON_NONE ? v->would_deny : s->source_would;
+	/*
+	 * Noted once an address passes the guard: what the guard refuses is a
+	 * deny, and must not come back as a suggestion to allow.
+	 */
+	if (s->would_deny != REASON_NONE && !v->guarded)
+		note_would_deny(s, s->would_deny, name, requested_port(s));
 	upstream_chosen(s);
 }
 
@@ -1223,7 +1267,7 @@ session_start(struct gk *gk, struct listener *l, evutil_socket_t fd, const struc
 	relay_init(&s->relay, gk->base, (char *)s + relay_events_offset(), session_io,
 		   on_relay_done, s);
 	s->proxy_done = !s->conf->proxy.accept;
-	s->source_refusal = REASON_NONE;
+	s->source_refusal = s->source_would = s->would_deny = REASON_NONE;
 	/*
 	 * In tcp mode with nothing to read first, the client's socket is
 	 * registered only when the relay starts: bytes sent meanwhile wait in

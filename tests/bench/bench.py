@@ -20,8 +20,17 @@ give new connections/s and gatekeeper's CPU µs per new connection, twice per
 allowlist; `gatekeeper -t` on both files gives load time and peak RSS (from
 wait4). It is printed under the table, added to results.md/results.json and
 written to build/bench/policy.md/policy.json. `bench.py policy` (or
-BENCH_ONLY=policy) runs only this section, in about a minute, and leaves
+BENCH_ONLY=policy) runs only this section, in about two minutes, and leaves
 results.md alone.
+
+Within it, the sources rows: the same listener with the 10-entry allowlist and
+no `sources`, against listener `sources` holding 10,000 blocks and addresses,
+against listener `sources` holding 10,000 items (half blocks and addresses,
+half names that the same dnsmasq resolves, the client matched by the last
+name), against the allow entry that admits the name in
+its mapping form with those 10,000 items as its `sources`, and against
+`max_connections_per_source`. Each waits for /readyz (every source name
+resolved) before it is measured; a client from 127.0.0.2 must be refused.
 
 All traffic stays on 127.0.0.1. Every process started here runs in its own
 session and is killed on exit, Ctrl-C or SIGTERM.
@@ -43,6 +52,8 @@ Environment:
   BENCH_POLICY_ENTRIES      entries of the large allowlist (default 100000)
   BENCH_POLICY_SECONDS      length of each policy-scale run (default 8)
   BENCH_POLICY_CONNECTIONS  CONNECT sessions at a time (default 32)
+  BENCH_SOURCES_ITEMS       items of the large `sources` lists (default 10000;
+                            0 skips the sources rows)
   DNSMASQ_BIN        dnsmasq for the policy-scale section (default /usr/sbin/dnsmasq)
   GATEKEEPER_BIN     binary under test (default build/gatekeeper); it is copied
                      at start so that a rebuild during the run changes nothing
@@ -88,6 +99,8 @@ POLICY_LARGE = int(os.environ.get("BENCH_POLICY_ENTRIES", "100000"))
 POLICY_SECONDS = int(os.environ.get("BENCH_POLICY_SECONDS", "8"))
 POLICY_CONNS = int(os.environ.get("BENCH_POLICY_CONNECTIONS", "32"))
 POLICY_RUNS = 2
+# The sources rows of the policy-scale section: SOURCES_N items per list.
+SOURCES_N = int(os.environ.get("BENCH_SOURCES_ITEMS", "10000"))
 DNSMASQ = os.environ.get("DNSMASQ_BIN", "/usr/sbin/dnsmasq")
 
 NOFILE = 65536  # RLIMIT_NOFILE given to every process; set in main()
@@ -681,6 +694,138 @@ listeners:
     return head + "".join(f'      - "{e}"\n' for e in policy_entries(n, backend_port))
 
 
+# ------------------------------------------------------------ sources rows
+#
+# The 10-entry connect listener again, five ways: no sources; listener
+# `sources` with SOURCES_N blocks and addresses only; listener `sources` with
+# SOURCES_N items, half of them names; the allow entry that admits the name
+# asked for in its mapping form, {match, sources} with those items (after an
+# exact entry for the same name whose sources exclude the client); and
+# max_connections_per_source. The blocks and addresses are IPv4 and IPv6,
+# none holding 127.0.0.0/8; the names, under src.bench.test, resolve through
+# dnsmasq to 10.200.x.y (every fourth one also to an fd00:200:: address);
+# the last one, client.src.bench.test, resolves to 127.0.0.1, the bench
+# client. So in the named lists the client is admitted only through a name,
+# looked up among SOURCES_N items; in the blocks-only list through the last
+# block. A client from 127.0.0.2 is in no list.
+
+SOURCES_DOMAIN = f"src.{POLICY_DOMAIN}"
+SOURCES_CLIENT = f"client.{SOURCES_DOMAIN}"  # the last item: resolves to HOST
+SOURCES_OTHER = "127.0.0.2"  # a client address no item admits
+SOURCES_VARIANTS = ("none", "blocks", "listener", "rule", "limit")
+SOURCES_LIMIT = 256  # max_connections_per_source of the "limit" variant
+
+
+def source_block(i):
+    """The i-th block or address of a sources list: IPv4 and IPv6, blocks and
+    single addresses in turn, none of them holding 127.0.0.0/8."""
+    k = i % 4
+    if k == 0:
+        return f"10.{(i >> 8) & 255}.{i & 255}.0/24"
+    if k == 1:
+        return f"172.{16 + (i >> 16) % 16}.{(i >> 8) & 255}.{i & 255}"
+    if k == 2:
+        return f"fd00:{i:x}::/64"
+    return f"2001:db8:{i:x}::1"
+
+
+def source_blocks(n):
+    """n items, all blocks and addresses, the last one the client's (HOST)."""
+    return [source_block(i) for i in range(n - 1)] + [HOST]
+
+
+def source_items(n):
+    """(n source items, the hosts-file lines for their names): n//2 blocks and
+    addresses first, then the names, the last one SOURCES_CLIENT."""
+    nb = n // 2
+    items = [source_block(i) for i in range(nb)]
+    hosts = []
+    for i in range(n - nb - 1):
+        name = f"host{i}.{SOURCES_DOMAIN}"
+        items.append(name)
+        hosts.append(f"10.200.{(i >> 8) & 255}.{i & 255} {name}")
+        if i % 4 == 0:
+            hosts.append(f"fd00:200::{i:x} {name}")
+    items.append(SOURCES_CLIENT)
+    hosts.append(f"{HOST} {SOURCES_CLIENT}")
+    return items, hosts
+
+
+def gk_sources_conf(port, dns_port, admin_port, backend_port, variant, items):
+    """The 10-entry connect listener of the policy rows, with an admin
+    endpoint (for /readyz), in one of SOURCES_VARIANTS."""
+    root = "allow_root: true\n" if os.geteuid() == 0 else ""
+    entries = policy_entries(POLICY_SMALL, backend_port)
+    text = f"""log:
+  level: warn
+{root}admin:
+  listen: {HOST}:{admin_port}
+resolver:
+  nameservers: ["{HOST}:{dns_port}"]
+  refresh: 10m
+  min_ttl: 10m
+defaults:
+  max_connections: 0
+  idle_timeout: 10m
+listeners:
+  - name: sources
+    listen: {HOST}:{port}
+    mode: connect
+    allow_ranges: ["127.0.0.0/8"]
+"""
+    if variant == "listener":
+        text += "    sources:\n" + "".join(f'      - "{x}"\n' for x in items)
+    if variant == "blocks":
+        text += "    sources:\n" + "".join(f'      - "{x}"\n' for x in source_blocks(len(items)))
+    if variant == "limit":
+        text += f"    max_connections_per_source: {SOURCES_LIMIT}\n"
+    text += "    allow:\n"
+    if variant == "rule":
+        text += "".join(f'      - "{e}"\n' for e in entries[:-1])
+        text += (f'      - match: "{POLICY_NAME}:{backend_port}"\n'
+                 f'        sources: ["192.0.2.1"]\n'
+                 f'      - match: "{entries[-1]}"\n'
+                 f'        sources:\n' + "".join(f'          - "{x}"\n' for x in items))
+    else:
+        text += "".join(f'      - "{e}"\n' for e in entries)
+    return text
+
+
+def readyz(admin_port, timeout=2):
+    """(status code, body) of GET /readyz, or (None, error)."""
+    try:
+        resp = http_get(admin_port, "/readyz", timeout=timeout)
+    except OSError as e:
+        return None, str(e)
+    head, _, body = resp.partition(b"\r\n\r\n")
+    try:
+        code = int(head.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None, resp[:200].decode(errors="replace")
+    return code, body.decode(errors="replace")
+
+
+def connect_refusal(port, target, source, timeout=5):
+    """`CONNECT target` from the local address `source`: (status line, the
+    X-Gatekeeper-Reason value or "", what happened when no answer came)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout,
+                                      source_address=(source, 0)) as s:
+            s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                b = s.recv(4096)
+                if not b:
+                    break
+                head += b
+    except OSError as e:
+        return "", "", errno.errorcode.get(e.errno, str(e)) if e.errno else str(e)
+    lines = head.partition(b"\r\n\r\n")[0].decode(errors="replace").split("\r\n")
+    reason = next((x.split(":", 1)[1].strip() for x in lines[1:]
+                   if x.lower().startswith("x-gatekeeper-reason:")), "")
+    return lines[0], reason, "" if lines[0] else "closed without an answer"
+
+
 def free_dns_port():
     """A port free for both UDP and TCP on HOST (dnsmasq binds both)."""
     for _ in range(100):
@@ -851,14 +996,16 @@ def config_check(path):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024, p.returncode, tail(logpath, 5)
 
 
-def start_dns(d, procs):
+def start_dns(d, procs, extra=()):
     """dnsmasq on a high port of HOST, answering POLICY_NAME with HOST from a
-    hosts file: any other name under POLICY_DOMAIN gets NXDOMAIN, any name
-    outside it REFUSED (nothing is forwarded). Returns (Popen, port)."""
+    hosts file (and the `extra` hosts-file lines): any other name under
+    POLICY_DOMAIN gets NXDOMAIN, any name outside it REFUSED (nothing is
+    forwarded). Returns (Popen, port)."""
     port = free_dns_port()
     hosts = os.path.join(d, "policy-hosts")
     with open(hosts, "w") as f:
         f.write(f"{HOST} {POLICY_NAME}\n")
+        f.write("".join(x + "\n" for x in extra))
     os.chmod(hosts, 0o644)  # dnsmasq reads it as nobody
     p = procs.start([DNSMASQ, "--keep-in-foreground", f"--port={port}", f"--listen-address={HOST}",
                      "--bind-interfaces", "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}",
@@ -1026,7 +1173,8 @@ class Bench:
         pol = self.policy = {"sizes": list(sizes), "name": POLICY_NAME, "seconds": POLICY_SECONDS,
                              "connections": POLICY_CONNS, "check": [], "runs": [], "notes": []}
         try:
-            dns, self.dns_port = start_dns(self.d, self.procs)
+            items, hosts = source_items(SOURCES_N) if SOURCES_N > 0 else ([], [])
+            dns, self.dns_port = start_dns(self.d, self.procs, hosts)
             pol["dns_port"], pol["backend_port"] = self.dns_port, self.backend_port
             checks = {n: self.write(f"policy-check-{n}.yaml",
                                     gk_policy_conf(free_port(), self.dns_port, self.backend_port, n))
@@ -1043,6 +1191,8 @@ class Bench:
             for run in range(1, POLICY_RUNS + 1):
                 for n in sizes:
                     pol["runs"].append(self.policy_run(n, run))
+            if SOURCES_N > 0:
+                self.sources_scale(items)
         except BenchError as e:
             pol["error"] = str(e).splitlines()[0]
             pol["notes"].append(f"policy scale: FAILED: {e}")
@@ -1100,6 +1250,115 @@ class Bench:
                                         f"{row['elapsed']:.0f}s run, {row['others_top']}: noisy")
         # At level warn gatekeeper logs nothing per session; run as root it
         # says so once at start, which is expected here.
+        with open(p.logpath, "rb") as f:
+            logged = [x for x in f.read().decode(errors="replace").splitlines()
+                      if 'msg="running as root"' not in x]
+        if logged:
+            self.policy["notes"].append(f"{label}: {len(logged)} line(s) in gatekeeper's log at "
+                                        f"level warn; first: `{logged[0][:200]}`")
+        return row
+
+    def sources_scale(self, items):
+        """The sources rows: `gatekeeper -t` on each variant's file, then
+        POLICY_RUNS rounds of the variants in turn, a fresh gatekeeper for
+        every run."""
+        log(f"== policy scale: sources, {len(items):,} items, per listener and per allow entry")
+        t0 = time.time()
+        src = self.policy["sources"] = {"items": len(items), "client_name": SOURCES_CLIENT,
+                                        "limit": SOURCES_LIMIT, "check": [], "runs": []}
+        notes = self.policy["notes"]
+        files = {v: self.write(f"sources-check-{v}.yaml",
+                               gk_sources_conf(free_port(), self.dns_port, free_port(),
+                                               self.backend_port, v, items))
+                 for v in SOURCES_VARIANTS}
+        src["file_bytes"] = {v: os.path.getsize(path) for v, path in files.items()}
+        for run in range(1, POLICY_RUNS + 1):
+            for v in ("none", "blocks", "listener", "rule"):
+                wall, cpu, rss, rc, out = config_check(files[v])
+                src["check"].append({"variant": v, "run": run, "wall_s": wall, "cpu_s": cpu,
+                                     "maxrss": rss, "rc": rc})
+                log(f"   gatekeeper -t, sources {v}: {wall:.3f}s, {rss / 1048576:.1f} MiB")
+                if rc != 0:
+                    if v != "none" and "unknown key" in out:
+                        src["unsupported"] = out.strip().splitlines()[-1][:200]
+                        notes.append(f"sources rows skipped: this build does not know the keys "
+                                     f"(`{src['unsupported']}`)")
+                        log("   sources: not supported by this build; skipped")
+                        return
+                    notes.append(f"`gatekeeper -t` of the sources file ({v}) exited {rc}: {out}")
+        for run in range(1, POLICY_RUNS + 1):
+            for v in SOURCES_VARIANTS:
+                src["runs"].append(self.sources_run(v, run, items))
+        log(f"   {time.time() - t0:.0f}s")
+
+    def sources_run(self, variant, run, items):
+        """One measured run of short CONNECT sessions through a fresh
+        gatekeeper in one of SOURCES_VARIANTS."""
+        tag = f"sources-{variant}-{run}"
+        label = f"sources {variant}, run {run}"
+        row = {"variant": variant, "run": run}
+        target = f"{POLICY_NAME}:{self.backend_port}"
+        port, admin = free_port(), free_port()
+        conf = self.write(f"{tag}.yaml", gk_sources_conf(port, self.dns_port, admin,
+                                                         self.backend_port, variant, items))
+        t_start = time.perf_counter()
+        p = self.procs.start([GK, "-c", conf], os.path.join(self.d, f"{tag}.log"), cpus=PROXY_CPU,
+                             nofile=NOFILE)
+        try:
+            wait_port(port, p, timeout=60)
+            # Every source name resolved: /readyz says 200.
+            deadline, code, body = time.time() + 120, None, ""
+            while time.time() < deadline:
+                if p.poll() is not None:
+                    raise BenchError(f"{tag} exited at start:\n{tail(p.logpath)}")
+                code, body = readyz(admin)
+                if code == 200:
+                    break
+                time.sleep(0.02)
+            if code != 200:
+                first = body.strip().splitlines()[:2]
+                raise BenchError(f"{tag}: /readyz still {code} after 120 s: {' / '.join(first)}")
+            row["ready_s"] = time.perf_counter() - t_start
+            status, resp = connect_exchange(port, target)
+            if not resp.endswith(BODY.encode()):
+                raise BenchError(f"{tag}: CONNECT {target}: {status!r}, then {resp[:200]!r}")
+            if variant in ("blocks", "listener", "rule"):
+                status, reason, what = connect_refusal(port, target, SOURCES_OTHER)
+                row["other_client"] = {"status": status, "reason": reason, "what": what}
+                if status.startswith("HTTP/1.1 200"):
+                    raise BenchError(f"{tag}: CONNECT from {SOURCES_OTHER} (in no source list) "
+                                     f"was admitted")
+                if not (status.startswith("HTTP/1.1 403") and reason == "source_denied"):
+                    notes_what = status or what
+                    self.policy["notes"].append(f"{label}: a client from {SOURCES_OTHER} got "
+                                                f"`{notes_what}` (reason `{reason or '-'}`), "
+                                                f"not 403 source_denied")
+            row["rss"] = rss_bytes(p.pid)
+            connect_load(port, target, 1, POLICY_CONNS)  # warm-up, not measured
+            row.update(measured(lambda: connect_load(port, target, POLICY_SECONDS, POLICY_CONNS),
+                                p.pid, self.backend.pid))
+            if p.poll() is not None:
+                raise BenchError(f"{tag} exited during the run:\n{tail(p.logpath)}")
+            if row["cpu_us_per_req"] is None:
+                raise BenchError(f"{tag}: no session completed")
+            log(f"   sources {variant}, run {run}: ready in {row['ready_s']:.2f}s, "
+                f"{row['rps']:,.0f} new conn/s, {row['cpu_us_per_req']:.1f} CPU µs/new conn")
+        except BenchError as e:
+            row["error"] = str(e).splitlines()[0]
+            self.policy["notes"].append(f"{label}: FAILED: {e}")
+            log(f"{tag}: FAILED: {e}")
+        finally:
+            self.procs.stop(p)
+        errs = sum(row.get("errors", {}).values())
+        if errs:
+            detail = ", ".join(f"{k} {v}" for k, v in row["errors"].items())
+            self.policy["notes"].append(f"{label}: failed sessions: {detail} "
+                                        f"(of {errs + row['requests']})")
+            row["flag"] = errs > 0.001 * max(row["requests"], 1)
+        if row.get("foreign_cpu_s", 0) > NOISE * row.get("elapsed", 1):
+            self.policy["notes"].append(f"{label}: other processes took {row['foreign_cpu_s']:.1f} "
+                                        f"CPU-s of CPUs {PROXY_CPU}-{LOAD_CPU} during the "
+                                        f"{row['elapsed']:.0f}s run, {row['others_top']}: noisy")
         with open(p.logpath, "rb") as f:
             logged = [x for x in f.read().decode(errors="replace").splitlines()
                       if 'msg="running as root"' not in x]
@@ -1265,12 +1524,22 @@ def render_policy(pol):
                      f"{r['cpu_us_per_req']:,.1f} | {ratio} | "
                      f"{100 * r['proxy_cpu_s'] / r['elapsed']:.0f} | {fmt_mib(r.get('rss'))} | "
                      f"{r['foreign_cpu_s']:.1f} |")
+    src = pol.get("sources")
+    if src and src.get("runs"):
+        lines += ["", render_sources(pol, src)]
     lines += ["", "| `gatekeeper -t -c FILE` | file | run | wall s | CPU s | peak RSS |",
               "|---|---:|---:|---:|---:|---:|"]
+
+    def size_of(size):
+        return "—" if size is None else (f"{size / 1024:.1f} KiB" if size < 1048576 else fmt_mib(size))
     for c in pol["check"]:
-        size = pol.get("file_bytes", {}).get(c["entries"])
-        size = "—" if size is None else (f"{size / 1024:.1f} KiB" if size < 1048576 else fmt_mib(size))
+        size = size_of(pol.get("file_bytes", {}).get(c["entries"]))
         lines.append(f"| {c['entries']:,} entries | {size} | {c['run']} | "
+                     f"{c['wall_s']:.3f} | {c['cpu_s']:.3f} | {fmt_mib(c['maxrss'])} |"
+                     + ("" if c["rc"] == 0 else f" exit {c['rc']}"))
+    for c in (src or {}).get("check", []):
+        size = size_of(src.get("file_bytes", {}).get(c["variant"]))
+        lines.append(f"| {SOURCES_LABELS[c['variant']].format(n=src['items'])} | {size} | {c['run']} | "
                      f"{c['wall_s']:.3f} | {c['cpu_s']:.3f} | {fmt_mib(c['maxrss'])} |"
                      + ("" if c["rc"] == 0 else f" exit {c['rc']}"))
 
@@ -1300,6 +1569,47 @@ def render_policy(pol):
         lines += ["", "Targets: " + "; ".join(targets) + "."]
     if pol["notes"]:
         lines += ["", "Policy-scale notes:"] + [f"- {n}" for n in pol["notes"]]
+    return "\n".join(lines)
+
+
+SOURCES_LABELS = {
+    "none": "10 entries, no sources",
+    "blocks": "listener `sources`, {n:,} blocks",
+    "listener": "listener `sources`, {n:,} items",
+    "rule": "allow `{{match, sources}}`, {n:,} items",
+    "limit": f"`max_connections_per_source: {SOURCES_LIMIT}`",
+}
+
+
+def render_sources(pol, src):
+    """The sources rows: one table, each variant against `none` of the same
+    round, and a line saying how they were set up."""
+    n = src["items"]
+    lines = [f"Sources: the same listener with the {POLICY_SMALL}-entry allowlist, an admin endpoint "
+             f"and `/readyz` awaited before each run; `sources` lists of {n:,} items ({n // 2:,} "
+             f"blocks and addresses, IPv4 and IPv6, then {n - n // 2:,} names that dnsmasq resolves, "
+             f"the last, `{src['client_name']}`, to 127.0.0.1: the client is admitted through a "
+             f"name). `blocks`: {n:,} blocks and addresses, no names, the client's address "
+             f"last. `rule`: the entry that admits the name is `{{match, sources}}` with those "
+             f"items, after an exact entry for the name whose sources exclude the client. A CONNECT "
+             f"from {SOURCES_OTHER} must be refused. Same client, load and run length as above.",
+             "",
+             "| sources | run | new conn/s | CPU µs/new conn | × none | proxy CPU % | ready s | RSS "
+             "| others' CPU-s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    by = {(r["variant"], r["run"]): r for r in src["runs"]}
+    for r in src["runs"]:
+        label = SOURCES_LABELS[r["variant"]].format(n=n)
+        if r.get("error"):
+            lines.append(f"| {label} | {r['run']} | failed: {r['error'][:80].replace('|', '/')} "
+                         f"| | | | | | |")
+            continue
+        base = by.get(("none", r["run"]), {}).get("cpu_us_per_req")
+        ratio = f"{r['cpu_us_per_req'] / base:.2f}×" if base and r["cpu_us_per_req"] else "—"
+        lines.append(f"| {label} | {r['run']} | {fmt_int(r['rps'])}{' ⚠' if r.get('flag') else ''} | "
+                     f"{r['cpu_us_per_req']:,.1f} | {ratio} | "
+                     f"{100 * r['proxy_cpu_s'] / r['elapsed']:.0f} | {r['ready_s']:.2f} | "
+                     f"{fmt_mib(r.get('rss'))} | {r['foreign_cpu_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -1346,7 +1656,8 @@ def machine_header(resp_bytes, policy_only=False):
 
 
 def policy_failed(pol):
-    return bool(pol.get("error")) or any(r.get("error") for r in pol["runs"])
+    return (bool(pol.get("error")) or any(r.get("error") for r in pol["runs"])
+            or any(r.get("error") for r in pol.get("sources", {}).get("runs", [])))
 
 
 def write_policy(header, pol, text):
