@@ -834,6 +834,25 @@ def test_dns_failure_keeps_the_last_good_answer(gk, dns, backends):
     assert g.alive()
 
 
+def test_name_gone_from_dns_admits_nobody(gk, dns, backends):
+    """A timeout keeps the last good answer (above), but a name that DNS
+    says no longer exists (NXDOMAIN: the container was removed) stops
+    matching: its old address may be handed to another container."""
+    be = backends(h.EchoServer)
+    dns.set("builder.gk.test", [C2])
+    g = gk(cfg(L("named", upstream=be.addr, sources=["builder.gk.test"]), dns=dns))
+    addr = g.addr("named")
+    assert poll(lambda: tcp_passes(g, addr, C2)), g.tail()
+    dns.remove("builder.gk.test")
+    assert poll(lambda: not tcp_passes(g, addr, C2), timeout=20), \
+        "a name gone from DNS still admits its old address:\n" + g.tail()
+    acc = tcp_refused(g, addr, C2)
+    assert acc["client"].startswith(C2 + ":")
+    dns.set("builder.gk.test", [C2])
+    assert poll(lambda: tcp_passes(g, addr, C2), timeout=20), g.tail()
+    assert g.alive()
+
+
 # ==========================================================================
 # Per-rule sources: allow entries and routes
 
