@@ -54,7 +54,9 @@ struct door {
 	evutil_socket_t fd;
 	struct event *ev;
 	struct rate_slot *slots;
-	struct door_tcp_list conns; /* its TCP connections, closed with it */
+	struct door_tcp_list conns;   /* its TCP connections, closed with it */
+	uint8_t in[DNS_MSG_MAX];      /* one datagram; the loop's own (workers run apart) */
+	uint8_t out[DNS_MSG_MAX + 2]; /* one reply, after a TCP length */
 };
 
 static const char *const result_names[DOOR_RESULT_COUNT] = {
@@ -319,7 +321,7 @@ static void
 on_datagram(evutil_socket_t fd, short what, void *arg)
 {
 	struct door *d = arg;
-	static uint8_t in[DNS_MSG_MAX], out[DNS_MSG_MAX];
+	uint8_t *in = d->in, *out = d->out;
 
 	(void)what;
 	for (int i = 0; i < UDP_BATCH; i++) {
@@ -328,7 +330,7 @@ on_datagram(evutil_socket_t fd, short what, void *arg)
 			char v4[CMSG_SPACE(sizeof(struct in_pktinfo))];
 			char v6[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 		} cbuf;
-		struct iovec iov = {in, sizeof(in)};
+		struct iovec iov = {in, sizeof(d->in)};
 		struct msghdr mh = {&from, sizeof(from), &iov, 1, &cbuf, sizeof(cbuf), 0};
 		struct ask a = {(struct sockaddr *)&from, (struct sockaddr *)&to, 0};
 		ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT);
@@ -348,7 +350,7 @@ on_datagram(evutil_socket_t fd, short what, void *arg)
 				((struct sockaddr_in6 *)&to)->sin6_addr = pi.ipi6_addr;
 			}
 		}
-		if ((out_len = door_reply(d, &a, in, (size_t)n, out, sizeof(out))) == 0)
+		if ((out_len = door_reply(d, &a, in, (size_t)n, out, DNS_MSG_MAX)) == 0)
 			continue;
 		{
 			/* From the address it came to, whatever the socket is bound to. */
@@ -462,7 +464,7 @@ on_tcp_read(struct bufferevent *bev, void *arg)
 {
 	struct door_tcp *t = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	static uint8_t out[DNS_MSG_MAX + 2];
+	uint8_t *out = t->door->out;
 	struct ask a = {(struct sockaddr *)&t->peer, (struct sockaddr *)&t->local, 1};
 
 	for (;;) {
@@ -485,7 +487,7 @@ on_tcp_read(struct bufferevent *bev, void *arg)
 			tcp_close(t, REASON_TOO_LARGE);
 			return;
 		}
-		n = door_reply(t->door, &a, buf + 2, msg_len, out + 2, sizeof(out) - 2);
+		n = door_reply(t->door, &a, buf + 2, msg_len, out + 2, DNS_MSG_MAX);
 		t->bytes_in += 2 + msg_len;
 		evbuffer_drain(in, 2 + msg_len);
 		if (n == 0)
