@@ -869,6 +869,7 @@ decide(const struct policy *p, const char *name, uint16_t want_port, uint16_t li
 		return refuse(v, REASON_SOURCE_DENIED);
 	if (v->target == NULL)
 		return refuse(v, c->n_allow > 0 || c->mode == CONFIG_MODE_CONNECT ||
+					 (c->upstream.host == NULL && c->n_routes == 0) ||
 					 (q.literal && p->host_route)
 				     ? REASON_NOT_ALLOWED
 				 : name ? REASON_NO_ROUTE

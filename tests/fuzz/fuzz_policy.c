@@ -264,12 +264,13 @@ ref_route(const char *name, uint16_t want, uint16_t listen_port, struct ref *r)
 	t = r->route >= 0 ? &L.routes[r->route].upstream : L.upstream.host ? &L.upstream : NULL;
 	if (t == NULL) {
 		r->source_refused = ref_source_refused;
-		r->refusal =
-		    ref_source_refused ? REASON_SOURCE_DENIED
-		    : L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT || (literal && host_route)
-			? REASON_NOT_ALLOWED
-		    : name ? REASON_NO_ROUTE
-			   : REASON_NO_NAME;
+		r->refusal = ref_source_refused ? REASON_SOURCE_DENIED
+			     : L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT ||
+				     (L.upstream.host == NULL && L.n_routes == 0) ||
+				     (literal && host_route)
+				 ? REASON_NOT_ALLOWED
+			     : name ? REASON_NO_ROUTE
+				    : REASON_NO_NAME;
 		return;
 	}
 	r->host = t->host;
