@@ -22,7 +22,8 @@ because "it only reports" is an open proxy into the internal network.
   second request of a kept-alive connection, a name whose answer mixes an
   internal and a public address, a name that rebinds.
 - Limits and parsing stay: max_connections, max_connections_per_source,
-  malformed and smuggled requests, no_name, no_route, proxy_auth (407).
+  malformed and smuggled requests, no_name, no_route, PROXY protocol rules,
+  proxy_auth (407, and an unauthenticated flood notes nothing).
 - Sources: listener sources, client_sources, allow-entry and route sources
   pass as would_deny source_denied; no_route after them is still refused.
 - The table: admin.observed_max bounds it, the least recently seen entry goes
@@ -32,8 +33,11 @@ because "it only reports" is an open proxy into the internal network.
 - `gatekeeper observed`: YAML parsed, turned into a config, checked with -t
   and run in enforce mode (exactly the observed names pass), --listener,
   --format json, --collapse N (never a single label, never a public
-  suffix), connect mode writes name:port, exit 1 when the admin endpoint is
-  unreachable, the address from GATEKEEPER_ADMIN or the config.
+  suffix, never across listeners), connect mode writes name:port (an IPv6
+  literal quoted), exit 1 when the admin endpoint is unreachable or answers
+  no table, the address from GATEKEEPER_ADMIN or the config; and output that
+  stays safe to paste when the table it reads is hostile (a fake endpoint
+  on loopback serves names, listeners and sources carrying newlines and "*").
 - Quick mode --action / GATEKEEPER_ACTION; bad values are config errors.
 
 Traffic goes only to 127.0.0.0/8 or inside the network namespace the netns
@@ -1509,18 +1513,21 @@ LISTENER_COMMENT = re.compile(r"^# listener (\S+) \(([a-z]+)\)")
 
 
 def _hand_yaml(lines):
-    """The allow list of a simple `allow:` block sequence (no PyYAML)."""
+    """The allow list of a simple `allow:` block sequence (used when PyYAML
+    is not installed)."""
     out, inside = [], False
     for line in lines:
-        s = line.split("#", 1)[0].rstrip() if not line.lstrip().startswith(("- \"", "- '")) else line
-        if re.match(r"^allow:\s*(#.*)?$", line):
+        body = line.strip()
+        if not body or body.startswith("#"):
+            continue
+        if re.match(r"^allow:\s*(\[\s*\])?\s*(#.*)?$", line):
             inside = True
             continue
         m = re.match(r"^\s+-\s+(\"(?:[^\"\\]|\\.)*\"|'[^']*'|[^\s#]+)", line)
         if inside and m:
             v = m.group(1)
             out.append(json.loads(v) if v.startswith('"') else v.strip("'"))
-        elif s.strip():
+        else:
             inside = False
     return out
 
@@ -1669,13 +1676,15 @@ def wide_dns():
 def test_cli_yaml_quotes_an_ipv6_literal_target(gk, backends, tmp_path, ipv6_available):
     gre = backends(Greeter, host="::1")
     admin = h.free_port()
-    g = gk(cfg(L("p6", "connect", action="report", allow=["api.gk.test:443"],
+    g = gk(cfg(L("p6", "connect", listen="[::1]:0", action="report", allow=["api.gk.test:443"],
                  allow_ranges=["::1/128"]), admin=admin))
-    c, line = tunnel_greeting(g, g.addr("p6"), "[::1]:%d" % gre.port)
+    c, line = tunnel_greeting(g, g.addr("p6"), "[::1]:%d" % gre.port, src="::1")
     assert line == "::1"
     c.finish()
     assert_would_deny(c.access(), "not_allowed", upstream="[::1]:%d" % gre.port)
-    one_entry(admin, listener="p6", port=gre.port)
+    e = one_entry(admin, listener="p6", port=gre.port)
+    check_entry_shape(e)
+    assert e["source"] == "::1" and e["name"] == "::1", e
     r = run_observed("127.0.0.1:%d" % admin, "--listener", "p6")
     assert r.returncode == 0, r.stderr
     allow = cli_blocks(r.stdout)["p6"]["allow"]
@@ -1695,15 +1704,23 @@ def test_cli_collapse(gk, wide_dns, backends):
     gre = backends(Greeter, host=C2)
     names = ["a.x.test", "b.x.test", "a.test", "b.test", "foo.co.uk", "bar.co.uk", "foo.com.au",
              "bar.com.au", "solo.gk.test", "p.deep.y.test", "q.deep.y.test", "r.deep.y.test"]
-    for n in names:
+    # siblings on two listeners are no siblings: m.z.test on one, n.z.test on the other
+    for n in names + ["m.z.test", "n.z.test", "c.x.test"]:
         dns.set(n, [C2])
     admin = h.free_port()
     g = gk(cfg(L("gw", "tls", action="report", allow=[API], port=gre.port, allow_ranges=LOOPBACK_OK),
+               L("gw2", "tls", action="report", allow=[API], port=gre.port, allow_ranges=LOOPBACK_OK),
                dns=dns, admin=admin))
-    for n in names:
-        line, _, c = hello_greeting(g, g.addr("gw"), n)
+    for lname, n in [("gw", n) for n in names + ["m.z.test"]] + [("gw2", "n.z.test"), ("gw2", "c.x.test")]:
+        line, _, c = hello_greeting(g, g.addr(lname), n)
         assert line == C2, (n, c.access())
-    assert poll(lambda: len(observed(admin)) == len(names)), observed(admin)
+    assert poll(lambda: len(observed(admin)) == len(names) + 3), observed(admin)
+    r = run_observed("127.0.0.1:%d" % admin, "--collapse", "2")
+    assert r.returncode == 0, r.stderr
+    b2 = cli_blocks(r.stdout)
+    assert b2["gw2"]["allow"] == ["c.x.test", "n.z.test"], r.stdout
+    assert "m.z.test" in b2["gw"]["allow"] and "*.z.test" not in b2["gw"]["allow"], r.stdout
+    names.append("m.z.test")
 
     def allow(*args):
         r = run_observed("127.0.0.1:%d" % admin, "--listener", "gw", *args)
@@ -1759,6 +1776,96 @@ def test_cli_address_from_the_environment_or_the_config_and_errors(gk, dns, back
     r = run_observed("127.0.0.1:%d" % admin, "--listener", "nosuch", "--format", "json")
     assert r.returncode == 0 and json.loads(r.stdout) == [], (r.stdout, r.stderr)
     assert g.alive()
+
+
+def _fake_admin(body, status=b"200 OK", ctype=b"application/json"):
+    def serve(conn, server):
+        conn.settimeout(10)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = conn.recv(4096)
+            if not b:
+                return
+            buf += b
+        server.record(buf.split(b"\r\n")[0])
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype + b"\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % len(body) + body)
+        conn.shutdown(socket.SHUT_WR)
+    return serve
+
+
+def _entry(**kw):
+    e = {"listener": "web", "mode": "tls", "name": "ok.gk.test", "port": 443, "source": "10.1.1.1",
+         "reason": "not_allowed", "count": 1, "first_seen": "2026-12-02T17:40:00Z",
+         "last_seen": "2026-12-02T17:41:07Z"}
+    e.update(kw)
+    return e
+
+
+HOSTILE = [
+    _entry(name='evil.gk.test\n  - "*"'),
+    _entry(name="x.gk.test  # ok"),
+    _entry(name="*"),
+    _entry(name='a.gk.test"\n  - "*'),
+    _entry(listener='web2 (tls): x\nallow:\n  - "*"\n#', name="b.gk.test"),
+    _entry(source='10.1.1.2\n  - "*"', name="c.gk.test"),
+    _entry(mode="connect\nallow:\n  - '*'", name="d.gk.test"),
+]
+
+
+def test_cli_output_stays_safe_to_paste_from_a_hostile_table(backends):
+    """`gatekeeper observed` writes config an operator pastes: whatever the
+    endpoint answers, what it prints never parses to an allow entry the
+    table did not hold as a plain name (no "*" smuggled in by a newline in
+    a name, listener, mode or source)."""
+    fake = backends(h.HandlerServer, _fake_admin(json.dumps(HOSTILE).encode()))
+    r = run_observed(fake.addr)
+    assert fake.results and fake.results[0].startswith(b"GET /observed "), fake.results
+    if r.returncode != 0:
+        assert r.stderr.strip(), "refused without a message"
+        return
+    # every allow: block in the output, whatever its heading says
+    chunks, cur = [], None
+    for line in r.stdout.splitlines():
+        if line.startswith("allow:"):
+            cur = [line]
+            chunks.append(cur)
+        elif line.startswith("# listener "):
+            cur = None
+        elif cur is not None:
+            cur.append(line)
+    assert chunks, r.stdout
+    allow = []
+    for chunk in chunks:
+        if yaml is not None:
+            try:
+                doc = yaml.safe_load("\n".join(chunk))
+            except yaml.YAMLError as e:
+                raise AssertionError("the output is not YAML (%s):\n%s" % (e, r.stdout))
+            allow += (doc or {}).get("allow") or []
+        else:
+            allow += _hand_yaml(chunk)
+    assert "*" not in allow and "'*'" not in allow, "an entry was smuggled in:\n" + r.stdout
+    for a in allow:
+        assert isinstance(a, str) and re.match(r"^[A-Za-z0-9.*:\[\]_-]+$", a), (a, r.stdout)
+    assert set(allow) <= {"ok.gk.test", "b.gk.test", "c.gk.test", "d.gk.test"}, r.stdout
+    for line in r.stdout.splitlines():
+        assert line.startswith("#") or line == "" or re.match(r"^(allow:.*|\s+- .*)$", line), \
+            "a line that is neither comment nor allow entry: %r\n%s" % (line, r.stdout)
+
+
+@pytest.mark.parametrize("body,status", [
+    (b"tag=web host=x\n", b"200 OK"),
+    (b"[{\"listener\": 5, \"name\": [\"*\"], \"port\": \"x\"}]", b"200 OK"),
+    (b"{\"not\": \"a list\"}", b"200 OK"),
+    (b"[" * 100000, b"200 OK"),
+    (b"not found", b"404 Not Found"),
+])
+def test_cli_refuses_an_answer_that_is_no_table(backends, body, status):
+    fake = backends(h.HandlerServer, _fake_admin(body, status))
+    r = run_observed(fake.addr)
+    assert r.returncode == 1 and r.stderr.strip(), (r.returncode, r.stdout[:300], r.stderr[:300])
+    assert "allow:" not in r.stdout, r.stdout[:300]
 
 
 def test_cli_puts_nameless_observations_in_comments(gk, backends):
