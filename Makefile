@@ -89,6 +89,9 @@ test_listener_OBJS = listener session policy observed relay http sniff_tls sniff
                      resolver config config_keys config_value config_quick reason net log pool
 # the policy is pure: the module and the two leaves it reads names and addresses with
 test_policy_OBJS   = policy route net
+# learning an allowlist is text in, text out
+test_learn_OBJS    = learn
+test_observed_OBJS = observed net
 test_worker_OBJS   = worker config_yaml $(test_listener_OBJS)
 unit_link = $(if $($(1)_OBJS),$(patsubst %,$(B)/obj/%.o,$($(1)_OBJS)),$(B)/libgk.a)
 

@@ -123,6 +123,15 @@ int resolver_all_resolved(const struct resolver *res);
  */
 int resolver_name_status(const struct resolver_name *name, const char **error);
 
+/*
+ * resolver_name_gone: 1 when the last answer said the name has no
+ * address (NXDOMAIN, or no A or AAAA records), as opposed to a failure to
+ * get an answer (a timeout, SERVFAIL). resolver_addrs still gives the last
+ * good addresses then: right for an upstream, wrong for a source, whose
+ * old address another container may be given.
+ */
+int resolver_name_gone(const struct resolver_name *name);
+
 /* Lookups finished since the resolver started, by result. */
 struct resolver_stats {
 	uint64_t lookups_ok;	  /* at least one address */

@@ -336,6 +336,9 @@ listener_source_names(struct listener *l)
 		goto oom;
 	for (size_t i = 0; i < n_names; i++) {
 		size_t start;
+		/* A name DNS says is gone has no address any more, whatever was kept. */
+		if (resolver_name_gone(l->names.sources[i]))
+			continue;
 		if ((held[i] = resolver_addrs(l->names.sources[i], &start)) != NULL)
 			n_pairs += held[i]->n;
 	}

@@ -350,9 +350,10 @@ block_walk_as(const struct block_table *t, const struct sockaddr *sa,
 }
 
 /*
- * An IPv4-mapped address is looked up as its IPv4 address first (those
- * blocks are ::ffff:0:0/96 or longer, in IPv6 terms), then as itself
- * among the shorter IPv6 blocks: longest prefix first still.
+ * An IPv4-mapped address is its IPv4 address: looked up as that alone
+ * (blocks written inside ::ffff:0:0/96 were filed as IPv4 ones), so a
+ * client gets one verdict in either form, and a wide IPv6 block such as
+ * ::/0 means IPv6 addresses proper.
  */
 static int
 block_walk(const struct block_table *t, const struct sockaddr *sa,
@@ -360,13 +361,11 @@ block_walk(const struct block_table *t, const struct sockaddr *sa,
 {
 	struct sockaddr_in v4;
 	const struct sockaddr *as_v4;
-	int e;
 
 	if (t->slots == NULL)
 		return -1;
-	if ((as_v4 = net_unmap_v4(sa, &v4)) != NULL &&
-	    (e = block_walk_as(t, as_v4, want, ctx)) >= 0)
-		return e;
+	if ((as_v4 = net_unmap_v4(sa, &v4)) != NULL)
+		sa = as_v4;
 	return block_walk_as(t, sa, want, ctx);
 }
 

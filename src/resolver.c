@@ -63,6 +63,7 @@ struct resolver_name {
 	enum resolver_lookup how;
 	int in_flight;
 	unsigned failures;
+	int gone;	   /* the last answer said the name has no address (NXDOMAIN, no records) */
 	const char *error; /* why the last lookup failed (a static string), NULL after a success */
 	size_t rr;
 	struct resolver_addrs *addrs;
@@ -482,6 +483,12 @@ resolver_all_resolved(const struct resolver *res)
 }
 
 int
+resolver_name_gone(const struct resolver_name *n)
+{
+	return n->gone;
+}
+
+int
 resolver_name_status(const struct resolver_name *n, const char **error)
 {
 	*error = n->addrs != NULL ? NULL : n->error;
@@ -607,6 +614,13 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 			retry = n->res->refresh_ms;
 		n->failures++;
 		n->error = why;
+		/* NXDOMAIN, or an answer without addresses; a timeout or SERVFAIL says nothing. */
+		int gone = status == ARES_ENOTFOUND || status == ARES_ENODATA ||
+			   (status == ARES_SUCCESS && fresh != NULL);
+		if (n->gone != gone) {
+			n->gone = gone;
+			n->res->generation++;
+		}
 		__atomic_fetch_add(status == ARES_ETIMEOUT ? &n->res->stats.lookups_timeout
 							   : &n->res->stats.lookups_failed,
 				   1, __ATOMIC_RELAXED);
@@ -637,6 +651,10 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	resolver_addrs_release(n->addrs);
 	n->addrs = fresh;
 	n->failures = 0;
+	if (n->gone) {
+		n->gone = 0;
+		n->res->generation++;
+	}
 	n->error = NULL;
 	schedule(n, next);
 	wake_waiters(n);

@@ -134,7 +134,10 @@ guarded(void)
 	return L.egress || L.n_allow > 0 || L.mode == CONFIG_MODE_CONNECT;
 }
 
-/* same_contains: c holds sa, either being an IPv4 address or its mapped form. */
+/*
+ * same_contains: c holds sa, an IPv4-mapped address being its IPv4
+ * address, and a block inside ::ffff:0:0/96 the IPv4 block it spells.
+ */
 static int
 same_contains(const struct config_cidr *c, const struct sockaddr *sa)
 {
@@ -142,14 +145,13 @@ same_contains(const struct config_cidr *c, const struct sockaddr *sa)
 	const struct sockaddr *u = net_unmap_v4(sa, &v4);
 	struct config_cidr as_v4;
 
-	if (config_cidr_contains(c, sa) || (u != NULL && config_cidr_contains(c, u)))
-		return 1;
-	if (c->prefix < 96 || net_unmap_v4((const struct sockaddr *)&c->addr, &c4) == NULL)
-		return 0;
-	memset(&as_v4, 0, sizeof(as_v4));
-	memcpy(&as_v4.addr, &c4, sizeof(c4));
-	as_v4.prefix = c->prefix - 96;
-	return config_cidr_contains(&as_v4, sa) || (u != NULL && config_cidr_contains(&as_v4, u));
+	if (c->prefix >= 96 && net_unmap_v4((const struct sockaddr *)&c->addr, &c4) != NULL) {
+		memset(&as_v4, 0, sizeof(as_v4));
+		memcpy(&as_v4.addr, &c4, sizeof(c4));
+		as_v4.prefix = c->prefix - 96;
+		c = &as_v4;
+	}
+	return config_cidr_contains(c, u != NULL ? u : sa);
 }
 
 /* ref_in: may the client use a rule with these sources? */

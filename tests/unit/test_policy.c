@@ -1006,6 +1006,60 @@ test_sources_scale(void **state)
 		free(listed[i]);
 }
 
+/* action: report: allowlist and sources refusals let through, guarded; nothing else. */
+static void
+test_report_mode(void **state)
+{
+	struct policy_verdict v;
+
+	(void)state;
+	reset(CONFIG_MODE_CONNECT);
+	allow("api.example:443");
+	allow("pkg.example:443");
+	sources(&F.allow[1].sources, "10.0.0.9");
+	F.l.report = 1;
+	compile();
+	/* allowed stays allowed, with no would-deny */
+	assert_string_equal(route_from("api.example", 443, "10.0.0.1", NULL, &v), "$host:443");
+	assert_int_equal(v.would_deny, REASON_NONE);
+	/* not allowed: on to the name asked for, at the port asked for, guarded */
+	assert_string_equal(route_from("evil.example", 8080, "10.0.0.1", NULL, &v), "$host:8080");
+	assert_int_equal(v.would_deny, REASON_NOT_ALLOWED);
+	assert_true(v.guarded);
+	assert_int_equal(v.allow, -1);
+	/* a port not allowed, and an IP literal, the same */
+	assert_string_equal(route_from("api.example", 22, "10.0.0.1", NULL, &v), "$host:22");
+	assert_int_equal(v.would_deny, REASON_NOT_ALLOWED);
+	assert_string_equal(route_from("10.0.0.5", 443, "10.0.0.1", NULL, &v), "$host:443");
+	assert_true(v.literal && v.guarded);
+	/* refused for its source: as if the entry applied, and said why */
+	assert_non_null(route_from("pkg.example", 443, "10.0.0.1", NULL, &v));
+	assert_int_equal(v.allow, 1);
+	assert_int_equal(v.would_deny, REASON_SOURCE_DENIED);
+	assert_true(v.guarded);
+	assert_non_null(route_from("pkg.example", 443, "10.0.0.9", NULL, &v));
+	assert_int_equal(v.would_deny, REASON_NONE);
+
+	/* tls: a nameless client is still refused, as is a route missing on an inbound listener */
+	reset(CONFIG_MODE_TLS);
+	allow("api.example");
+	F.l.report = 1;
+	compile();
+	assert_null(route_from(NULL, 0, "10.0.0.1", NULL, &v));
+	assert_string_equal(route_from("x.example", 0, "10.0.0.1", NULL, &v), "$host:8443");
+	reset(CONFIG_MODE_TLS);
+	route("app:443", "app.example", NULL);
+	sources(&F.routes[0].sources, "10.0.0.2");
+	F.l.report = 1;
+	compile();
+	assert_null(route_from("other.example", 0, "10.0.0.1", NULL, &v));
+	assert_int_equal(v.refusal, REASON_NO_ROUTE);
+	/* a route refused for its source: its own upstream, and noted */
+	assert_string_equal(route_from("app.example", 0, "10.0.0.1", NULL, &v), "app:443");
+	assert_int_equal(v.would_deny, REASON_SOURCE_DENIED);
+	assert_int_equal(v.route, 0);
+}
+
 int
 main(void)
 {
@@ -1026,6 +1080,7 @@ main(void)
 	    cmocka_unit_test_teardown(test_listener_sources, teardown),
 	    cmocka_unit_test_teardown(test_rule_sources, teardown),
 	    cmocka_unit_test(test_sources_scale),
+	    cmocka_unit_test_teardown(test_report_mode, teardown),
 	    cmocka_unit_test_teardown(test_proxy_request_form, teardown),
 	};
 
