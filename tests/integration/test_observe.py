@@ -53,6 +53,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import types
 import urllib.error
@@ -1445,6 +1446,62 @@ def test_the_table_is_one_per_process_across_workers(gk, dns, backends):
     assert mval(metrics(admin), "gatekeeper_would_deny_total", listener="r") == n
 
 
+def test_concurrent_would_denies_across_workers_count_exactly(gk, backends):
+    """Many clients at once on two workers: one key's count is exact, and
+    with a small bound every distinct key is either in the table or
+    counted as evicted."""
+    gre = backends(Greeter, host=C2)
+    admin = h.free_port()
+    g = gk(cfg(L("p", "connect", action="report", allow=["api.gk.test:443"], allow_ranges=LOOPBACK_OK),
+               admin=admin, workers=2, observed_max=5))
+    addr = g.addr("p")
+    errors = []
+
+    def hammer(targets):
+        try:
+            for target in targets:
+                s = socket.create_connection(addr, timeout=10)
+                try:
+                    s.sendall(connect_request(target))
+                    status, _, _, rest = read_head(s)
+                    if status == 200:
+                        line, _ = read_line(s, rest)
+                        assert line == C2, line
+                    else:
+                        assert status == 502, status
+                finally:
+                    s.close()
+        except Exception as e:  # reported below
+            errors.append(repr(e))
+
+    same = "%s:%d" % (C2, gre.port)
+    threads = [threading.Thread(target=hammer, args=([same] * 20,)) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors[:5]
+    one_entry(admin, count=160, listener="p", name=C2, port=gre.port)
+
+    dead = h.free_port(C2)
+    distinct = ["127.0.1.%d:%d" % (i, dead) for i in range(1, 41)]
+    threads = [threading.Thread(target=hammer, args=(distinct[i::8],)) for i in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors[:5]
+
+    def settled():
+        m = metrics(admin)
+        return (mval(m, "gatekeeper_observed_entries"), mval(m, "gatekeeper_observed_evicted_total"),
+                mval(m, "gatekeeper_would_deny_total", listener="p"))
+
+    assert poll(lambda: settled() == (5, 36, 200)), settled()
+    assert len(observed(admin)) == 5
+    assert g.alive()
+
+
 # ==========================================================================
 # Reload
 
@@ -1772,6 +1829,11 @@ def test_cli_address_from_the_environment_or_the_config_and_errors(gk, dns, back
                  ["127.0.0.1:%d" % admin, "--collapse", "-1"], ["not-an-address"]):
         r = run_observed(*args)
         assert r.returncode != 0 and r.stderr.strip(), (args, r.stdout, r.stderr)
+    # no admin endpoint in the config, none given: exit 1 with a message
+    bare = tmp_path / "no-admin.yaml"
+    bare.write_text(h.as_root_ok("listeners:\n  - name: a\n    listen: 127.0.0.1:0\n    upstream: 127.0.0.1:1\n"))
+    r = run_observed(env={"GATEKEEPER_CONFIG": str(bare)})
+    assert r.returncode == 1 and r.stderr.strip(), (r.stdout, r.stderr)
     # a listener that noted nothing: no allow entries
     r = run_observed("127.0.0.1:%d" % admin, "--listener", "nosuch", "--format", "json")
     assert r.returncode == 0 and json.loads(r.stdout) == [], (r.stdout, r.stderr)
