@@ -1096,6 +1096,7 @@ MALFORMED_HTTP = [
     (b"POST / HTTP/1.1\r\nHost: other.gk.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
      400, "smuggling"),
     (b"GET / HTTP/1.1\r\nHost: other.gk.test\r\nConnection: Host\r\n\r\n", 400, "smuggling"),
+    (b"CONNECT other.gk.test:443 HTTP/1.1\r\nHost: other.gk.test:443\r\n\r\n", 405, "bad_method"),
     (b"GET / HTTP/1.1\r\nHost: other.gk.test\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431, "too_large"),
 ]
 
@@ -1108,7 +1109,16 @@ def test_report_mode_still_refuses_malformed_and_smuggled_input(gk, dns, backend
                L("rtls", "tls", action="report", allow=[API], port=gre.port, allow_ranges=LOOPBACK_OK),
                L("rconn", "connect", action="report", allow=["%s:%d" % (API, web.port)],
                  allow_ranges=LOOPBACK_OK),
+               L("rslow", "tls", action="report", allow=[API], port=gre.port, allow_ranges=LOOPBACK_OK,
+                 sniff_timeout="300ms"),
                dns=dns))
+    # a client that names nothing in time is closed, as in enforce mode
+    c = Conn(g, g.addr("rslow"))
+    c.send(t.raw_client_hello(OTHER)[:20])
+    assert c.until_close() == b""
+    c.close()
+    acc = c.access()
+    assert acc["reason"] == "sniff_timeout" and acc["upstream"] == "-", acc
     for raw, status, reason in MALFORMED_HTTP:
         c = Conn(g, g.addr("rhttp"))
         http_refusal(c, raw, status)
@@ -1800,6 +1810,33 @@ def test_cli_collapse(gk, wide_dns, backends):
     r = h.run_gatekeeper(["-t"], env={"GATEKEEPER_LISTEN": "127.0.0.1:0", "GATEKEEPER_MODE": "tls",
                                       "GATEKEEPER_ALLOW": ",".join(allow("--collapse", "2")[1])})
     assert r.returncode == 0, r.stderr
+
+
+def test_cli_collapse_in_connect_mode_never_widens_ports(gk, dns, backends):
+    """Siblings at one port collapse to "*.suffix:PORT"; siblings seen at
+    different ports do not become one entry that admits a port (or every
+    port) neither of them used."""
+    gre = backends(Greeter, host=C2)
+    dead = h.free_port(C2)
+    for n in ("a.x.gk.test", "b.x.gk.test", "c.y.gk.test", "d.y.gk.test"):
+        dns.set(n, [C2])
+    admin = h.free_port()
+    g = gk(cfg(L("p", "connect", action="report", allow=["api.gk.test:443"], allow_ranges=LOOPBACK_OK),
+               dns=dns, admin=admin))
+    for target in ("a.x.gk.test:%d" % gre.port, "b.x.gk.test:%d" % gre.port,
+                   "c.y.gk.test:%d" % gre.port, "d.y.gk.test:%d" % dead):
+        c, status, _, _, _ = tunnel(g, g.addr("p"), target)
+        assert status in (200, 502), (target, status)
+        c.close()
+    assert poll(lambda: len(observed(admin)) == 4), observed(admin)
+    r = run_observed("127.0.0.1:%d" % admin, "--collapse", "2")
+    assert r.returncode == 0, r.stderr
+    got = cli_blocks(r.stdout)["p"]["allow"]
+    assert "*.x.gk.test:%d" % gre.port in got, r.stdout
+    assert sorted(e for e in got if "y.gk.test" in e) == ["c.y.gk.test:%d" % gre.port,
+                                                         "d.y.gk.test:%d" % dead], r.stdout
+    for e in got:
+        assert re.match(r"^.+:(%d|%d)$" % (gre.port, dead), e), "an entry without an observed port: %r" % e
 
 
 def test_cli_address_from_the_environment_or_the_config_and_errors(gk, dns, backends, tmp_path):
