@@ -24,6 +24,13 @@ enum config_mode {
 	CONFIG_MODE_TLS,     /* route on the TLS ClientHello's SNI */
 	CONFIG_MODE_HTTP,    /* route on the first request's Host */
 	CONFIG_MODE_CONNECT, /* HTTP proxy: CONNECT and absolute-form requests */
+	CONFIG_MODE_DNS,     /* the DNS door: allowed names answered with gatekeeper itself */
+};
+
+/* mode dns: what a name not allowed gets. */
+enum config_refuse {
+	CONFIG_REFUSE_NXDOMAIN,
+	CONFIG_REFUSE_REFUSED,
 };
 
 /* Which PROXY protocol header, if any, is written to the upstream. */
@@ -138,6 +145,12 @@ struct config_listener {
 	struct config_sources client_sources; /* clients (PROXY's address, else the peer) */
 	int64_t max_connections_per_source;   /* per client address, all workers; 0 = no limit */
 	int report;			      /* action: report (a policy refusal passes, noted) */
+	/* mode dns */
+	struct config_cidr *answer; /* addresses answered for allowed names; none = the query's */
+	size_t n_answer;
+	int64_t dns_ttl;		/* ms, of the answers */
+	int refuse;			/* enum config_refuse */
+	int64_t max_queries_per_source; /* per second; 0 = no limit */
 	struct config_http http;
 	int line, col;	       /* where it was defined, for messages */
 	unsigned seen;	       /* keys present in the file (or set in quick mode) */

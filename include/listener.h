@@ -120,6 +120,13 @@ struct listener_outcome {
 };
 void listener_session_end(struct listener *l, const struct listener_outcome *o);
 
+/* listener_count_dns counts one query of a mode dns listener, by enum door_result. */
+void listener_count_dns(struct listener *l, int result);
+
+/* listener_door: a mode dns listener's door (door.h), else NULL. */
+struct door;
+struct door *listener_door(const struct listener *l);
+
 /* listener_count_would_deny counts one refusal that action: report let through. */
 void listener_count_would_deny(struct listener *l);
 
@@ -139,6 +146,7 @@ struct listener_stats {
 	uint64_t bytes_in, bytes_out; /* from clients, from upstreams */
 	uint64_t connect_failures;
 	uint64_t would_deny; /* refusals report mode let through (one per request) */
+	uint64_t dns[8];     /* mode dns: queries by enum door_result */
 	int64_t active;
 	/* closed[d][r]: sessions ended with decision d and reason r (both sets are closed) */
 	uint64_t closed[DECISION_COUNT][REASON_COUNT];

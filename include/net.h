@@ -88,6 +88,14 @@ void net_set_nodelay(int fd);
  */
 int net_connect(const struct sockaddr *sa, socklen_t len);
 
+/*
+ * net_bind_udp opens a non-blocking UDP socket bound to sa that reports
+ * each datagram's destination address (IP_PKTINFO / IPV6_RECVPKTINFO);
+ * IPv6 only for an IPv6 address. Returns the fd, or -1 with a message in
+ * err.
+ */
+int net_bind_udp(const struct sockaddr *sa, socklen_t len, int reuseport, char *err, size_t errlen);
+
 /* net_connect_result returns 0 once fd's connect succeeded, else its errno. */
 int net_connect_result(int fd);
 

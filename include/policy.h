@@ -127,6 +127,13 @@ int policy_route(const struct policy *p, const char *name, uint16_t want_port, u
 		 const struct policy_source *client, struct policy_verdict *v);
 
 /*
+ * policy_name_ancestor: 1 when name (normalized; "" for the root) is a
+ * parent domain of an allow entry's name or pattern, which exists even if
+ * it is not itself allowed (the DNS door answers it NODATA, RFC 8020).
+ */
+int policy_name_ancestor(const struct policy *p, const char *name);
+
+/*
  * policy_rule writes the text of the rule that decided v (the route
  * pattern, or the allow entry as written) to buf; "" when none did.
  */

@@ -14,7 +14,7 @@ set -eu
 
 build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
 format="clang-format"
-test="$build $format libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime"
+test="$build $format libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime bind9-dnsutils"
 bench="$test nginx-light libnginx-mod-stream wrk linux-perf"
 fuzz="$build clang libclang-rt-14-dev"
 docker="docker.io docker-compose debootstrap"

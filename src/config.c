@@ -291,6 +291,50 @@ validate_routing(const struct config_listener *l, size_t i, struct report *r)
 	}
 }
 
+/* validate_door checks a dns listener: names to answer, and nothing to relay. */
+static void
+validate_door(struct config_listener *l, size_t i, struct report *r)
+{
+	int line = l->line, col = l->col;
+
+	if (l->mode != CONFIG_MODE_DNS) {
+		for (const struct key *k = config_listener_keys; k->name != NULL; k++)
+			if ((k->flags & KF_MODE_DNS) && (l->seen & KEY_BIT(k->name)) &&
+			    l->seen != ~0u)
+				report_error(r, line, col,
+					     "listeners[%zu]: '%s' needs mode dns (mode is %s)", i,
+					     k->name, config_mode_names[l->mode]);
+		return;
+	}
+	if (l->n_allow == 0 && !(l->seen & KEY_BIT("allow")))
+		report_error(
+		    r, line, col,
+		    "listeners[%zu]: mode dns needs an 'allow' list (the names it answers)", i);
+	if (l->upstream.host != NULL || l->n_routes > 0)
+		report_error(
+		    r, line, col,
+		    "listeners[%zu]: mode dns answers from 'allow'; it takes no 'upstream' "
+		    "or 'routes'",
+		    i);
+	if (l->proxy.accept || l->proxy.send != CONFIG_PROXY_NONE)
+		report_error(r, line, col, "listeners[%zu]: mode dns takes no 'proxy_protocol'", i);
+	for (size_t j = 0; j < l->n_allow; j++)
+		if (l->allow[j].pattern == NULL)
+			report_error(r, line, col,
+				     "listeners[%zu]: allow entries of mode dns are names or "
+				     "*.suffix patterns, not addresses",
+				     i);
+	for (size_t j = 0; j < l->n_answer; j++) {
+		const struct config_cidr *c = &l->answer[j];
+		if (c->prefix != (c->addr.ss_family == AF_INET ? 32u : 128u))
+			report_error(r, line, col,
+				     "listeners[%zu]: 'answer' takes addresses, not blocks", i);
+	}
+	/* A DNS client keeps a TCP connection open for a few queries, not minutes. */
+	if (!(l->seen & KEY_BIT("idle_timeout")))
+		l->idle_timeout = 10000;
+}
+
 /* validate_sections checks the sections that apply to one mode only. */
 static void
 validate_sections(const struct config_listener *l, size_t i, struct report *r)
@@ -361,6 +405,7 @@ config_validate(struct config *cfg, struct report *r, const struct config_where 
 		inherit(cfg, l);
 		validate_routing(l, i, r);
 		validate_sections(l, i, r);
+		validate_door(l, i, r);
 		for (size_t j = 0; j < l->proxy_auth.n; j++) {
 			char *b = base64(l->proxy_auth.v[j]);
 			if (b == NULL || config_strlist_add(&l->proxy_auth_b64, b) == -1)
@@ -373,7 +418,7 @@ config_validate(struct config *cfg, struct report *r, const struct config_where 
 		if (l->listen.len == 0 && !(l->seen & KEY_BIT("listen")))
 			missing(r, l, i, "listen", "");
 		if (l->upstream.host == NULL && l->n_routes == 0 && l->n_allow == 0 &&
-		    l->mode != CONFIG_MODE_CONNECT &&
+		    l->mode != CONFIG_MODE_CONNECT && l->mode != CONFIG_MODE_DNS &&
 		    !(l->seen & (KEY_BIT("upstream") | KEY_BIT("routes") | KEY_BIT("allow"))))
 			missing(r, l, i, "upstream",
 				l->mode == CONFIG_MODE_TCP ? "" : " (or 'routes')");
@@ -419,6 +464,7 @@ config_free(struct config *cfg)
 		config_sources_clear(&l->sources);
 		config_sources_clear(&l->client_sources);
 		free(l->allow_ranges);
+		free(l->answer);
 		free(l->deny_ranges);
 		free(l->http.trusted);
 		config_strlist_clear(&l->proxy_auth);

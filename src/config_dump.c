@@ -172,9 +172,12 @@ omitted(const struct key *k, const void *base, const struct config_listener *l)
 				return 0;
 		return 1;
 	}
+	if ((k->flags & KF_MODE_DNS) && (l == NULL || l->mode != CONFIG_MODE_DNS))
+		return 1;
 	/* An empty allowlist that is all the listener routes by denies everything: keep it said. */
 	if ((k->flags & KF_CONNECT_ALL) && l != NULL &&
-	    (l->mode == CONFIG_MODE_CONNECT || (l->upstream.host == NULL && l->n_routes == 0)))
+	    (l->mode == CONFIG_MODE_CONNECT || l->mode == CONFIG_MODE_DNS ||
+	     (l->upstream.host == NULL && l->n_routes == 0)))
 		return 0;
 	return (k->flags & KF_OMIT_UNSET) && is_unset(k, base);
 }

@@ -51,6 +51,7 @@ enum key_type {
 #define KF_OMIT_UNSET  0x02 /* the dump leaves it out while unset, empty, false or 0 */
 #define KF_MODE_HTTP   0x04 /* a section that applies to mode http only */
 #define KF_CONNECT_ALL 0x08 /* dumped even when empty if all the listener routes by (deny all) */
+#define KF_MODE_DNS    0x10 /* a key of mode dns only */
 
 /*
  * One setting. Sections, listeners and routes are entries too, with the

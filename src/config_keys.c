@@ -17,7 +17,9 @@
 
 #include "config_impl.h"
 
-const char *const config_mode_names[] = {"tcp", "tls", "http", "connect", NULL};
+const char *const config_mode_names[] = {"tcp", "tls", "http", "connect", "dns", NULL};
+/* In the order of enum config_refuse. */
+static const char *const refuse_names[] = {"nxdomain", "refused", NULL};
 const char *const config_send_names[] = {"none", "v1", "v2", NULL};
 /* In the order of config_listener.report: 0 enforce, 1 report. */
 static const char *const action_names[] = {"enforce", "report", NULL};
@@ -301,7 +303,7 @@ const struct key config_listener_keys[] = {
      .choices = config_mode_names,
      .def = "tcp",
      .opt = OPT("mode", "GATEKEEPER_MODE", "MODE"),
-     .help = "tcp, tls, http or connect"},
+     .help = "tcp, tls, http, connect or dns"},
     {.name = "upstream",
      .type = K_UPSTREAM,
      .off = LST(upstream),
@@ -424,6 +426,39 @@ const struct key config_listener_keys[] = {
      .flags = KF_OMIT_UNSET,
      .opt = OPT("max-connections-per-source", "GATEKEEPER_MAX_CONNECTIONS_PER_SOURCE", "N"),
      .help = "sessions at once from one client address, all workers; 0 = no limit"},
+    {.name = "answer",
+     .type = K_CIDRLIST,
+     .off = LST(answer),
+     .n_off = LST(n_answer),
+     .flags = KF_MODE_DNS,
+     .opt = OPT("answer", "GATEKEEPER_ANSWER", "IP,.."),
+     .help = "dns: addresses given for allowed names; empty: the one the query came to"},
+    {.name = "ttl",
+     .type = K_DURATION,
+     .off = LST(dns_ttl),
+     .min = 0,
+     .max = (int64_t)24 * 3600 * 1000,
+     .def = "30s",
+     .flags = KF_MODE_DNS,
+     .opt = OPT("ttl", "GATEKEEPER_TTL", "DURATION"),
+     .help = "dns: the TTL of the answers"},
+    {.name = "refuse",
+     .type = K_ENUM,
+     .off = LST(refuse),
+     .choices = refuse_names,
+     .def = "nxdomain",
+     .flags = KF_MODE_DNS,
+     .opt = OPT("refuse", "GATEKEEPER_REFUSE", "nxdomain|refused"),
+     .help = "dns: the answer for a name not allowed"},
+    {.name = "max_queries_per_source",
+     .type = K_COUNT,
+     .off = LST(max_queries_per_source),
+     .min = 0,
+     .max = 10000000,
+     .def = "200",
+     .flags = KF_MODE_DNS,
+     .opt = OPT("max-queries-per-source", "GATEKEEPER_MAX_QUERIES_PER_SOURCE", "N"),
+     .help = "dns: queries a second from one address; more are dropped; 0 = no limit"},
     {.name = "http",
      .type = K_SECTION,
      .sub = http_keys,

@@ -164,6 +164,54 @@ read_object(struct reader *r, struct obs *o)
 	return take(r, '}') ? 0 : -1;
 }
 
+/*
+ * The answer may come from anywhere the operator pointed the command at,
+ * and what is printed gets pasted into a config: a name that is not one
+ * gatekeeper would have recorded (normalized: lower-case letters, digits,
+ * '-', '_', '.', and ':' of an IPv6 literal), or a source that is not an
+ * address, drops the observation rather than reach the output; the other
+ * fields only ever land in comments, cleaned.
+ */
+static int
+safe_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 253 || n[0] == '.' || n[0] == '-')
+		return 0;
+	return strspn(n, "abcdefghijklmnopqrstuvwxyz0123456789-_.:") == len;
+}
+
+static int
+safe_source(const char *a)
+{
+	size_t len = strlen(a);
+
+	return len > 0 && strspn(a, "0123456789abcdefABCDEF.:") == len;
+}
+
+static void
+clean(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("._:@/+=-", *s) == NULL)
+			*s = '?';
+}
+
+/* usable checks and cleans one observation; 0 drops it. */
+static int
+usable(struct obs *o)
+{
+	if ((o->has_name && !safe_name(o->name)) || !safe_source(o->source))
+		return 0;
+	clean(o->listener);
+	clean(o->mode);
+	clean(o->reason);
+	clean(o->first);
+	clean(o->last);
+	return 1;
+}
+
 static struct obs *
 read_all(const char *json, size_t len, size_t *n, char *why, size_t whylen)
 {
@@ -193,7 +241,8 @@ read_all(const char *json, size_t len, size_t *n, char *why, size_t whylen)
 			free(all);
 			return NULL;
 		}
-		(*n)++;
+		if (usable(&all[*n]))
+			(*n)++;
 	} while (take(&r, ','));
 	if (!take(&r, ']')) {
 		snprintf(why, whylen, "the answer's array does not end");
@@ -530,9 +579,13 @@ json_string(FILE *out, const char *v)
 {
 	fputc('"', out);
 	for (; *v != '\0'; v++) {
-		if (*v == '"' || *v == '\\')
-			fputc('\\', out);
-		fputc(*v, out);
+		unsigned char c = (unsigned char)*v;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
 	}
 	fputc('"', out);
 }

@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "door.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
@@ -51,6 +52,7 @@ struct listener {
 	const struct config_listener *conf;
 	struct evconnlistener *evl;
 	struct watches names;		   /* what it keeps resolved */
+	struct door *door;		   /* mode dns: its UDP side and TCP connections */
 	struct policy_names *source_index; /* what the source names resolve to now */
 	const struct policy *index_policy; /* the policy source_index was built for */
 	uint64_t index_generation;	   /* and the resolver's generation then */
@@ -90,7 +92,10 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, i
 	struct listener *l = arg;
 
 	(void)evl;
-	session_start(l->gk, l, fd, sa, (socklen_t)salen);
+	if (l->conf->mode == CONFIG_MODE_DNS)
+		door_tcp_start(l->gk, l, fd, sa, (socklen_t)salen);
+	else
+		session_start(l->gk, l, fd, sa, (socklen_t)salen);
 }
 
 static void
@@ -246,6 +251,12 @@ listener_new(struct gk *gk, struct config *cfg, const struct config_listener *co
 	watched = watch_all(gk->resolver, conf, &w);
 	if (watched == 0)
 		l->names = w;
+	if (conf->mode == CONFIG_MODE_DNS &&
+	    (l->door = door_open(gk, l, (struct sockaddr *)&l->bound)) == NULL) {
+		l->refs = 0;
+		listener_close(l);
+		return NULL;
+	}
 	if (watched == -1 || l->evl == NULL || l->pause_timer == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start listener", LOG_STR("listener", conf->name),
 		       LOG_STR("error", "out of memory"));
@@ -278,6 +289,7 @@ listener_unref(struct listener *l)
 		event_free(l->pause_timer);
 	unwatch_all(&l->names);
 	policy_names_free(l->source_index);
+	door_free(l->door);
 	config_unref(l->cfg);
 	free(l);
 }
@@ -523,6 +535,14 @@ listener_update(struct listener *l, struct config *cfg, const struct config_list
 
 	if (watch_all(l->gk->resolver, conf, &fresh) == -1)
 		return -1;
+	/* A kept address that turns into a DNS door (or stops being one). */
+	if (conf->mode == CONFIG_MODE_DNS && l->door == NULL &&
+	    (l->door = door_open(l->gk, l, (struct sockaddr *)&l->bound)) == NULL) {
+		unwatch_all(&fresh);
+		return -1;
+	}
+	if (conf->mode != CONFIG_MODE_DNS && l->door != NULL)
+		door_shutdown(l->door);
 	unwatch_all(&l->names);
 	l->names = fresh;
 	l->index_stale = 1; /* the names may be others: built again at the next use */
@@ -557,6 +577,7 @@ listener_close(struct listener *l)
 	}
 	if (l->pause_timer)
 		evtimer_del(l->pause_timer);
+	door_shutdown(l->door);
 	listener_unref(l);
 }
 
@@ -650,6 +671,19 @@ listener_session_end(struct listener *l, const struct listener_outcome *o)
 }
 
 void
+listener_count_dns(struct listener *l, int result)
+{
+	if (result >= 0 && result < DOOR_RESULT_COUNT)
+		COUNT(l->stats.dns[result], 1);
+}
+
+struct door *
+listener_door(const struct listener *l)
+{
+	return l->door;
+}
+
+void
 listener_count_would_deny(struct listener *l)
 {
 	COUNT(l->stats.would_deny, 1);
@@ -675,6 +709,8 @@ listener_stats_read(const struct listener *l, struct listener_stats *out)
 	out->bytes_out = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
 	out->connect_failures = __atomic_load_n(&st->connect_failures, __ATOMIC_RELAXED);
 	out->would_deny = __atomic_load_n(&st->would_deny, __ATOMIC_RELAXED);
+	for (int i = 0; i < DOOR_RESULT_COUNT; i++)
+		out->dns[i] = __atomic_load_n(&st->dns[i], __ATOMIC_RELAXED);
 	out->active = __atomic_load_n(&st->active, __ATOMIC_RELAXED);
 	for (int d = 0; d < DECISION_COUNT; d++)
 		for (int r = 0; r < REASON_COUNT; r++)

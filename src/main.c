@@ -62,7 +62,8 @@ usage(FILE *out)
 	    "N]\n"
 	    "                                what action: report let through, as an allow\n"
 	    "                                list to paste (from the admin endpoint)\n"
-	    "gatekeeper audit --expect-open|--expect-closed HOST:PORT --expect-no-dns NAME ...\n"
+	    "gatekeeper audit --expect-open|--expect-closed HOST:PORT --expect-no-dns NAME\n"
+	    "                 --expect-dns NAME=ADDR --docker ...\n"
 	    "                                check what this container can reach; exit 1\n"
 	    "                                when reality differs\n");
 }

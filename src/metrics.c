@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 
 #include "config.h"
+#include "door.h"
 #include "listener.h"
 #include "metrics.h"
 #include "observed.h"
@@ -76,6 +77,8 @@ sum_listener(struct gk *workers, int n, size_t i, struct listener_stats *sum)
 		sum->bytes_out += one.bytes_out;
 		sum->connect_failures += one.connect_failures;
 		sum->would_deny += one.would_deny;
+		for (int r = 0; r < DOOR_RESULT_COUNT; r++)
+			sum->dns[r] += one.dns[r];
 		sum->active += one.active;
 		for (int d = 0; d < DECISION_COUNT; d++)
 			for (int r = 0; r < REASON_COUNT; r++)
@@ -187,6 +190,20 @@ metrics_render(struct evbuffer *out, struct gk *workers, int n)
 				label(out, reason_name((enum reason)r));
 				evbuffer_add_printf(out, "\"} %" PRIu64 "\n", c);
 			}
+		}
+	}
+
+	family(out, "gatekeeper_dns_queries_total", "counter",
+	       "DNS door queries, by result (answered, nodata, nxdomain, refused, error, dropped, "
+	       "rate_limited).");
+	for (size_t i = 0; i < n_listeners; i++) {
+		const char *name = name_of(workers, i);
+		for (int r = 0; r < DOOR_RESULT_COUNT; r++) {
+			if (sums[i].dns[r] == 0)
+				continue;
+			listener_sample(out, "gatekeeper_dns_queries_total", name);
+			evbuffer_add_printf(out, ",result=\"%s\"} %" PRIu64 "\n",
+					    door_result_name((enum door_result)r), sums[i].dns[r]);
 		}
 	}
 

@@ -268,6 +268,37 @@ fail:
 	return -1;
 }
 
+int
+net_bind_udp(const struct sockaddr *sa, socklen_t len, int reuseport, char *err, size_t errlen)
+{
+	int fd, on = 1, saved;
+	char abuf[NET_ADDRSTRLEN];
+
+	fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
+		goto fail;
+	/* Where each datagram came to: the answer is sent from there, and may name it. */
+	if (sa->sa_family == AF_INET6) {
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1 ||
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) == -1)
+			goto fail;
+	} else if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) == -1) {
+		goto fail;
+	}
+	if (bind(fd, sa, len) == -1)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	snprintf(err, errlen, "udp on %s: %s", net_format(sa, abuf, sizeof(abuf)), strerror(saved));
+	if (fd != -1)
+		close(fd);
+	errno = saved;
+	return -1;
+}
+
 void
 net_set_nodelay(int fd)
 {

@@ -93,6 +93,7 @@ struct policy {
 	int peer_set, client_set;     /* 'sources' and 'client_sources', or -1 */
 	int *route_sets, *allow_sets; /* per route and allow entry: its set, or -1 */
 	struct name_table all_names;  /* every source name once */
+	struct name_table ancestors;  /* the parent domains of allow names and patterns */
 	const char **source_names;    /* the same, in order of first mention */
 	size_t n_source_names;
 };
@@ -486,6 +487,36 @@ compile_sources(struct policy *p, const struct config_listener *l)
 	return 0;
 }
 
+/*
+ * compile_ancestors files every parent domain of the allow entries' names
+ * ("github.com" and "com" for "api.github.com"; "pkg.test" and "test" for
+ * "*.pkg.test"), which the DNS door answers with NODATA, not NXDOMAIN.
+ */
+static int
+compile_ancestors(struct policy *p, const struct config_listener *l)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < l->n_allow; i++)
+		for (const char *c = l->allow[i].pattern; c != NULL && *c != '\0'; c++)
+			n += *c == '.';
+	if (name_table_init(&p->ancestors, n) == -1)
+		return -1;
+	for (size_t i = 0; i < l->n_allow; i++)
+		for (const char *c = l->allow[i].pattern; c != NULL && *c != '\0'; c++)
+			if (*c == '.' && c[1] != '\0')
+				name_slot(&p->ancestors, c + 1)->first = 0; /* found: not -1 */
+	return 0;
+}
+
+int
+policy_name_ancestor(const struct policy *p, const char *name)
+{
+	if (name[0] == '\0')
+		return p->conf->n_allow > 0; /* the root is everyone's */
+	return name_find(&p->ancestors, name, strlen(name)) >= 0;
+}
+
 struct policy *
 policy_new(const struct config_listener *l, char *err, size_t errlen)
 {
@@ -550,7 +581,8 @@ policy_new(const struct config_listener *l, char *err, size_t errlen)
 		r->sources = p->allow_sets[i];
 		add_rule(p, a->pattern, (int)p->n_rules++);
 	}
-	if (blocks_new(&p->allow_ranges, l->allow_ranges, l->n_allow_ranges) == -1 ||
+	if (compile_ancestors(p, l) == -1 ||
+	    blocks_new(&p->allow_ranges, l->allow_ranges, l->n_allow_ranges) == -1 ||
 	    blocks_new(&p->deny_ranges, l->deny_ranges, l->n_deny_ranges) == -1 ||
 	    blocks_new(&p->proxy_trusted, l->proxy.trusted, l->proxy.n_trusted) == -1 ||
 	    blocks_new(&p->http_trusted, l->http.trusted, l->http.n_trusted) == -1)
@@ -582,6 +614,7 @@ policy_free(struct policy *p)
 	}
 	free(p->sets);
 	free(p->all_names.slots);
+	free(p->ancestors.slots);
 	free(p->source_names);
 	free(p->route_sets);
 	free(p->allow_sets);

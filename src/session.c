@@ -139,6 +139,7 @@ session_size(void)
 }
 
 static void connect_next(struct session *s);
+static void note_would_deny(struct session *s, enum reason why, const char *name, uint16_t port);
 static void session_fail(struct session *s, enum reason reason);
 
 static void
@@ -228,6 +229,9 @@ session_close(struct session *s, enum reason reason)
 	struct gk *gk = s->gk;
 	struct listener_outcome outcome;
 
+	/* A would-deny that ended before an address passed the guard (none found, say). */
+	if (s->decision == DECISION_WOULD_DENY && !s->would_noted)
+		note_would_deny(s, s->would_deny, s->name[0] ? s->name : NULL, requested_port(s));
 	log_access(s, reason);
 	relay_free(&s->relay);
 	http_stream_release(s->http);
@@ -408,6 +412,7 @@ admit_client(struct session *s)
 static void
 note_would_deny(struct session *s, enum reason why, const char *name, uint16_t port)
 {
+	s->would_noted = 1;
 	observed_record(s->conf->name, config_mode_name(s->conf->mode), name, port,
 			(const struct sockaddr *)&s->client, why);
 	listener_count_would_deny(s->listener);
@@ -793,10 +798,8 @@ guard_addresses(struct session *s)
 		return -1;
 	}
 	s->error[0] = '\0';
-	if (s->would_deny != REASON_NONE && !s->would_noted) {
-		s->would_noted = 1;
+	if (s->would_deny != REASON_NONE && !s->would_noted)
 		note_would_deny(s, s->would_deny, s->name[0] ? s->name : NULL, requested_port(s));
-	}
 	return 0;
 }
 
@@ -907,8 +910,9 @@ route(struct session *s)
 	}
 	s->would_deny = v->would_deny != REASON_NONE ? v->would_deny : s->source_would;
 	/*
-	 * Noted once an address passes the guard: what the guard refuses is a
-	 * deny, and must not come back as a suggestion to allow.
+	 * Noted once an address passes the guard, or when the session ends
+	 * still a would-deny: what the guard refuses is a deny, and must not
+	 * come back as a suggestion to allow.
 	 */
 	if (s->would_deny != REASON_NONE && !v->guarded)
 		note_would_deny(s, s->would_deny, name, requested_port(s));

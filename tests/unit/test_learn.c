@@ -211,13 +211,47 @@ test_malformed(void **state)
 	}
 }
 
+/* What is printed gets pasted: nothing the answer holds may become an entry it did not name. */
+static void
+test_hostile_answer(void **state)
+{
+	static const char answer[] =
+	    "[" OBS("w\\nallow:\\n  - \\\"*\\\"", "tls", "\"a.test\\n  - \\\"*\"", 443, "10.0.0.1",
+		    "not_allowed",
+		    1) "," OBS("w", "tls", "\"*\"", 443, "10.0.0.1", "not_allowed",
+			       1) "," OBS("w", "tls", "\"B.test\"", 443, "10.0.0.1", "not_allowed",
+					  1) "," OBS("w", "tls", "\"ok.test\"", 443,
+						     "10.0.0.1\\n  - x", "not_allowed",
+						     1) "," OBS("w", "tls", "\"c.test\"", 443,
+								"10.0.0.2", "x\\ny", 1) "]";
+	char why[128];
+	char *t = run(answer, NULL, LEARN_YAML, 0, why, sizeof(why));
+
+	(void)state;
+	assert_non_null(t);
+	/* only c.test survives, in the mapping form (its reason is not not_allowed) */
+	contains(t, "{match: \"c.test\", sources: [\"10.0.0.2\"]}");
+	lacks(t, "\"*\"");
+	lacks(t, "a.test");
+	lacks(t, "B.test");
+	lacks(t, "ok.test");
+	for (const char *line = t; *line != '\0'; line = strchr(line, '\n') + 1) {
+		if (strncmp(line, "#", 1) != 0 && strncmp(line, "allow:", 6) != 0 &&
+		    strncmp(line, "  - ", 4) != 0 && line[0] != '\n')
+			fail_msg("a line that is neither comment nor entry:\n%s", t);
+		if (strchr(line, '\n') == NULL)
+			break;
+	}
+	free(t);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_allow_block), cmocka_unit_test(test_connect_ports),
 	    cmocka_unit_test(test_collapse),	cmocka_unit_test(test_listeners_and_json),
-	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_malformed),	cmocka_unit_test(test_hostile_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
