@@ -31,7 +31,9 @@
 #include "route.h"
 #include "worker.h"
 
-#define RATE_SLOTS	4096 /* sources tracked per door; a colliding one starts afresh */
+#define RATE_SLOTS	4096 /* sources tracked per door, plus one overflow bucket */
+#define RATE_WAYS	8    /* slots a source may sit in */
+#define RATE_IDLE_MS	5000 /* a bucket this long idle is full again (and its log allowance) */
 #define LOG_BURST	5    /* refusal lines a source may cause at once */
 #define UDP_BATCH	64   /* datagrams read per wakeup */
 #define DNS_MSG_MAX	65535
@@ -71,14 +73,21 @@ door_result_name(enum door_result r)
 
 /* ---- per-source state ---- */
 
+/*
+ * slot_of finds the source's bucket among the RATE_WAYS slots its address
+ * hashes to. A source not there takes a free one, or one idle long enough
+ * to have refilled (starting it full loses nothing then). When every slot
+ * there is busy, newcomers share the overflow bucket: a source with many
+ * addresses makes its neighbours share its limit, never resets one.
+ */
 static struct rate_slot *
-slot_of(struct door *d, const struct sockaddr *from)
+slot_of(struct door *d, const struct sockaddr *from, int64_t now)
 {
 	struct sockaddr_in v4;
 	const struct sockaddr *sa = net_unmap_v4(from, &v4);
 	uint8_t addr[16] = {0};
 	uint32_t h = 2166136261u;
-	struct rate_slot *s;
+	struct rate_slot *s, *reuse = NULL;
 	size_t alen;
 
 	if (sa == NULL)
@@ -92,15 +101,21 @@ slot_of(struct door *d, const struct sockaddr *from)
 	}
 	for (size_t i = 0; i < alen; i++)
 		h = (h ^ addr[i]) * 16777619u;
-	s = &d->slots[h % RATE_SLOTS];
-	if (s->family != sa->sa_family || memcmp(s->addr, addr, 16) != 0) {
-		memset(s, 0, sizeof(*s));
-		s->family = (uint8_t)sa->sa_family;
-		memcpy(s->addr, addr, 16);
-		s->tokens = -1; /* full, at the first refill */
-		s->log_tokens = LOG_BURST;
+	for (size_t i = 0; i < RATE_WAYS; i++) {
+		s = &d->slots[(h + i) % RATE_SLOTS];
+		if (s->family == sa->sa_family && memcmp(s->addr, addr, 16) == 0)
+			return s;
+		if (reuse == NULL && (s->family == 0 || now - s->last_ms > RATE_IDLE_MS))
+			reuse = s;
 	}
-	return s;
+	if (reuse == NULL)
+		return &d->slots[RATE_SLOTS]; /* the overflow bucket */
+	memset(reuse, 0, sizeof(*reuse));
+	reuse->family = (uint8_t)sa->sa_family;
+	memcpy(reuse->addr, addr, 16);
+	reuse->tokens = -1; /* full, at the first refill */
+	reuse->log_tokens = LOG_BURST;
+	return reuse;
 }
 
 /*
@@ -219,7 +234,8 @@ door_reply(struct door *d, const struct ask *a, const uint8_t *msg, size_t len, 
 	   size_t cap)
 {
 	const struct config_listener *conf = listener_conf(d->l);
-	struct rate_slot *s = slot_of(d, a->from);
+	int64_t now = clock_now_ms();
+	struct rate_slot *s = slot_of(d, a->from, now);
 	struct policy_source src = {a->from, listener_source_names(d->l)};
 	struct dns_answer answers[ANSWERS_MAX];
 	struct policy_verdict v;
@@ -229,6 +245,7 @@ door_reply(struct door *d, const struct ask *a, const uint8_t *msg, size_t len, 
 	/* Never more than three times the query over UDP: no amplification. */
 	size_t limit = a->tcp ? DNS_MSG_MAX : 3 * len;
 	enum reason why = REASON_NONE;
+	int is_root;
 	unsigned rcode;
 	size_t n = 0, out_len;
 	enum door_result result;
@@ -237,7 +254,7 @@ door_reply(struct door *d, const struct ask *a, const uint8_t *msg, size_t len, 
 		limit = q.edns_size;
 	if (!a->tcp && !q.edns && limit > 512)
 		limit = 512;
-	if (!rate_ok(s, conf, d->gk->n_workers, clock_now_ms())) {
+	if (!rate_ok(s, conf, d->gk->n_workers, now)) {
 		listener_count_dns(d->l, DOOR_RATE_LIMITED);
 		return 0;
 	}
@@ -268,6 +285,7 @@ door_reply(struct door *d, const struct ask *a, const uint8_t *msg, size_t len, 
 					REASON_SOURCE_DENIED);
 	}
 	name[0] = '\0';
+	is_root = q.text_ok && q.name[0] == '\0';
 	if (why == REASON_NONE && q.name[0] != '\0') {
 		/* An IP literal, or bytes no name has, is never "allowed" by a name. */
 		if (!q.text_ok ||
@@ -286,7 +304,8 @@ door_reply(struct door *d, const struct ask *a, const uint8_t *msg, size_t len, 
 		result = DOOR_REFUSED;
 		log_refusal(d, s, a, &q, "source_denied");
 	} else if (why != REASON_NONE) {
-		if (why != REASON_SOURCE_DENIED && policy_name_ancestor(conf->policy, name)) {
+		if (why != REASON_SOURCE_DENIED && (name[0] != '\0' || is_root) &&
+		    policy_name_ancestor(conf->policy, name)) {
 			/* A parent of an allowed name exists: NODATA, or resolvers stop below it.
 			 */
 			rcode = DNS_RCODE_NOERROR;
@@ -397,7 +416,7 @@ door_open(struct gk *gk, struct listener *l, const struct sockaddr *addr)
 
 	if (d != NULL)
 		d->fd = -1;
-	if (d == NULL || (d->slots = calloc(RATE_SLOTS, sizeof(*d->slots))) == NULL) {
+	if (d == NULL || (d->slots = calloc(RATE_SLOTS + 1, sizeof(*d->slots))) == NULL) {
 		log_kv(LOG_LEVEL_ERROR, "cannot start dns listener",
 		       LOG_STR("listener", listener_conf(l)->name),
 		       LOG_STR("error", "out of memory"));
@@ -406,6 +425,7 @@ door_open(struct gk *gk, struct listener *l, const struct sockaddr *addr)
 	}
 	d->gk = gk;
 	d->l = l;
+	d->slots[RATE_SLOTS].tokens = -1; /* the overflow bucket, full to begin */
 	TAILQ_INIT(&d->conns);
 	d->fd = net_bind_udp(addr, net_sockaddr_len(addr), gk->n_workers > 1, err, sizeof(err));
 	if (d->fd == -1) {
@@ -413,6 +433,12 @@ door_open(struct gk *gk, struct listener *l, const struct sockaddr *addr)
 		       LOG_STR("listener", listener_conf(l)->name), LOG_STR("error", err));
 		door_free(d);
 		return NULL;
+	}
+	{
+		/* Room for a burst: the kernel drops what does not fit before any bucket sees it.
+		 */
+		int size = 1 << 20;
+		(void)setsockopt(d->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	}
 	if ((d->ev = event_new(gk->base, d->fd, EV_READ | EV_PERSIST, on_datagram, d)) == NULL ||
 	    event_add(d->ev, NULL) == -1) {
