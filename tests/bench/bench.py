@@ -20,7 +20,7 @@ give new connections/s and gatekeeper's CPU µs per new connection, twice per
 allowlist; `gatekeeper -t` on both files gives load time and peak RSS (from
 wait4). It is printed under the table, added to results.md/results.json and
 written to build/bench/policy.md/policy.json. `bench.py policy` (or
-BENCH_ONLY=policy) runs only this section, in about two minutes, and leaves
+BENCH_ONLY=policy) runs only this section, in about three minutes, and leaves
 results.md alone.
 
 Within it, the sources rows: the same listener with the 10-entry allowlist and
