@@ -199,8 +199,9 @@ soak:
 
 # gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
 # installs the peers, prints one table, writes $(B)/bench/results.md, then the
-# policy-scale section (10 against 100,000 allow entries). BENCH_ONLY=policy
-# runs only that section (about a minute) and writes $(B)/bench/policy.md.
+# policy-scale section (10 against 100,000 allow entries; sources lists, the
+# per-source limit and an action: report listener). BENCH_ONLY=policy runs
+# only that section (about three minutes) and writes $(B)/bench/policy.md.
 # BENCH_SECONDS (default 10) sets the length of each load run.
 bench:
 	@scripts/deps.sh bench

@@ -20,7 +20,7 @@ give new connections/s and gatekeeper's CPU µs per new connection, twice per
 allowlist; `gatekeeper -t` on both files gives load time and peak RSS (from
 wait4). It is printed under the table, added to results.md/results.json and
 written to build/bench/policy.md/policy.json. `bench.py policy` (or
-BENCH_ONLY=policy) runs only this section, in about two minutes, and leaves
+BENCH_ONLY=policy) runs only this section, in about three minutes, and leaves
 results.md alone.
 
 Within it, the sources rows: the same listener with the 10-entry allowlist and
@@ -29,8 +29,11 @@ against listener `sources` holding 10,000 items (half blocks and addresses,
 half names that the same dnsmasq resolves, the client matched by the last
 name), against the allow entry that admits the name in
 its mapping form with those 10,000 items as its `sources`, and against
-`max_connections_per_source`. Each waits for /readyz (every source name
-resolved) before it is measured; a client from 127.0.0.2 must be refused.
+`max_connections_per_source`, and against `action: report` with no entry
+allowing the name (every session a would-deny, let through to the backend by
+`allow_ranges` and recorded in /observed). Each waits for /readyz (every
+source name resolved) before it is measured; a client from 127.0.0.2 must be
+refused, and in report mode a name resolving to a private address too.
 
 All traffic stays on 127.0.0.1. Every process started here runs in its own
 session and is killed on exit, Ctrl-C or SIGTERM.
@@ -696,12 +699,13 @@ listeners:
 
 # ------------------------------------------------------------ sources rows
 #
-# The 10-entry connect listener again, five ways: no sources; listener
+# The 10-entry connect listener again, six ways: no sources; listener
 # `sources` with SOURCES_N blocks and addresses only; listener `sources` with
 # SOURCES_N items, half of them names; the allow entry that admits the name
 # asked for in its mapping form, {match, sources} with those items (after an
 # exact entry for the same name whose sources exclude the client); and
-# max_connections_per_source. The blocks and addresses are IPv4 and IPv6,
+# max_connections_per_source; and action: report with the name allowed by
+# no entry (a would-deny on every session). The blocks and addresses are IPv4 and IPv6,
 # none holding 127.0.0.0/8; the names, under src.bench.test, resolve through
 # dnsmasq to 10.200.x.y (every fourth one also to an fd00:200:: address);
 # the last one, client.src.bench.test, resolves to 127.0.0.1, the bench
@@ -712,8 +716,16 @@ listeners:
 SOURCES_DOMAIN = f"src.{POLICY_DOMAIN}"
 SOURCES_CLIENT = f"client.{SOURCES_DOMAIN}"  # the last item: resolves to HOST
 SOURCES_OTHER = "127.0.0.2"  # a client address no item admits
-SOURCES_VARIANTS = ("none", "blocks", "listener", "rule", "limit")
+SOURCES_VARIANTS = ("none", "blocks", "listener", "rule", "limit", "report")
 SOURCES_LIMIT = 256  # max_connections_per_source of the "limit" variant
+# The "report" variant: action: report, and the allowlist's last entry
+# replaced by one that does not match, so every session is a would-deny
+# (not_allowed) let through to the backend (127.0.0.1, which allow_ranges
+# lets past the guard) and recorded in the observed table.
+REPORT_MISS = f"*.other.{POLICY_DOMAIN}"
+# A name dnsmasq resolves to 10.200.0.1 (private, outside allow_ranges): the
+# guard must refuse it in report mode too, and /observed must not hold it.
+REPORT_GUARDED = f"host1.{SOURCES_DOMAIN}"
 
 
 def source_block(i):
@@ -779,8 +791,13 @@ listeners:
         text += "    sources:\n" + "".join(f'      - "{x}"\n' for x in source_blocks(len(items)))
     if variant == "limit":
         text += f"    max_connections_per_source: {SOURCES_LIMIT}\n"
+    if variant == "report":
+        text += "    action: report\n"
     text += "    allow:\n"
-    if variant == "rule":
+    if variant == "report":
+        text += "".join(f'      - "{e}"\n' for e in entries[:-1])
+        text += f'      - "{REPORT_MISS}:{backend_port}"\n'
+    elif variant == "rule":
         text += "".join(f'      - "{e}"\n' for e in entries[:-1])
         text += (f'      - match: "{POLICY_NAME}:{backend_port}"\n'
                  f'        sources: ["192.0.2.1"]\n'
@@ -1273,12 +1290,18 @@ class Bench:
                  for v in SOURCES_VARIANTS}
         src["file_bytes"] = {v: os.path.getsize(path) for v, path in files.items()}
         for run in range(1, POLICY_RUNS + 1):
-            for v in ("none", "blocks", "listener", "rule"):
+            for v in ("none", "blocks", "listener", "rule", "report"):
                 wall, cpu, rss, rc, out = config_check(files[v])
                 src["check"].append({"variant": v, "run": run, "wall_s": wall, "cpu_s": cpu,
                                      "maxrss": rss, "rc": rc})
                 log(f"   gatekeeper -t, sources {v}: {wall:.3f}s, {rss / 1048576:.1f} MiB")
                 if rc != 0:
+                    if v == "report" and ("unknown key" in out or "action" in out):
+                        src["report_unsupported"] = out.strip().splitlines()[-1][:200]
+                        notes.append(f"report row skipped: this build does not know `action` "
+                                     f"(`{src['report_unsupported']}`)")
+                        log("   report: not supported by this build; skipped")
+                        continue
                     if v != "none" and "unknown key" in out:
                         src["unsupported"] = out.strip().splitlines()[-1][:200]
                         notes.append(f"sources rows skipped: this build does not know the keys "
@@ -1286,8 +1309,10 @@ class Bench:
                         log("   sources: not supported by this build; skipped")
                         return
                     notes.append(f"`gatekeeper -t` of the sources file ({v}) exited {rc}: {out}")
+        variants = [v for v in SOURCES_VARIANTS
+                    if not (v == "report" and src.get("report_unsupported"))]
         for run in range(1, POLICY_RUNS + 1):
-            for v in SOURCES_VARIANTS:
+            for v in variants:
                 src["runs"].append(self.sources_run(v, run, items))
         log(f"   {time.time() - t0:.0f}s")
 
@@ -1333,6 +1358,18 @@ class Bench:
                     self.policy["notes"].append(f"{label}: a client from {SOURCES_OTHER} got "
                                                 f"`{notes_what}` (reason `{reason or '-'}`), "
                                                 f"not 403 source_denied")
+            if variant == "report":
+                # Report mode never relaxes the address guard.
+                status, reason, what = connect_refusal(port, f"{REPORT_GUARDED}:{self.backend_port}",
+                                                       HOST)
+                row["guarded"] = {"status": status, "reason": reason, "what": what}
+                if status.startswith("HTTP/1.1 200"):
+                    raise BenchError(f"{tag}: CONNECT {REPORT_GUARDED} (10.200.0.1, private) was "
+                                     f"let through in report mode")
+                if not (status.startswith("HTTP/1.1 403") and reason == "address_denied"):
+                    self.policy["notes"].append(f"{label}: CONNECT {REPORT_GUARDED} got "
+                                                f"`{status or what}` (reason `{reason or '-'}`), "
+                                                f"not 403 address_denied")
             row["rss"] = rss_bytes(p.pid)
             connect_load(port, target, 1, POLICY_CONNS)  # warm-up, not measured
             row.update(measured(lambda: connect_load(port, target, POLICY_SECONDS, POLICY_CONNS),
@@ -1341,6 +1378,8 @@ class Bench:
                 raise BenchError(f"{tag} exited during the run:\n{tail(p.logpath)}")
             if row["cpu_us_per_req"] is None:
                 raise BenchError(f"{tag}: no session completed")
+            if variant == "report":
+                self.check_observed(row, label, admin, target)
             log(f"   sources {variant}, run {run}: ready in {row['ready_s']:.2f}s, "
                 f"{row['rps']:,.0f} new conn/s, {row['cpu_us_per_req']:.1f} CPU µs/new conn")
         except BenchError as e:
@@ -1366,6 +1405,29 @@ class Bench:
             self.policy["notes"].append(f"{label}: {len(logged)} line(s) in gatekeeper's log at "
                                         f"level warn; first: `{logged[0][:200]}`")
         return row
+
+    def check_observed(self, row, label, admin, target):
+        """After a report-mode run: /observed must hold the name asked for
+        (not_allowed, counted once per session) and not the guarded one."""
+        try:
+            resp = http_get(admin, "/observed", timeout=5)
+            seen = json.loads(resp.partition(b"\r\n\r\n")[2].decode())
+        except (OSError, ValueError) as e:
+            self.policy["notes"].append(f"{label}: /observed unreadable: {e}")
+            return
+        name, port = target.rsplit(":", 1)
+        mine = [e for e in seen if e.get("name") == name and e.get("port") == int(port)]
+        row["observed"] = {"entries": len(seen), "count": sum(e.get("count", 0) for e in mine)}
+        # The sessions measured, the warm-up and the check exchange all count;
+        # failed ones may too (they were let through before they failed).
+        least = row["requests"] + 1
+        if not mine or any(e.get("reason") != "not_allowed" for e in mine) \
+                or row["observed"]["count"] < least:
+            self.policy["notes"].append(f"{label}: /observed has {mine!r} for {target}, want "
+                                        f"reason not_allowed and a count of at least {least:,}")
+        if any(e.get("name") == REPORT_GUARDED for e in seen):
+            self.policy["notes"].append(f"{label}: /observed holds {REPORT_GUARDED}, which the "
+                                        f"guard refused")
 
     def quiet_wrk(self, port, pid, close, latency):
         """measured_wrk, repeated while other processes on this machine took
@@ -1578,6 +1640,7 @@ SOURCES_LABELS = {
     "listener": "listener `sources`, {n:,} items",
     "rule": "allow `{{match, sources}}`, {n:,} items",
     "limit": f"`max_connections_per_source: {SOURCES_LIMIT}`",
+    "report": "`action: report`, every session a would-deny",
 }
 
 
@@ -1592,7 +1655,11 @@ def render_sources(pol, src):
              f"name). `blocks`: {n:,} blocks and addresses, no names, the client's address "
              f"last. `rule`: the entry that admits the name is `{{match, sources}}` with those "
              f"items, after an exact entry for the name whose sources exclude the client. A CONNECT "
-             f"from {SOURCES_OTHER} must be refused. Same client, load and run length as above.",
+             f"from {SOURCES_OTHER} must be refused. `report`: `action: report` and no entry "
+             f"allows the name (the last one is `{REPORT_MISS}`), so every session is let through "
+             f"as a would-deny (`not_allowed`), through the guard to 127.0.0.1 (`allow_ranges`), "
+             f"and counted in `/observed`; `{REPORT_GUARDED}` (10.200.0.1) must still get "
+             f"`address_denied`. Same client, load and run length as above.",
              "",
              "| sources | run | new conn/s | CPU µs/new conn | × none | proxy CPU % | ready s | RSS "
              "| others' CPU-s |",
