@@ -35,8 +35,7 @@
 
 #define RETRY_FIRST_MS 1000
 /* Lookups in flight at once; more wait their turn (sniffed names can flood). */
-#define MAX_IN_FLIGHT	  64
-#define IN_FLIGHT_WAIT_MS 50
+#define MAX_IN_FLIGHT 64
 
 /* One c-ares channel of the resolver. */
 struct channel {
@@ -54,7 +53,9 @@ struct sock_watch {
 struct resolver_name {
 	struct resolver *res; /* NULL once unwatched while a lookup is in flight */
 	TAILQ_ENTRY(resolver_name) entry;
-	struct resolver_name *hash_next; /* the next in its bucket of res->buckets */
+	struct resolver_name *hash_next;	  /* the next in its bucket of res->buckets */
+	TAILQ_ENTRY(resolver_name) pending_entry; /* waiting for a lookup slot */
+	int pending;
 	uint32_t hash;
 	char *host;
 	uint16_t port;
@@ -78,7 +79,9 @@ struct resolver {
 	struct event *timeout_ev;
 	LIST_HEAD(, sock_watch) socks;
 	TAILQ_HEAD(, resolver_name) names;
-	struct resolver_name **buckets; /* the same names, by (host, port, how) */
+	struct resolver_name **buckets;	     /* the same names, by (host, port, how) */
+	TAILQ_HEAD(, resolver_name) pending; /* names waiting for one of MAX_IN_FLIGHT slots */
+	int closing;			     /* resolver_free is under way: start nothing */
 	size_t n_buckets, n_names;
 	int64_t refresh_ms, min_ttl_ms;
 	unsigned in_flight;
@@ -87,6 +90,7 @@ struct resolver {
 };
 
 static void lookup_start(struct resolver_name *n);
+static void start_pending(struct resolver *res);
 
 static void
 arm_timeout(struct resolver *res)
@@ -276,6 +280,10 @@ names_add(struct resolver *res, struct resolver_name *n)
 static void
 names_remove(struct resolver *res, struct resolver_name *n)
 {
+	if (n->pending) {
+		TAILQ_REMOVE(&res->pending, n, pending_entry);
+		n->pending = 0;
+	}
 	TAILQ_REMOVE(&res->names, n, entry);
 	res->n_names--;
 	if (res->buckets == NULL)
@@ -325,6 +333,7 @@ resolver_new(struct event_base *base, const struct config_resolver *cfg)
 	res->min_ttl_ms = cfg->min_ttl;
 	LIST_INIT(&res->socks);
 	TAILQ_INIT(&res->names);
+	TAILQ_INIT(&res->pending);
 	if (channel_init(res, &res->chan[RESOLVER_CONFIGURED], cfg, 0) == -1)
 		goto fail;
 	if (channel_init(res, &res->chan[RESOLVER_EXACT], cfg, 1) == -1)
@@ -404,7 +413,8 @@ resolver_free(struct resolver *res)
 
 	if (res == NULL)
 		return;
-	/* Pending callbacks run now with ARES_EDESTRUCTION. */
+	/* Pending callbacks run now with ARES_EDESTRUCTION; they must start nothing. */
+	res->closing = 1;
 	ares_destroy(res->chan[0].ch);
 	ares_destroy(res->chan[1].ch);
 	while ((n = TAILQ_FIRST(&res->names)) != NULL) {
@@ -587,8 +597,10 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 
 	(void)timeouts;
 	n->in_flight = 0;
-	if (n->res != NULL)
+	if (n->res != NULL) {
 		n->res->in_flight--;
+		start_pending(n->res);
+	}
 	if (n->res == NULL) {
 		/* Unwatched while the lookup was in flight. */
 		if (result)
@@ -660,6 +672,20 @@ on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *result)
 	wake_waiters(n);
 }
 
+/* start_pending starts waiting lookups while slots are free. */
+static void
+start_pending(struct resolver *res)
+{
+	struct resolver_name *n;
+
+	while (!res->closing && res->in_flight < MAX_IN_FLIGHT &&
+	       (n = TAILQ_FIRST(&res->pending)) != NULL) {
+		TAILQ_REMOVE(&res->pending, n, pending_entry);
+		n->pending = 0;
+		lookup_start(n);
+	}
+}
+
 static void
 lookup_start(struct resolver_name *n)
 {
@@ -668,7 +694,11 @@ lookup_start(struct resolver_name *n)
 	if (n->in_flight)
 		return;
 	if (n->res->in_flight >= MAX_IN_FLIGHT) {
-		schedule(n, IN_FLIGHT_WAIT_MS);
+		/* Started as soon as a lookup in flight ends, in the order asked. */
+		if (!n->pending) {
+			TAILQ_INSERT_TAIL(&n->res->pending, n, pending_entry);
+			n->pending = 1;
+		}
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -766,9 +796,13 @@ resolver_unwatch(struct resolver_name *n)
 		return;
 	names_remove(n->res, n);
 	if (n->in_flight) {
-		/* c-ares cannot cancel one query: free it when its answer comes. */
+		/* c-ares cannot cancel one query: free it when its answer comes. Its slot is free
+		 * now. */
+		struct resolver *res = n->res;
 		evtimer_del(n->timer);
 		n->res = NULL;
+		res->in_flight--;
+		start_pending(res);
 		return;
 	}
 	name_free(n);
