@@ -252,10 +252,6 @@ def test_audit_from_private(door, image):
     assert "evil.example" not in s.logs("dns")
 
 
-@pytest.mark.xfail(strict=True, reason="door.c: a name that does not normalize (a '.' inside a "
-                   "label, a byte outside printable ASCII, a space or '*', a label starting with "
-                   "'-') is answered as the root: NOERROR without records, never NXDOMAIN, no "
-                   "refusal logged, counted as nodata")
 def test_door_refuses_names_no_host_has(door):
     """Names no host has are never allowed: NXDOMAIN, as for any other name
     off the list, whether asked of the door or through Docker's DNS."""
