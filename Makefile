@@ -85,7 +85,7 @@ $(B)/whoami: demo/whoami.c
 # <test>_OBJS: test_listener is the worker of listener.c and session.c (a
 # fake one), so it links them and the leaves below them, never worker.o;
 # test_worker links the real one over them.
-test_listener_OBJS = listener session policy observed relay http sniff_tls sniff_http proxyproto route \
+test_listener_OBJS = listener session door dns policy observed relay http sniff_tls sniff_http proxyproto route \
                      resolver config config_keys config_value config_quick reason net log pool
 # the policy is pure: the module and the two leaves it reads names and addresses with
 test_policy_OBJS   = policy route net
