@@ -89,6 +89,8 @@ test_listener_OBJS = listener session door dns policy observed relay http sniff_
                      resolver config config_keys config_value config_quick reason net log pool
 # the policy is pure: the module and the two leaves it reads names and addresses with
 test_policy_OBJS   = policy route net
+# the DNS messages: bytes in, bytes out
+test_dns_OBJS      = dns
 # learning an allowlist is text in, text out
 test_learn_OBJS    = learn
 test_observed_OBJS = observed net
