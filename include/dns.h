@@ -52,6 +52,7 @@ struct dns_query {
 	int edns;	    /* an OPT record came: one goes back */
 	uint16_t edns_size; /* the client's UDP payload size (at least 512) */
 	uint8_t edns_version;
+	int edns_do;   /* DNSSEC OK: echoed */
 	uint8_t rcode; /* PARSE_MALFORMED with reply set: what to answer */
 	int reply;     /* PARSE_MALFORMED: 1 = answer rcode, 0 = drop in silence */
 };
@@ -88,8 +89,10 @@ struct dns_answer {
  * question again when it was read, the n answers as records of q's name
  * (ttl seconds), and an OPT record when the query had one. aa sets the
  * authoritative bit. When the whole reply would be longer than limit, the
- * answers are left out and TC is set (the client asks again over TCP).
- * Returns the length written, or 0 when even that does not fit in cap.
+ * answers are left out and TC is set (the client asks again over TCP);
+ * when that is still longer (a question inflated by compression), the
+ * question and then the OPT record go too: a header alone is never longer
+ * than a query. Returns the length written, or 0 when it does not fit cap.
  */
 size_t dns_write_reply(uint8_t *out, size_t cap, size_t limit, const struct dns_query *q,
 		       unsigned rcode, int aa, const struct dns_answer *answers, size_t n,

@@ -114,6 +114,7 @@ skip_record(const uint8_t *msg, size_t len, size_t *off, struct dns_query *q, in
 		if (q->edns_size < 512)
 			q->edns_size = 512;
 		q->edns_version = msg[*off + 5];
+		q->edns_do = (msg[*off + 6] & 0x80) != 0;
 	}
 	*off += 10 + rdlen;
 	return 0;
@@ -202,11 +203,24 @@ dns_write_reply(uint8_t *out, size_t cap, size_t limit, const struct dns_query *
 	size_t off = DNS_HEADER_LEN;
 	int tc = 0;
 
+	struct dns_query bare = *q;
+
 	if (!q->question)
 		n = 0;
+	/*
+	 * Over the limit: without the answers (TC: ask again over TCP), then
+	 * without the question and the OPT record. A header alone is never
+	 * more than the query, however its name was compressed.
+	 */
 	if (reply_len(q, answers, n) > limit) {
 		n = 0;
 		tc = 1;
+		if (reply_len(q, answers, 0) > limit) {
+			bare.question = 0;
+			if (reply_len(&bare, answers, 0) > limit)
+				bare.edns = 0;
+			q = &bare;
+		}
 	}
 	if (reply_len(q, answers, n) > cap)
 		return 0;
@@ -238,7 +252,8 @@ dns_write_reply(uint8_t *out, size_t cap, size_t limit, const struct dns_query *
 		out[off] = 0; /* the root */
 		put16(out + off + 1, DNS_TYPE_OPT);
 		put16(out + off + 3, DNS_UDP_SIZE);
-		put32(out + off + 5, (uint32_t)(rcode >> 4) << 24); /* version 0, no flags */
+		/* version 0; DO echoed (RFC 3225 3), the other flags clear */
+		put32(out + off + 5, ((uint32_t)(rcode >> 4) << 24) | (q->edns_do ? 0x8000u : 0));
 		put16(out + off + 9, 0);
 		off += 11;
 	}

@@ -1157,7 +1157,7 @@ test_write_edns(void **state)
 	    0x04, 0xd0, /* our UDP payload size, 1232 */
 	    0x00,	/* extended RCODE 0 */
 	    0x00,	/* version 0 */
-	    0x00, 0x00, /* flags: none (DO is not echoed) */
+	    0x80, 0x00, /* flags: DO, echoed (the query set it; RFC 3225 3) */
 	    0x00, 0x00, /* RDLENGTH 0: no cookie back */
 	};
 	uint8_t out[512];
@@ -1210,9 +1210,14 @@ test_write_limit(void **state)
 	assert_int_equal(v.qd, 1);
 	assert_int_equal(v.opt, 1);
 
-	/* a limit below even that: still written, TC set (the contract) */
+	/* a limit below even that: the question goes, then the OPT record; TC set */
+	n = dns_write_reply(out, sizeof(out), DNS_HEADER_LEN + 11, &q, 0, 1, v4, 2, 30);
+	assert_int_equal(n, DNS_HEADER_LEN + 11);
+	assert_int_equal(read_reply(out, n, &v), 0);
+	assert_int_equal(v.qd, 0);
+	assert_int_equal(v.opt, 1);
 	n = dns_write_reply(out, sizeof(out), 20, &q, 0, 1, v4, 2, 30);
-	assert_int_equal(n, DNS_HEADER_LEN + 17 + 11);
+	assert_int_equal(n, DNS_HEADER_LEN);
 	assert_int_equal(out[2] & 0x02, 0x02);
 	/* ... unless it does not fit cap */
 	assert_int_equal(dns_write_reply(out, n - 1, 20, &q, 0, 1, v4, 2, 30), 0);
@@ -1280,22 +1285,70 @@ test_type_name(void **state)
 		assert_null(dns_type_name(none[i]));
 }
 
+/*
+ * A question whose pointers re-read its own bytes parses to a name far
+ * longer than the query; the reply still never exceeds the limit (three
+ * times the query over UDP, the query itself for an error).
+ */
+static void
+test_inflated_question(void **state)
+{
+	static const uint8_t query[] = {
+	    0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* header */
+	    0x25, 0x22, 0x1f, 0x1c, 0x19, 0x16, 0x13, 0x10, 0x0d, 0x0a, 0x08,	    /* lengths */
+	    0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x61, 0x00,		    /* "aaaaaaaa" */
+	    0xc0, 0x16, 0xc0, 0x15, 0xc0, 0x14, 0xc0, 0x13, 0xc0, 0x12, 0xc0, 0x11,
+	    0xc0, 0x10, 0xc0, 0x0f, 0xc0, 0x0e, 0xc0, 0x0d, /* pointers into itself */
+	    0x00, 0x01, 0x00, 0x01,			    /* A, IN */
+	};
+	uint8_t out[1024], bad[sizeof(query)];
+	struct dns_query q;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(dns_parse_query(query, sizeof(query), &q), PARSE_OK);
+	assert_true(q.wire_len > 3 * sizeof(query));
+	n = dns_write_reply(out, sizeof(out), 3 * sizeof(query), &q, DNS_RCODE_NXDOMAIN, 1, NULL, 0,
+			    30);
+	assert_true(n > 0 && n <= 3 * sizeof(query));
+	assert_int_equal(out[2] & 0x02, 0x02); /* TC */
+	memcpy(bad, query, sizeof(query));
+	bad[7] = 1; /* ANCOUNT 1 and no record: FORMERR, no larger than the query */
+	assert_int_equal(dns_parse_query(bad, sizeof(bad), &q), PARSE_MALFORMED);
+	assert_true(q.reply);
+	n = dns_write_reply(out, sizeof(out), sizeof(bad), &q, q.rcode, 0, NULL, 0, 0);
+	assert_true(n > 0 && n <= sizeof(bad));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_a),		cmocka_unit_test(test_aaaa),
-	    cmocka_unit_test(test_root),	cmocka_unit_test(test_edns),
-	    cmocka_unit_test(test_badvers),	cmocka_unit_test(test_records),
-	    cmocka_unit_test(test_dropped),	cmocka_unit_test(test_qdcount),
-	    cmocka_unit_test(test_opcode),	cmocka_unit_test(test_class),
-	    cmocka_unit_test(test_pointers),	cmocka_unit_test(test_pointer_hops),
-	    cmocka_unit_test(test_label_types), cmocka_unit_test(test_name_length),
-	    cmocka_unit_test(test_text),	cmocka_unit_test(test_case_kept),
-	    cmocka_unit_test(test_trailing),	cmocka_unit_test(test_opt_rules),
-	    cmocka_unit_test(test_tcp_frame),	cmocka_unit_test(test_write_a),
-	    cmocka_unit_test(test_write_bits),	cmocka_unit_test(test_write_edns),
-	    cmocka_unit_test(test_write_limit), cmocka_unit_test(test_write_reparse),
+	    cmocka_unit_test(test_inflated_question),
+	    cmocka_unit_test(test_a),
+	    cmocka_unit_test(test_aaaa),
+	    cmocka_unit_test(test_root),
+	    cmocka_unit_test(test_edns),
+	    cmocka_unit_test(test_badvers),
+	    cmocka_unit_test(test_records),
+	    cmocka_unit_test(test_dropped),
+	    cmocka_unit_test(test_qdcount),
+	    cmocka_unit_test(test_opcode),
+	    cmocka_unit_test(test_class),
+	    cmocka_unit_test(test_pointers),
+	    cmocka_unit_test(test_pointer_hops),
+	    cmocka_unit_test(test_label_types),
+	    cmocka_unit_test(test_name_length),
+	    cmocka_unit_test(test_text),
+	    cmocka_unit_test(test_case_kept),
+	    cmocka_unit_test(test_trailing),
+	    cmocka_unit_test(test_opt_rules),
+	    cmocka_unit_test(test_tcp_frame),
+	    cmocka_unit_test(test_write_a),
+	    cmocka_unit_test(test_write_bits),
+	    cmocka_unit_test(test_write_edns),
+	    cmocka_unit_test(test_write_limit),
+	    cmocka_unit_test(test_write_reparse),
 	    cmocka_unit_test(test_type_name),
 	};
 
