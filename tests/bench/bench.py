@@ -2173,7 +2173,8 @@ def render_dns(dns):
                          f"| | | | | | | |")
         else:
             lines.append(f"| {label} | {lim['sent']:,} | {fmt_int(lim['sent_per_s'])} | "
-                         f"{lim['requests']:,} | {fmt_int(lim['answered_per_s'])} | "
+                         f"{lim['requests']:,} | {fmt_int(lim['answered_per_s'])}"
+                         f"{' (noisy)' if lim.get('noisy') else ''} | "
                          f"{lim['rate_limited']:,} | {100 * lim['nx_share']:.1f}% / {100 * lim['refused_share']:.1f}% | "
                          f"{lim['cpu_us_per_received']:.2f} | {lim['foreign_cpu_s']:.1f} |")
     if dns.get("notes"):
