@@ -202,8 +202,11 @@ soak:
 # gatekeeper against nginx stream and HAProxy on the same cores (tests/bench/):
 # installs the peers, prints one table, writes $(B)/bench/results.md, then the
 # policy-scale section (10 against 100,000 allow entries; sources lists, the
-# per-source limit and an action: report listener). BENCH_ONLY=policy runs
-# only that section (about three minutes) and writes $(B)/bench/policy.md.
+# per-source limit and an action: report listener), then the DNS section (the
+# dns door against dnsmasq under dnsperf, UDP and TCP, and the per-source
+# query limiter). BENCH_ONLY=policy runs only the policy section (about three
+# minutes) and writes $(B)/bench/policy.md; BENCH_ONLY=dns only the DNS one
+# (about three minutes), written to $(B)/bench/dns.md.
 # BENCH_SECONDS (default 10) sets the length of each load run.
 bench:
 	@scripts/deps.sh bench

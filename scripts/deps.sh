@@ -6,7 +6,7 @@
 #   scripts/deps.sh build   compiler, pkg-config and the -dev libraries
 #   scripts/deps.sh test    build + cmocka, pytest, dnsmasq, openssl, curl, clang-format
 #   scripts/deps.sh format  clang-format (make format, make format-check)
-#   scripts/deps.sh bench   test + nginx, HAProxy and wrk
+#   scripts/deps.sh bench   test + nginx, HAProxy, wrk and dnsperf
 #   scripts/deps.sh fuzz    build + clang (libFuzzer)
 #   scripts/deps.sh valgrind  test + valgrind (memcheck over the integration tests)
 #   scripts/deps.sh docker  Docker engine, docker-compose, debootstrap (the image)
@@ -15,7 +15,7 @@ set -eu
 build="gcc make pkg-config libc6-dev libevent-dev libyaml-dev libc-ares-dev libhttp-parser-dev"
 format="clang-format"
 test="$build $format libcmocka-dev python3 python3-pytest dnsmasq-base openssl curl iproute2 haproxy prometheus faketime bind9-dnsutils"
-bench="$test nginx-light libnginx-mod-stream wrk linux-perf"
+bench="$test nginx-light libnginx-mod-stream wrk linux-perf dnsperf"
 fuzz="$build clang libclang-rt-14-dev"
 docker="docker.io docker-compose debootstrap"
 valgrind="$test valgrind"

@@ -35,6 +35,20 @@ allowing the name (every session a would-deny, let through to the backend by
 source name resolved) before it is measured; a client from 127.0.0.2 must be
 refused, and in report mode a name resolving to a private address too.
 
+Last, the DNS section: a `mode: dns` listener (100 allow entries, 20 of them
+`*.zoneN` wildcards, `max_queries_per_source: 0`) against dnsmasq serving
+the same names from a hosts file and --address with --no-resolv (nothing
+forwarded), each alone on CPU 0, driven by dnsperf on CPU 1 over UDP and
+then TCP from a shuffled file of allowed names, wildcard names, parents
+(NODATA) and refused names (NXDOMAIN): queries/s, the server's CPU µs per
+query and the share of each response code; every name is checked once
+before each run and the door's NXDOMAIN share must be the file's share of
+refused names, or the run fails. Then the door with
+`max_queries_per_source: 200` against one source sending 2,000 a second:
+about 200 a second answered, the rest counted `rate_limited` in /metrics.
+`bench.py dns` (or BENCH_ONLY=dns) runs only this section, in about three
+minutes, and writes build/bench/dns.md/dns.json.
+
 All traffic stays on 127.0.0.1. Every process started here runs in its own
 session and is killed on exit, Ctrl-C or SIGTERM.
 
@@ -51,13 +65,18 @@ Environment:
   BENCH_RETRY_BUDGET seconds the repeats may add in total (default 60)
   BENCH_OUT          output directory (default build/bench)
   BENCH_KEEP         1: keep the temporary directory (configs, logs) for a look
-  BENCH_ONLY         policy: only the policy-scale section (same as the argument)
+  BENCH_ONLY         policy: only the policy-scale section; dns: only the DNS
+                     section (same as the argument)
   BENCH_POLICY_ENTRIES      entries of the large allowlist (default 100000)
   BENCH_POLICY_SECONDS      length of each policy-scale run (default 8)
   BENCH_POLICY_CONNECTIONS  CONNECT sessions at a time (default 32)
   BENCH_SOURCES_ITEMS       items of the large `sources` lists (default 10000;
                             0 skips the sources rows)
-  DNSMASQ_BIN        dnsmasq for the policy-scale section (default /usr/sbin/dnsmasq)
+  BENCH_DNS_SECONDS  length of each dnsperf run (default 10)
+  BENCH_DNS_CLIENTS  dnsperf -c (default 4)
+  BENCH_DNS_OUTSTANDING  dnsperf -q (default 200)
+  BENCH_DNS_LIMIT_QPS    queries/s one source sends to the limiter row (default 2000)
+  DNSMASQ_BIN        dnsmasq for the policy-scale and DNS sections (default /usr/sbin/dnsmasq)
   GATEKEEPER_BIN     binary under test (default build/gatekeeper); it is copied
                      at start so that a rebuild during the run changes nothing
 """
@@ -105,6 +124,12 @@ POLICY_RUNS = 2
 # The sources rows of the policy-scale section: SOURCES_N items per list.
 SOURCES_N = int(os.environ.get("BENCH_SOURCES_ITEMS", "10000"))
 DNSMASQ = os.environ.get("DNSMASQ_BIN", "/usr/sbin/dnsmasq")
+# The DNS section: the door against dnsmasq, under dnsperf.
+DNS_SECONDS = int(os.environ.get("BENCH_DNS_SECONDS", "10"))
+DNS_CLIENTS = int(os.environ.get("BENCH_DNS_CLIENTS", "4"))  # dnsperf -c
+DNS_OUTSTANDING = int(os.environ.get("BENCH_DNS_OUTSTANDING", "200"))  # dnsperf -q
+DNS_LIMIT_QPS = int(os.environ.get("BENCH_DNS_LIMIT_QPS", "2000"))  # offered to the limiter row
+DNS_RUNS = 2
 
 NOFILE = 65536  # RLIMIT_NOFILE given to every process; set in main()
 IDLE_NOTE = ""
@@ -442,7 +467,7 @@ def measured(run, pid, backend_pid):
     cpus = (PROXY_CPU, LOAD_CPU)
     x0 = others_ticks()
     c0 = cpu_seconds(pid) if pid else 0.0
-    b0 = cpu_seconds(backend_pid)
+    b0 = cpu_seconds(backend_pid) if backend_pid else 0.0
     o0 = self_and_children_cpu()
     s0 = [cpu_stat(c) for c in cpus]
     t0 = time.time()
@@ -450,7 +475,7 @@ def measured(run, pid, backend_pid):
     elapsed = time.time() - t0
     s1 = [cpu_stat(c) for c in cpus]
     o1 = self_and_children_cpu()
-    b1 = cpu_seconds(backend_pid)
+    b1 = cpu_seconds(backend_pid) if backend_pid else 0.0
     c1 = cpu_seconds(pid) if pid else 0.0
     others, who = others_delta(x0, others_ticks())
     busy = sum(x[0] - y[0] for x, y in zip(s1, s0)) / CLK_TCK
@@ -1041,6 +1066,195 @@ def start_dns(d, procs, extra=()):
     raise BenchError(f"dnsmasq does not answer {POLICY_NAME} on port {port}:\n{tail(p.logpath)}")
 
 
+# --------------------------------------------------------------- DNS door
+#
+# A `mode: dns` listener with DNS_EXACT exact names and DNS_WILD `*.zoneN`
+# wildcards, against dnsmasq serving the same names from a hosts file (the
+# exact ones) and --address (the wildcards), --no-resolv and --local for the
+# domains the refused names are in: both answer everything themselves.
+# dnsperf on LOAD_CPU sends the DNS_FILE queries, in a loop, for
+# DNS_SECONDS; the server runs alone on PROXY_CPU.
+
+DNS_DOMAIN = f"dns.{POLICY_DOMAIN}"
+DNS_REFUSED_TLD = "example"  # names under it are refused (dnsmasq: --local=/example/)
+DNS_EXACT, DNS_WILD = 80, 20  # the allowlist: 100 entries
+# The query file: how many lines of each kind (the NXDOMAIN share is
+# DNS_MIX["refused"] / the total).
+DNS_MIX = {"exact": 400, "wildcard": 200, "parent": 150, "refused": 250}
+DNS_KINDS = {"exact": "allowed names", "wildcard": "wildcard names", "parent": "parents (NODATA)",
+             "refused": "refused names (NXDOMAIN)"}
+DNS_SHARE_TOL = 0.005  # NXDOMAIN share against the file's: at most 0.5 points apart
+DNS_LIMIT = 200  # max_queries_per_source of the limiter row
+DNS_TIMEOUT = 2  # dnsperf -t: a query unanswered this long is lost (and the run waits this long at most)
+
+
+def dns_allow():
+    return ([f"svc{i}.exact.{DNS_DOMAIN}" for i in range(DNS_EXACT)]
+            + [f"*.zone{i}.{DNS_DOMAIN}" for i in range(DNS_WILD)])
+
+
+def dns_queries():
+    """[(name, kind)] of the query file, shuffled (a fixed seed) so that a
+    run cut off mid-file still holds each kind at its share."""
+    import random
+    out = []
+    for k in range(DNS_MIX["exact"]):
+        out.append((f"svc{k % DNS_EXACT}.exact.{DNS_DOMAIN}", "exact"))
+    for k in range(DNS_MIX["wildcard"]):
+        out.append((f"h{k}.zone{k % DNS_WILD}.{DNS_DOMAIN}", "wildcard"))
+    parents = [f"exact.{DNS_DOMAIN}", DNS_DOMAIN] + [f"zone{i}.{DNS_DOMAIN}" for i in range(DNS_WILD)]
+    for k in range(DNS_MIX["parent"]):
+        out.append((parents[k % len(parents)], "parent"))
+    for k in range(DNS_MIX["refused"]):
+        # near misses (an exact entry's sibling), names in the domain no
+        # entry names, and names outside it
+        name = (f"svc{DNS_EXACT + k}.exact.{DNS_DOMAIN}", f"h{k}.other.{DNS_DOMAIN}",
+                f"h{k}.nowhere.{DNS_REFUSED_TLD}")[k % 3]
+        out.append((name, "refused"))
+    random.Random(1).shuffle(out)
+    return out
+
+
+def gk_dns_conf(port, admin_port, limit, workers):
+    root = "allow_root: true\n" if os.geteuid() == 0 else ""
+    w = f"workers: {workers}\n" if workers else ""
+    return (f"log:\n  level: warn\n{root}{w}admin:\n  listen: {HOST}:{admin_port}\n"
+            f"defaults:\n  max_connections: 0\n"
+            f"listeners:\n  - name: dns\n    listen: {HOST}:{port}\n    mode: dns\n"
+            f"    max_queries_per_source: {limit}\n    allow:\n"
+            + "".join(f'      - "{e}"\n' for e in dns_allow()))
+
+
+def dnsmasq_peer_argv(d, port):
+    """dnsmasq answering the same names: the exact ones from a hosts file,
+    each wildcard with --address (which answers the zone itself too), the
+    rest of bench.test and of .example NXDOMAIN (--local), nothing forwarded
+    (--no-resolv, no server)."""
+    hosts = os.path.join(d, "dns-peer-hosts")
+    with open(hosts, "w") as f:
+        f.write("".join(f"{HOST} {n}\n" for n in dns_allow() if not n.startswith("*.")))
+    os.chmod(hosts, 0o644)  # dnsmasq reads it as nobody
+    return ([DNSMASQ, "--keep-in-foreground", f"--port={port}", f"--listen-address={HOST}",
+             "--bind-interfaces", "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}",
+             f"--local=/{POLICY_DOMAIN}/", f"--local=/{DNS_REFUSED_TLD}/", "--local-ttl=30",
+             "--log-facility=-", f"--pid-file={d}/dns-peer.pid"]
+            + [f"--address=/{n[2:]}/{HOST}" for n in dns_allow() if n.startswith("*.")])
+
+
+def dns_ask(port, name, qtype=1, tcp=False, timeout=1.0):
+    """One query to HOST:port over UDP or TCP: (rcode, [A addresses of the
+    answer section], answer count)."""
+    tid = int.from_bytes(os.urandom(2), "big")
+    qname = b"".join(bytes([len(x)]) + x.encode() for x in name.split(".") if x) + b"\0"
+    query = tid.to_bytes(2, "big") + bytes.fromhex("0100 0001 0000 0000 0000") + qname \
+        + qtype.to_bytes(2, "big") + b"\0\1"
+    if tcp:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            s.sendall(len(query).to_bytes(2, "big") + query)
+            buf = b""
+            while len(buf) < 2 or len(buf) < 2 + int.from_bytes(buf[:2], "big"):
+                b = s.recv(65536)
+                if not b:
+                    raise BenchError(f"{name}: TCP connection closed before the answer")
+                buf += b
+            msg = buf[2:2 + int.from_bytes(buf[:2], "big")]
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(query, (HOST, port))
+            msg = s.recv(65536)
+    if len(msg) < 12 or msg[:2] != query[:2]:
+        raise BenchError(f"{name}: a reply that is not the answer to the query: {msg[:40]!r}")
+    rcode, qd, an = msg[3] & 15, int.from_bytes(msg[4:6], "big"), int.from_bytes(msg[6:8], "big")
+
+    def skip_name(i):
+        while True:
+            n = msg[i]
+            if n >= 0xC0:
+                return i + 2
+            if n == 0:
+                return i + 1
+            i += 1 + n
+    i, addrs = 12, []
+    for _ in range(qd):
+        i = skip_name(i) + 4
+    for _ in range(an):
+        i = skip_name(i)
+        rtype, rdlen = int.from_bytes(msg[i:i + 2], "big"), int.from_bytes(msg[i + 8:i + 10], "big")
+        if rtype == 1 and rdlen == 4:
+            addrs.append(socket.inet_ntoa(msg[i + 10:i + 14]))
+        i += 10 + rdlen
+    return rcode, addrs, an
+
+
+def dns_expect(kind, peer, name):
+    """(rcode, A addresses) the door (peer False) or dnsmasq gives a query of
+    this kind. dnsmasq's --address answers a wildcard's zone itself."""
+    if kind in ("exact", "wildcard"):
+        return 0, [HOST]
+    if kind == "parent":
+        return 0, ([HOST] if peer and name.startswith("zone") else [])
+    return 3, []
+
+
+def parse_dnsperf(text):
+    r = {"sent": 0, "requests": 0, "lost": 0, "rcodes": {}, "duration": 0.0, "rps": 0.0,
+         "latency_ms": None}
+    for key, pat in (("sent", r"Queries sent:\s+(\d+)"), ("requests", r"Queries completed:\s+(\d+)"),
+                     ("lost", r"Queries lost:\s+(\d+)")):
+        m = re.search(pat, text)
+        if m:
+            r[key] = int(m.group(1))
+    m = re.search(r"Response codes:\s+(.*)", text)
+    if m:
+        r["rcodes"] = {k: int(v) for k, v in re.findall(r"([A-Z]+) (\d+) \(", m.group(1))}
+    m = re.search(r"Run time \(s\):\s+([\d.]+)", text)
+    if m:
+        r["duration"] = float(m.group(1))
+    m = re.search(r"Queries per second:\s+([\d.]+)", text)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"Average Latency \(s\):\s+([\d.]+)", text)
+    if m:
+        r["latency_ms"] = float(m.group(1)) * 1000
+    return r
+
+
+def run_dnsperf(port, datafile, seconds, tcp=False, clients=None, outstanding=None, qps=None,
+                timeout=None, verbose=False):
+    """dnsperf for `seconds` on LOAD_CPU; with verbose, r["answers"] holds
+    (rcode, name) of every answer (-v)."""
+    cmd = ["taskset", "-c", LOAD_CPU, "dnsperf", "-s", HOST, "-p", str(port), "-d", datafile,
+           "-l", str(seconds), "-c", str(clients or DNS_CLIENTS), "-T", "1",
+           "-q", str(outstanding or DNS_OUTSTANDING)]
+    if tcp:
+        cmd += ["-m", "tcp"]
+    if qps:
+        cmd += ["-Q", str(qps)]
+    if timeout:
+        cmd += ["-t", str(timeout)]
+    if verbose:
+        cmd.append("-v")
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    r = parse_dnsperf(p.stdout)
+    if p.returncode != 0 or not r["sent"]:
+        raise BenchError(f"dnsperf failed ({p.returncode}): {(p.stderr or p.stdout).strip()[-300:]}")
+    if verbose:
+        # "> T name type" is a query lost (timed out)
+        r["answers"] = [x for x in re.findall(r"^> (\S+) (\S+) ", p.stdout, re.M) if x[0] != "T"]
+    r["raw"] = p.stdout[p.stdout.find("Statistics:"):] if verbose else p.stdout
+    return r
+
+
+def dns_metrics(admin_port):
+    """{result: count} of gatekeeper_dns_queries_total from /metrics."""
+    resp = http_get(admin_port, "/metrics", timeout=5)
+    out = {}
+    for m in re.finditer(rb'^gatekeeper_dns_queries_total\{[^}]*result="([a-z_]+)"\} (\d+)$', resp, re.M):
+        out[m.group(1).decode()] = out.get(m.group(1).decode(), 0) + int(m.group(2))
+    return out
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -1055,6 +1269,8 @@ class Bench:
         self.retry_budget = RETRY_BUDGET
         self.policy = None
         self.dns_port = None
+        self.dns = None
+        self.gk_workers = False
 
     def write(self, name, text):
         path = os.path.join(self.d, name)
@@ -1429,15 +1645,229 @@ class Bench:
             self.policy["notes"].append(f"{label}: /observed holds {REPORT_GUARDED}, which the "
                                         f"guard refused")
 
+    # ------------------------------------------------------------- DNS door
+
+    def dns_section(self):
+        """The DNS section: the door and dnsmasq in turn, over UDP then TCP,
+        DNS_RUNS rounds, a fresh server for every run; then the door with
+        max_queries_per_source: DNS_LIMIT against one source sending
+        DNS_LIMIT_QPS."""
+        log(f"== DNS: the door against dnsmasq, {len(dns_allow())} allow entries, dnsperf "
+            f"-c{DNS_CLIENTS} -q{DNS_OUTSTANDING}, {DNS_SECONDS}s per run")
+        t0 = time.time()
+        qs = dns_queries()
+        dns = self.dns = {"entries": len(dns_allow()), "mix": dict(DNS_MIX), "seconds": DNS_SECONDS,
+                          "clients": DNS_CLIENTS, "outstanding": DNS_OUTSTANDING,
+                          "nx_share": DNS_MIX["refused"] / len(qs), "limit": DNS_LIMIT,
+                          "limit_qps": DNS_LIMIT_QPS, "runs": [], "limiter": None, "notes": []}
+        self.dns_file = self.write("dns-queries.txt", "".join(f"{n} A\n" for n, _ in qs))
+        self.dns_kinds = {n: k for n, k in qs}
+        try:
+            path = self.write("dns-check.yaml", gk_dns_conf(free_dns_port(), free_port(), 0,
+                                                            1 if self.gk_workers else 0))
+            p = subprocess.run([GK, "-t", "-c", path], capture_output=True, text=True)
+            if p.returncode != 0:
+                raise BenchError(f"gatekeeper -t of the dns listener: {(p.stderr or p.stdout).strip()}")
+            for run in range(1, DNS_RUNS + 1):
+                for transport in ("udp", "tcp"):
+                    for server in ("gatekeeper", "dnsmasq"):
+                        dns["runs"].append(self.dns_run(server, transport, run))
+            dns["limiter"] = self.dns_run("gatekeeper", "udp", 1, limit=DNS_LIMIT)
+        except BenchError as e:
+            dns["error"] = str(e).splitlines()[0]
+            dns["notes"].append(f"DNS: FAILED: {e}")
+            log(f"DNS: FAILED: {e}")
+        log(f"   {time.time() - t0:.0f}s")
+
+    def dns_check_answers(self, port, server, tcp, few=False):
+        """Every name of the query file asked once over UDP (over TCP, or
+        when few, one of each kind): the door must answer each as its kind
+        says (a mismatch fails the run); for dnsmasq a mismatch is a note."""
+        names = list(self.dns_kinds)
+        if tcp or few:
+            names = [next(n for n in names if self.dns_kinds[n] == k) for k in DNS_MIX]
+        wrong = []
+        for name in names:
+            kind = self.dns_kinds[name]
+            want = dns_expect(kind, server == "dnsmasq", name)
+            try:
+                rcode, addrs, _ = dns_ask(port, name, tcp=tcp)
+            except (OSError, BenchError) as e:
+                wrong.append(f"{name}: {e}")
+                continue
+            if (rcode, addrs) != want:
+                wrong.append(f"{name} ({DNS_KINDS[kind]}): rcode {rcode} {addrs}, want rcode "
+                             f"{want[0]} {want[1]}")
+        if wrong and server == "gatekeeper":
+            raise BenchError(f"{len(wrong)} of {len(names)} answers wrong: {'; '.join(wrong[:3])}")
+        return wrong
+
+    def dns_run(self, server, transport, run, limit=0):
+        """One measured dnsperf run against a fresh door (limit: its
+        max_queries_per_source) or dnsmasq."""
+        tcp = transport == "tcp"
+        tag = f"dns-{server}-{transport}-{run}" + (f"-limit{limit}" if limit else "")
+        label = (f"{server} {transport}, run {run}" if not limit
+                 else f"gatekeeper, max_queries_per_source: {limit}")
+        row = {"server": server, "transport": transport, "run": run, "limit": limit}
+        notes = self.dns["notes"]
+        port, admin = free_dns_port(), free_port()
+        logpath = os.path.join(self.d, f"{tag}.log")
+        if server == "gatekeeper":
+            conf = self.write(f"{tag}.yaml", gk_dns_conf(port, admin, limit, 1 if self.gk_workers else 0))
+            p = self.procs.start([GK, "-c", conf], logpath, cpus=PROXY_CPU)
+        else:
+            p = self.procs.start(dnsmasq_peer_argv(self.d, port), logpath, cpus=PROXY_CPU)
+        try:
+            deadline = time.time() + 10
+            while True:
+                if p.poll() is not None:
+                    raise BenchError(f"{tag} exited at start:\n{tail(p.logpath)}")
+                try:
+                    dns_ask(port, DNS_DOMAIN, timeout=0.2)
+                    break
+                except (OSError, BenchError):
+                    if time.time() > deadline:
+                        raise BenchError(f"{tag}: no answer on {HOST}:{port} after 10 s")
+                    time.sleep(0.05)
+            wrong = self.dns_check_answers(port, server, tcp, few=bool(limit))
+            if wrong:
+                notes.append(f"{label}: {len(wrong)} answer(s) unlike the door's, e.g. {wrong[0]}")
+            row["rss"] = rss_bytes(p.pid)
+
+            def one(seconds=DNS_SECONDS):
+                """One dnsperf run; for the door with /metrics read around it."""
+                m0 = dns_metrics(admin) if server == "gatekeeper" else {}
+                if limit:
+                    r = run_dnsperf(port, self.dns_file, seconds, clients=1,
+                                    outstanding=max(DNS_OUTSTANDING, 2 * DNS_LIMIT_QPS),
+                                    qps=DNS_LIMIT_QPS, timeout=1, verbose=True)
+                else:
+                    r = run_dnsperf(port, self.dns_file, seconds, tcp=tcp, timeout=DNS_TIMEOUT)
+                if server == "gatekeeper":
+                    m1 = dns_metrics(admin)
+                    r["metrics"] = {k: m1.get(k, 0) - m0.get(k, 0) for k in m1}
+                return r
+            if limit:
+                # No warm-up: the whole run is one source over its limit. A
+                # second of quiet first refills the bucket (one second's worth).
+                r = self.quiet(lambda: (time.sleep(1.0), measured(one, p.pid, None))[1])
+            else:
+                one(1)  # warm-up, not measured
+                r = self.quiet(lambda: measured(one, p.pid, None))
+            row.update(r)
+            if p.poll() is not None:
+                raise BenchError(f"{tag} exited during the run:\n{tail(p.logpath)}")
+            if not row["requests"]:
+                raise BenchError(f"{tag}: no query answered")
+            done = row["requests"]
+            row["noerror_share"] = row["rcodes"].get("NOERROR", 0) / done
+            row["nx_share"] = row["rcodes"].get("NXDOMAIN", 0) / done
+            others = {k: v for k, v in row["rcodes"].items() if k not in ("NOERROR", "NXDOMAIN")}
+            want = self.dns["nx_share"]
+            if limit:
+                # Which queries get through depends on timing, so the share to
+                # match is that of refused names among the queries answered;
+                # every answer is checked against its name (dnsperf -v).
+                answers = row.pop("answers", [])
+                bad = [(c, n) for c, n in answers
+                       if c != ("NXDOMAIN" if self.dns_kinds.get(n) == "refused" else "NOERROR")]
+                if len(answers) != done or bad:
+                    raise BenchError(f"{tag}: {len(bad)} of {len(answers)} answers (dnsperf counted "
+                                     f"{done}) wrong for their name, e.g. {bad[:2]}")
+                row["answers_checked"] = len(answers)
+                want = row["refused_share"] = sum(
+                    1 for _, n in answers if self.dns_kinds.get(n) == "refused") / done
+            off = abs(row["nx_share"] - want) > DNS_SHARE_TOL
+            if server == "gatekeeper" and (off or others):
+                raise BenchError(f"{tag}: NXDOMAIN {100 * row['nx_share']:.2f}% of the answers, "
+                                 f"refused names {100 * want:.2f}% of the "
+                                 + ("queries answered" if limit else "file")
+                                 + (f"; other codes {others}" if others else ""))
+            if off or others:
+                notes.append(f"{label}: NXDOMAIN {100 * row['nx_share']:.2f}% of the answers "
+                             f"(the file's refused names: {100 * want:.1f}%)"
+                             + (f", other codes {others}" if others else ""))
+            if server == "gatekeeper" and not limit and row["metrics"].get("rate_limited"):
+                raise BenchError(f"{tag}: {row['metrics']['rate_limited']} queries rate_limited "
+                                 f"with max_queries_per_source: 0")
+            if limit:
+                self.dns_check_limiter(row, tag)
+            log(f"   {label}: {row['rps']:,.0f} queries/s, "
+                + (f"{row['cpu_us_per_req']:.2f} CPU µs/query, " if row["cpu_us_per_req"] else "")
+                + f"NXDOMAIN {100 * row['nx_share']:.1f}%, lost {row['lost']}"
+                + (f", rate_limited {row['metrics'].get('rate_limited', 0):,}" if limit else ""))
+        except BenchError as e:
+            row["error"] = str(e).splitlines()[0]
+            notes.append(f"{label}: FAILED: {e}")
+            log(f"{tag}: FAILED: {e}")
+        finally:
+            self.procs.stop(p)
+        if row.get("lost") and not limit:
+            notes.append(f"{label}: {row['lost']:,} of {row['sent']:,} queries lost (no answer "
+                         f"within {DNS_TIMEOUT} s)")
+            row["flag"] = row["lost"] > 0.001 * max(row["sent"], 1)
+        if row.get("foreign_cpu_s", 0) > NOISE * row.get("elapsed", 1):
+            notes.append(f"{label}: other processes took {row['foreign_cpu_s']:.1f} CPU-s of CPUs "
+                         f"{PROXY_CPU}-{LOAD_CPU} during the {row['elapsed']:.0f}s run, "
+                         f"{row['others_top']} (best of {row['attempts']} runs): noisy")
+            row["noisy"] = True
+        if row.get("steal_s", 0) > 0.02 * row.get("elapsed", 1):
+            notes.append(f"{label}: steal time {row['steal_s']:.2f}s (the hypervisor took the CPUs)")
+        # dnsperf's run time: the wait for lost queries at the end is left out.
+        busy_s = row.get("duration") or row.get("elapsed", 0)
+        if busy_s:
+            row["server_cpu_pct"] = 100 * row["proxy_cpu_s"] / busy_s
+        if (not limit and row.get("busy_per_cpu_s") and row["busy_per_cpu_s"][1] > 0.95 * busy_s
+                and row["proxy_cpu_s"] < 0.9 * busy_s):
+            row["load_bound"] = True
+        if server == "gatekeeper":
+            with open(logpath, "rb") as f:
+                logged = [x for x in f.read().decode(errors="replace").splitlines()
+                          if 'msg="running as root"' not in x]
+            if logged:
+                notes.append(f"{label}: {len(logged)} line(s) in gatekeeper's log at level warn; "
+                             f"first: `{logged[0][:200]}`")
+        return row
+
+    def dns_check_limiter(self, row, tag):
+        """One source sending DNS_LIMIT_QPS at a door allowing it DNS_LIMIT a
+        second: about DNS_LIMIT a second answered (plus the first second's
+        burst), the rest counted rate_limited in /metrics, and every query
+        dnsperf sent counted once."""
+        m, secs = row["metrics"], row["duration"] or row["elapsed"]
+        row["rate_limited"] = limited = m.get("rate_limited", 0)
+        counted = sum(m.values())
+        answered = row["requests"]
+        row["answered_per_s"] = answered / secs
+        row["sent_per_s"] = row["sent"] / secs
+        row["cpu_us_per_received"] = row["proxy_cpu_s"] * 1e6 / row["sent"] if row["sent"] else None
+        most = DNS_LIMIT * (secs + 1) * 1.05 + 20
+        if not limited:
+            raise BenchError(f"{tag}: nothing rate_limited at {row['sent_per_s']:,.0f} queries/s "
+                             f"from one source")
+        if answered > most or answered < 0.8 * DNS_LIMIT * secs:
+            raise BenchError(f"{tag}: {answered:,} answered in {secs:.1f}s, want about "
+                             f"{DNS_LIMIT}/s (+{DNS_LIMIT} at once)")
+        if abs(counted - row["sent"]) > 0.01 * row["sent"] + 10:
+            self.dns["notes"].append(f"limiter: /metrics counted {counted:,} queries, dnsperf sent "
+                                     f"{row['sent']:,}")
+
     def quiet_wrk(self, port, pid, close, latency):
         """measured_wrk, repeated while other processes on this machine took
         more than NOISE of a CPU during the run and the retry budget lasts;
         the least disturbed run is kept."""
+        return self.quiet(lambda: measured_wrk(port, pid, self.backend.pid, close, latency))
+
+    def quiet(self, measure):
+        """measure() (a measured() run), repeated while other processes on
+        this machine took more than NOISE of a CPU during the run and the
+        retry budget lasts; the least disturbed run is kept."""
         best, attempts = None, 0
         while True:
             attempts += 1
             t0 = time.time()
-            r = measured_wrk(port, pid, self.backend.pid, close, latency)
+            r = measure()
             if best is None or r["foreign_cpu_s"] < best["foreign_cpu_s"]:
                 best = r
             if (r["foreign_cpu_s"] <= NOISE * r["elapsed"] or self.retry_budget <= 0
@@ -1680,7 +2110,92 @@ def render_sources(pol, src):
     return "\n".join(lines)
 
 
-def machine_header(resp_bytes, policy_only=False):
+def render_dns(dns):
+    """The DNS section: the door against dnsmasq, then the limiter row, in
+    markdown."""
+    mix = dns["mix"]
+    total = sum(mix.values())
+    lines = [f"DNS: the door (`mode: dns`, {dns['entries']} allow entries: {DNS_EXACT} exact "
+             f"names, {DNS_WILD} `*.zoneN.{DNS_DOMAIN}` wildcards, `max_queries_per_source: 0`, "
+             f"`log.level: warn`) against dnsmasq (the same names from a hosts file and "
+             f"`--address`, `--no-resolv`, nothing forwarded), each alone on CPU {PROXY_CPU}; "
+             f"dnsperf on CPU {LOAD_CPU}, `-c{dns['clients']} -q{dns['outstanding']} -t{DNS_TIMEOUT}`, "
+             f"{dns['seconds']} s per run after a 1 s warm-up, a fresh server for every run. "
+             f"The query file ({total:,} A queries, shuffled, sent in a loop): "
+             + ", ".join(f"{100 * n / total:.0f}% {DNS_KINDS[k]}" for k, n in mix.items())
+             + f"; every name is asked once and checked before each run, and the door's NXDOMAIN "
+             f"share must be the file's {100 * dns['nx_share']:.1f}% (±{100 * DNS_SHARE_TOL:.1f} "
+             f"points) or the run fails.",
+             "",
+             "| server | transport | run | queries/s | CPU µs/query | server CPU % | NOERROR | "
+             "NXDOMAIN | lost | avg latency ms | RSS | others' CPU-s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in dns["runs"]:
+        name = "gatekeeper" if r["server"] == "gatekeeper" else "dnsmasq"
+        if r.get("error"):
+            lines.append(f"| {name} | {r['transport'].upper()} | {r['run']} | failed: "
+                         f"{r['error'][:80].replace('|', '/')} | | | | | | | | |")
+            continue
+        mark = (" ⚠" if r.get("flag") else "") + (" (noisy)" if r.get("noisy") else "") \
+            + (" †" if r.get("load_bound") else "")
+        lines.append(f"| {name} | {r['transport'].upper()} | {r['run']} | {fmt_int(r['rps'])}{mark} | "
+                     f"{r['cpu_us_per_req']:.2f} | {r['server_cpu_pct']:.0f} | "
+                     f"{100 * r['noerror_share']:.2f}% | {100 * r['nx_share']:.2f}% | {r['lost']:,} | "
+                     f"{fmt_ms(r['latency_ms'])} | {fmt_mib(r.get('rss'))} | "
+                     f"{r['foreign_cpu_s']:.1f} |")
+    if any(r.get("load_bound") for r in dns["runs"]):
+        lines += ["", f"† CPU {LOAD_CPU} (dnsperf) was full while the server used under 90% of "
+                      f"CPU {PROXY_CPU}: dnsperf set the rate, and CPU µs/query is the figure that "
+                      f"tells the servers apart."]
+    if any(r["server"] == "dnsmasq" and r["transport"] == "tcp" for r in dns["runs"]):
+        lines += ["", "dnsmasq answers each TCP connection in a forked child and is not built for "
+                      "load there: dnsperf pipelines queries on each connection, and dnsmasq "
+                      "leaves some unanswered (the `lost` column). Its TCP rows show that path, "
+                      "not a like-for-like race."]
+    lim = dns.get("limiter")
+    if lim:
+        lines += ["", f"Limiter: the same door with `max_queries_per_source: {dns['limit']}`, one "
+                      f"source (dnsperf `-c1 -Q{dns['limit_qps']} -t1`, the same file) for "
+                      f"{dns['seconds']} s, after a second without queries (the bucket full: "
+                      f"{dns['limit']} at once, then {dns['limit']} a second). Queries over the "
+                      f"limit get no reply; `rate_limited` is the run's delta of "
+                      f"`gatekeeper_dns_queries_total{{result=\"rate_limited\"}}` in `/metrics`. Which "
+                      f"queries get through depends on timing, so every answer is checked against "
+                      f"its name (dnsperf `-v`), and the NXDOMAIN share must be that of refused "
+                      f"names among the queries answered.",
+                  "",
+                  "| limiter | sent | sent/s | answered | answered/s | rate_limited (/metrics) | "
+                  "NXDOMAIN / refused names answered | CPU µs/query received | others' CPU-s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        label = f"`max_queries_per_source: {dns['limit']}`, one source"
+        if lim.get("error") or "answered_per_s" not in lim:
+            lines.append(f"| {label} | failed: {lim.get('error', '?')[:80].replace('|', '/')} "
+                         f"| | | | | | | |")
+        else:
+            lines.append(f"| {label} | {lim['sent']:,} | {fmt_int(lim['sent_per_s'])} | "
+                         f"{lim['requests']:,} | {fmt_int(lim['answered_per_s'])}"
+                         f"{' (noisy)' if lim.get('noisy') else ''} | "
+                         f"{lim['rate_limited']:,} | {100 * lim['nx_share']:.1f}% / {100 * lim['refused_share']:.1f}% | "
+                         f"{lim['cpu_us_per_received']:.2f} | {lim['foreign_cpu_s']:.1f} |")
+    if dns.get("notes"):
+        lines += ["", "DNS notes:"] + [f"- {n}" for n in dns["notes"]]
+    return "\n".join(lines)
+
+
+def dns_failed(dns):
+    return (not dns or bool(dns.get("error")) or any(r.get("error") for r in dns["runs"])
+            or bool((dns.get("limiter") or {}).get("error")))
+
+
+def write_dns(header, dns, text):
+    """dns.md and dns.json in OUT: the latest DNS figures."""
+    with open(os.path.join(OUT, "dns.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(OUT, "dns.json"), "w") as f:
+        json.dump({"header": header, "dns": dns}, f, indent=1)
+
+
+def machine_header(resp_bytes, policy_only=False, dns_only=False):
     cpu = "unknown CPU"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -1708,9 +2223,19 @@ def machine_header(resp_bytes, policy_only=False):
     wrk = ver(["wrk", "--version"], r"wrk (\S+)")
     versions = (f"gatekeeper {gk} ({rev}, binary sha256 {GK_SHA[0]}), nginx {nginx}, "
                 f"HAProxy {haproxy}, wrk {wrk}")
+    dnsmasq = ver([DNSMASQ, "--version"], r"version (\S+)")
+    dnsperf = ver(["dnsperf", "-h"], r"Version (\S+)")
+    if dns_only:
+        versions = (f"gatekeeper {gk} ({rev}, binary sha256 {GK_SHA[0]}), dnsmasq {dnsmasq}, "
+                    f"dnsperf {dnsperf}")
+    else:
+        versions += f", dnsmasq {dnsmasq}, dnsperf {dnsperf}"
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     first = f"{date} · nproc {nproc} · {cpu} · Linux {platform.release()} · {versions}\n\n"
+    if dns_only:
+        return (first + f"DNS only (the other rows were not run): the server on CPU {PROXY_CPU}, "
+                f"dnsperf on CPU {LOAD_CPU}. Load average before the run: {load}.")
     if policy_only:
         return (first + f"Policy scale only (the other rows were not run); the nginx backend (1 "
                 f"worker), dnsmasq and the client on CPU {LOAD_CPU}, {resp_bytes}-byte responses. "
@@ -1740,20 +2265,23 @@ def main():
     global IDLE, NOFILE, IDLE_NOTE, GK, NPROC
     # BENCH_ONLY=policy (or the argument "policy"): only the policy-scale
     # section, written to policy.md and policy.json; the full table stays.
+    # BENCH_ONLY=dns: only the DNS section, written to dns.md and dns.json.
     only = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("BENCH_ONLY", "")).strip()
-    if only not in ("", "all", "policy") or len(sys.argv) > 2:
-        sys.exit(f"usage: bench.py [policy]  (or BENCH_ONLY=policy); not {only!r}")
+    if only not in ("", "all", "policy", "dns") or len(sys.argv) > 2:
+        sys.exit(f"usage: bench.py [policy|dns]  (or BENCH_ONLY=policy|dns); not {only!r}")
     policy_only = only == "policy"
+    dns_only = only == "dns"
     if not os.access(GK, os.X_OK):
         sys.exit(f"bench: {GK} not found; run make first")
-    tools = ("nginx", "taskset", "prlimit") if policy_only else ("nginx", "haproxy", "wrk", "taskset",
-                                                                  "prlimit")
+    tools = (("nginx", "taskset", "prlimit") if policy_only
+             else ("dnsperf", "taskset", "prlimit") if dns_only
+             else ("nginx", "haproxy", "wrk", "dnsperf", "taskset", "prlimit"))
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found; run scripts/deps.sh bench")
     if not os.access(DNSMASQ, os.X_OK):
         sys.exit(f"bench: {DNSMASQ} not found; run scripts/deps.sh bench")
-    if not os.path.exists(NGINX_STREAM_MODULE):
+    if not dns_only and not os.path.exists(NGINX_STREAM_MODULE):
         sys.exit(f"bench: {NGINX_STREAM_MODULE} missing; install libnginx-mod-stream")
     if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
         sys.exit("bench: needs CPUs 0 and 1")
@@ -1793,6 +2321,15 @@ def main():
             GK_SHA[0] = hashlib.sha256(f.read()).hexdigest()[:12]
         bench = Bench(d, procs)
         os.makedirs(OUT, exist_ok=True)
+        if dns_only:
+            bench.gk_workers, _ = gk_accepts_workers(d)
+            header = machine_header(0, dns_only=True)
+            bench.dns_section()
+            text = header + "\n\n" + render_dns(bench.dns)
+            write_dns(header, bench.dns, text)
+            print(text)
+            log(f"done in {time.time() - t_start:.0f}s; written to {os.path.relpath(OUT, ROOT)}/dns.md")
+            return 1 if dns_failed(bench.dns) else 0
         if policy_only:
             log(f"backend: nginx on CPU {LOAD_CPU}")
             bench.start_backend(bulk_mib=0)
@@ -1852,21 +2389,25 @@ def main():
 
         # Last, so that it leaves the other rows as they were.
         bench.policy_scale()
+        bench.dns_section()
 
         table = render(bench, header)
         notes = ""
         if bench.notes:
             notes = "\n\nNotes:\n" + "\n".join(f"- {n}" for n in bench.notes)
         policy = render_policy(bench.policy)
+        dns = render_dns(bench.dns)
         with open(os.path.join(OUT, "results.md"), "w") as f:
-            f.write(table + notes + "\n\n" + policy + "\n")
+            f.write(table + notes + "\n\n" + policy + "\n\n" + dns + "\n")
         with open(os.path.join(OUT, "results.json"), "w") as f:
             json.dump({"header": header, "rows": bench.rows, "notes": bench.notes,
-                       "policy": bench.policy}, f, indent=1)
+                       "policy": bench.policy, "dns": bench.dns}, f, indent=1)
         write_policy(header, bench.policy, header + "\n\n" + policy)
-        print(table + notes + "\n\n" + policy)
+        write_dns(header, bench.dns, header + "\n\n" + dns)
+        print(table + notes + "\n\n" + policy + "\n\n" + dns)
         log(f"done in {time.time() - t_start:.0f}s; written to {os.path.relpath(OUT, ROOT)}/results.md")
-        return 1 if any(r.get("error") for r in bench.rows) or policy_failed(bench.policy) else 0
+        return 1 if (any(r.get("error") for r in bench.rows) or policy_failed(bench.policy)
+                     or dns_failed(bench.dns)) else 0
     except (KeyboardInterrupt, Interrupted) as e:
         log(f"interrupted ({str(e) or 'SIGINT'}); cleaning up")
         return 130
