@@ -48,6 +48,12 @@ const char *net_format(const struct sockaddr *sa, char *buf, size_t len);
  */
 const struct sockaddr *net_unmap_v4(const struct sockaddr *sa, struct sockaddr_in *out);
 
+/*
+ * net_addr_bytes: the address of sa in network order, its length (4 or
+ * 16) in *len; NULL (and 0) for another family.
+ */
+const uint8_t *net_addr_bytes(const struct sockaddr *sa, size_t *len);
+
 /* net_addr_format writes the address alone, without port. */
 const char *net_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -88,17 +88,13 @@ slot_of(struct door *d, const struct sockaddr *from, int64_t now)
 	uint8_t addr[16] = {0};
 	uint32_t h = 2166136261u;
 	struct rate_slot *s, *reuse = NULL;
+	const uint8_t *bytes;
 	size_t alen;
 
 	if (sa == NULL)
 		sa = from;
-	if (sa->sa_family == AF_INET) {
-		memcpy(addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		alen = 4;
-	} else {
-		memcpy(addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-		alen = 16;
-	}
+	if ((bytes = net_addr_bytes(sa, &alen)) != NULL)
+		memcpy(addr, bytes, alen);
 	for (size_t i = 0; i < alen; i++)
 		h = (h ^ addr[i]) * 16777619u;
 	for (size_t i = 0; i < RATE_WAYS; i++) {
@@ -178,41 +174,37 @@ log_refusal(struct door *d, struct rate_slot *s, const struct ask *a, const stru
 	s->suppressed = 0;
 }
 
-/* answers_for fills the addresses an allowed name gets for q's type; returns how many. */
+/* add_answer adds sa to out[*n] when it is of a family q asks for. */
+static void
+add_answer(const struct dns_query *q, const struct sockaddr *sa, struct dns_answer *out, size_t *n)
+{
+	int any = q->qtype == 255;
+	size_t len;
+	const uint8_t *a = net_addr_bytes(sa, &len);
+
+	if (a == NULL || !((len == 4 && (any || q->qtype == DNS_TYPE_A)) ||
+			   (len == 16 && (any || q->qtype == DNS_TYPE_AAAA))))
+		return;
+	out[*n].family = sa->sa_family;
+	memcpy(out[*n].addr, a, len);
+	(*n)++;
+}
+
+/*
+ * answers_for fills the addresses an allowed name gets for q's type: the
+ * listener's 'answer', or the address the query came to (one door serves
+ * several networks). Returns how many.
+ */
 static size_t
 answers_for(const struct config_listener *conf, const struct dns_query *q,
 	    const struct sockaddr *to, struct dns_answer *out)
 {
-	int want4 = q->qtype == DNS_TYPE_A || q->qtype == 255;
-	int want6 = q->qtype == DNS_TYPE_AAAA || q->qtype == 255;
 	size_t n = 0;
 
-	if (conf->n_answer == 0) {
-		/* The address the query came to: one door serves several networks. */
-		const struct sockaddr *sa = to;
-		if (sa->sa_family == AF_INET && want4) {
-			out[n].family = AF_INET;
-			memcpy(out[n++].addr,
-			       &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		} else if (sa->sa_family == AF_INET6 && want6) {
-			out[n].family = AF_INET6;
-			memcpy(out[n++].addr,
-			       &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-		}
-		return n;
-	}
-	for (size_t i = 0; i < conf->n_answer && n < ANSWERS_MAX; i++) {
-		const struct sockaddr *sa = (const struct sockaddr *)&conf->answer[i].addr;
-		if (sa->sa_family == AF_INET && want4) {
-			out[n].family = AF_INET;
-			memcpy(out[n++].addr,
-			       &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-		} else if (sa->sa_family == AF_INET6 && want6) {
-			out[n].family = AF_INET6;
-			memcpy(out[n++].addr,
-			       &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
-		}
-	}
+	if (conf->n_answer == 0)
+		add_answer(q, to, out, &n);
+	for (size_t i = 0; i < conf->n_answer && n < ANSWERS_MAX; i++)
+		add_answer(q, (const struct sockaddr *)&conf->answer[i].addr, out, &n);
 	return n;
 }
 

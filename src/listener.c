@@ -413,6 +413,8 @@ source_key(const struct listener *l, const struct sockaddr *client, uint8_t key[
 	const struct sockaddr *c = net_unmap_v4(client, &v4);
 	uint16_t port = net_port((const struct sockaddr *)&l->bound);
 	const struct sockaddr *b = (const struct sockaddr *)&l->bound;
+	const uint8_t *a;
+	size_t len;
 
 	memset(key, 0, SOURCE_KEY_LEN);
 	if (c == NULL)
@@ -420,15 +422,11 @@ source_key(const struct listener *l, const struct sockaddr *client, uint8_t key[
 	key[0] = (uint8_t)b->sa_family;
 	key[1] = (uint8_t)(port >> 8);
 	key[2] = (uint8_t)port;
-	if (b->sa_family == AF_INET)
-		memcpy(key + 3, &((const struct sockaddr_in *)(const void *)b)->sin_addr, 4);
-	else if (b->sa_family == AF_INET6)
-		memcpy(key + 3, &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16);
+	if ((a = net_addr_bytes(b, &len)) != NULL)
+		memcpy(key + 3, a, len);
 	key[19] = (uint8_t)c->sa_family;
-	if (c->sa_family == AF_INET)
-		memcpy(key + 20, &((const struct sockaddr_in *)(const void *)c)->sin_addr, 4);
-	else if (c->sa_family == AF_INET6)
-		memcpy(key + 20, &((const struct sockaddr_in6 *)(const void *)c)->sin6_addr, 16);
+	if ((a = net_addr_bytes(c, &len)) != NULL)
+		memcpy(key + 20, a, len);
 }
 
 static uint32_t

@@ -350,3 +350,18 @@ net_unmap_v4(const struct sockaddr *sa, struct sockaddr_in *out)
 	out->sin_port = s6->sin6_port;
 	return (const struct sockaddr *)out;
 }
+
+const uint8_t *
+net_addr_bytes(const struct sockaddr *sa, size_t *len)
+{
+	if (sa->sa_family == AF_INET) {
+		*len = 4;
+		return (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	}
+	if (sa->sa_family == AF_INET6) {
+		*len = 16;
+		return ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+	}
+	*len = 0;
+	return NULL;
+}

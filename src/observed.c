@@ -46,16 +46,9 @@ fnv(uint32_t h, const void *data, size_t len)
 static const void *
 addr_key(const struct sockaddr_storage *ss, size_t *len)
 {
-	if (ss->ss_family == AF_INET) {
-		*len = 4;
-		return &((const struct sockaddr_in *)ss)->sin_addr;
-	}
-	if (ss->ss_family == AF_INET6) {
-		*len = 16;
-		return &((const struct sockaddr_in6 *)ss)->sin6_addr;
-	}
-	*len = 0;
-	return ss;
+	const void *a = net_addr_bytes((const struct sockaddr *)ss, len);
+
+	return a != NULL ? a : (const void *)ss;
 }
 
 static uint32_t

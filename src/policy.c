@@ -193,19 +193,15 @@ name_add(struct name_table *t, struct rule *rules, const char *key, int r)
 	s->last = r;
 }
 
-/* addr_bytes: the address of sa and its length (4 or 16), or NULL for another family. */
+/* addr_bytes: the address of sa and its length in bits (32 or 128), or NULL for another family. */
 static const uint8_t *
 addr_bytes(const struct sockaddr *sa, unsigned *bits)
 {
-	if (sa->sa_family == AF_INET) {
-		*bits = 32;
-		return (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
-	}
-	if (sa->sa_family == AF_INET6) {
-		*bits = 128;
-		return ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
-	}
-	return NULL;
+	size_t len;
+	const uint8_t *a = net_addr_bytes(sa, &len);
+
+	*bits = (unsigned)len * 8;
+	return a;
 }
 
 static void
