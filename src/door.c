@@ -23,6 +23,7 @@
 #include "config.h"
 #include "dns.h"
 #include "door.h"
+#include "hash.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
@@ -86,7 +87,7 @@ slot_of(struct door *d, const struct sockaddr *from, int64_t now)
 	struct sockaddr_in v4;
 	const struct sockaddr *sa = net_unmap_v4(from, &v4);
 	uint8_t addr[16] = {0};
-	uint32_t h = 2166136261u;
+	uint32_t h;
 	struct rate_slot *s, *reuse = NULL;
 	const uint8_t *bytes;
 	size_t alen;
@@ -95,8 +96,7 @@ slot_of(struct door *d, const struct sockaddr *from, int64_t now)
 		sa = from;
 	if ((bytes = net_addr_bytes(sa, &alen)) != NULL)
 		memcpy(addr, bytes, alen);
-	for (size_t i = 0; i < alen; i++)
-		h = (h ^ addr[i]) * 16777619u;
+	h = hash_bytes(HASH_SEED, addr, alen);
 	for (size_t i = 0; i < RATE_WAYS; i++) {
 		s = &d->slots[(h + i) % RATE_SLOTS];
 		if (s->family == sa->sa_family && memcmp(s->addr, addr, 16) == 0)

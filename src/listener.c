@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "config.h"
 #include "door.h"
+#include "hash.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
@@ -429,16 +430,6 @@ source_key(const struct listener *l, const struct sockaddr *client, uint8_t key[
 		memcpy(key + 20, a, len);
 }
 
-static uint32_t
-source_hash(const uint8_t *key)
-{
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < SOURCE_KEY_LEN; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h;
-}
-
 /* source_counts_grow doubles the buckets when the table is more than twice full (lock held). */
 static void
 source_counts_grow(void)
@@ -474,7 +465,7 @@ listener_source_acquire(struct listener *l, const struct config_listener *conf,
 	if (conf->max_connections_per_source <= 0)
 		return REASON_NONE;
 	source_key(l, client, key);
-	h = source_hash(key);
+	h = hash_bytes(HASH_SEED, key, SOURCE_KEY_LEN);
 	pthread_mutex_lock(&source_counts.lock);
 	source_counts_grow();
 	if (source_counts.buckets == NULL) {
@@ -512,7 +503,7 @@ listener_source_release(struct listener *l, const struct sockaddr *client)
 	uint32_t h;
 
 	source_key(l, client, key);
-	h = source_hash(key);
+	h = hash_bytes(HASH_SEED, key, SOURCE_KEY_LEN);
 	pthread_mutex_lock(&source_counts.lock);
 	for (pe = &source_counts.buckets[h & (source_counts.n_buckets - 1)]; (e = *pe) != NULL;
 	     pe = &e->next)

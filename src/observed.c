@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "net.h"
 #include "observed.h"
 
@@ -32,16 +33,6 @@ static struct {
 	uint64_t evicted;
 } T = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0, 4096, NULL, NULL, 0};
 
-static uint32_t
-fnv(uint32_t h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u;
-	return h;
-}
-
 /* addr_key: the address bytes of ss (4 or 16), for hashing and comparing. */
 static const void *
 addr_key(const struct sockaddr_storage *ss, size_t *len)
@@ -56,12 +47,12 @@ entry_hash(const struct observed_entry *e)
 {
 	size_t alen;
 	const void *a = addr_key(&e->source, &alen);
-	uint32_t h = fnv(2166136261u, e->listener, strlen(e->listener) + 1);
+	uint32_t h = hash_bytes(HASH_SEED, e->listener, strlen(e->listener) + 1);
 
-	h = fnv(h, e->name, strlen(e->name) + 1);
-	h = fnv(h, &e->port, sizeof(e->port));
-	h = fnv(h, &e->source.ss_family, sizeof(e->source.ss_family));
-	return fnv(h, a, alen);
+	h = hash_bytes(h, e->name, strlen(e->name) + 1);
+	h = hash_bytes(h, &e->port, sizeof(e->port));
+	h = hash_bytes(h, &e->source.ss_family, sizeof(e->source.ss_family));
+	return hash_bytes(h, a, alen);
 }
 
 static int

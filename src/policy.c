@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hash.h"
 #include "net.h"
 #include "policy.h"
 #include "route.h"
@@ -99,18 +100,6 @@ struct policy {
 };
 
 /* ---- hash tables ---- */
-
-static uint32_t
-hash_bytes(uint32_t h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ p[i]) * 16777619u; /* FNV-1a */
-	return h;
-}
-
-#define HASH_SEED 2166136261u
 
 /* table_slots: a power of two at least twice n (0 for none). */
 static size_t

@@ -29,6 +29,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "hash.h"
 #include "log.h"
 #include "net.h"
 #include "resolver.h"
@@ -232,12 +233,9 @@ fail:
 static uint32_t
 name_hash(const char *host, uint16_t port, enum resolver_lookup how)
 {
-	uint32_t h = 2166136261u;
+	uint8_t tail[3] = {(uint8_t)(port >> 8), (uint8_t)port, (uint8_t)how};
 
-	for (const char *c = host; *c != '\0'; c++)
-		h = (h ^ (uint8_t)*c) * 16777619u;
-	h = (h ^ port) * 16777619u;
-	return (h ^ (uint32_t)how) * 16777619u;
+	return hash_bytes(hash_bytes(HASH_SEED, host, strlen(host)), tail, sizeof(tail));
 }
 
 /*
